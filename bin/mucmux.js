@@ -3,6 +3,6 @@
 import { main } from "../dist/cli.js";
 
 main(process.argv.slice(2)).then(
-  (code) => { if (typeof code === "number") process.exitCode = code; },
+  (code) => process.exit(code),
   (err) => { console.error(`mucmux: ${err instanceof Error ? err.message : String(err)}`); process.exit(1); },
 );

@@ -1,0 +1,127 @@
+// The composition root: the only place that wires mucmux's parts together (STYLE.md).
+import net from "node:net";
+import type http from "node:http";
+import type { Config } from "./config/index.js";
+import type { Logger } from "./log.js";
+import { createMetrics, type BuildInfo, type Metrics } from "./metrics/metrics.js";
+import { startAdmin, type Readiness } from "./metrics/admin.js";
+import { createTlsMaterial, type TlsMaterial } from "./net/tls/index.js";
+import { bindListener, type BoundListener } from "./net/listeners.js";
+import { createChainRunner } from "./chain/runner.js";
+import { createStages } from "./stages/index.js";
+import { Link } from "./stream/link.js";
+import { connectUpstream } from "./stream/upstream.js";
+import { SqliteStore } from "./store/sqlite.js";
+import type { Store } from "./store/store.js";
+
+export interface App {
+  start(): Promise<void>;
+  /** SPEC E6: stop accepting, close client streams with system-shutdown, flush the store. */
+  drain(): Promise<void>;
+  readonly listeners: readonly BoundListener[];
+  readonly adminPort: number | undefined;
+  readonly links: ReadonlySet<Link>;
+  readonly metrics: Metrics;
+}
+
+export function createApp(opts: { config: Config; log: Logger; build: BuildInfo }): App {
+  const { config, log } = opts;
+  const metrics = createMetrics(opts.build);
+  const links = new Set<Link>();
+  const listeners: BoundListener[] = [];
+  let admin: { server: http.Server; port: number } | undefined;
+  let tlsMaterial: TlsMaterial | undefined;
+  let store: Store | undefined;
+  let draining = false;
+  let nextId = 1;
+
+  const chain = createChainRunner({ stages: createStages({ config, metrics, log }), log });
+  const upstreamDeps = { config, metrics, log };
+  const linkDeps = {
+    config,
+    metrics,
+    log,
+    chain,
+    secureContext: () => requireTls().current(),
+    connectUpstream: (domain: string, user: string, pw: string) => connectUpstream(upstreamDeps, domain, user, pw),
+    isDraining: () => draining,
+    onAuthenticated: () => {},
+    onClosed: (link: Link) => { links.delete(link); },
+  };
+  const requireTls = () => {
+    if (!tlsMaterial) throw new Error("TLS material not loaded");
+    return tlsMaterial;
+  };
+
+  const upstreamProbe = createProbe(config.upstream.host, config.upstream.port);
+  async function readiness(): Promise<Readiness> {
+    const reasons: string[] = [];
+    if (draining) reasons.push("draining");
+    if (listeners.length !== config.listeners.length) reasons.push("listeners not bound");
+    if (store && !store.healthy()) reasons.push("store unavailable");
+    if (!(await upstreamProbe())) reasons.push("upstream unreachable");
+    return { ready: reasons.length === 0, reasons };
+  }
+
+  return {
+    metrics,
+    listeners,
+    links,
+    get adminPort() { return admin?.port; },
+    async start() {
+      store = new SqliteStore(config.store.path);
+      tlsMaterial = await createTlsMaterial({
+        config: { ...config.tls, names: [...config.domains] },
+        log,
+        onReload: (result) => {
+          metrics.certReloads.inc({ result });
+          if (tlsMaterial) metrics.certExpiry.set(tlsMaterial.certExpiry().getTime() / 1000);
+        },
+      });
+      metrics.certExpiry.set(tlsMaterial.certExpiry().getTime() / 1000);
+      admin = await startAdmin(config.admin.host, config.admin.port, { registry: metrics.registry, log, readiness });
+      for (const spec of config.listeners) {
+        listeners.push(await bindListener(spec, {
+          metrics,
+          log,
+          secureContext: () => requireTls().current(),
+          accepting: () => !draining,
+          onSocket: (socket, mode) => { links.add(new Link(nextId++, socket, mode, linkDeps)); },
+        }));
+      }
+    },
+    async drain() {
+      if (draining) return;
+      draining = true;
+      metrics.draining.set(1);
+      log.info({ sessions: links.size }, "draining");
+      for (const l of listeners) l.server.close();
+      for (const link of [...links]) link.shutdown();
+      const deadline = Date.now() + Math.max(1000, (config.drain.timeoutSeconds - 2) * 1000);
+      while (links.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      for (const link of links) link.client.destroy();
+      tlsMaterial?.close();
+      store?.close();
+      await new Promise<void>((resolve) => (admin ? admin.server.close(() => resolve()) : resolve()));
+      admin?.server.closeAllConnections();
+      log.info("drained");
+    },
+  };
+}
+
+/** TCP reachability of the upstream server, cached briefly so /readyz stays cheap under frequent probes. */
+function createProbe(host: string, port: number): () => Promise<boolean> {
+  let cached: { at: number; ok: boolean } | undefined;
+  return async () => {
+    if (cached && Date.now() - cached.at < 2000) return cached.ok;
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect({ host, port });
+      const done = (v: boolean) => { clearTimeout(t); s.destroy(); resolve(v); };
+      const t = setTimeout(() => done(false), 1000);
+      s.once("connect", () => done(true));
+      s.once("error", () => done(false));
+    });
+    cached = { at: Date.now(), ok };
+    return ok;
+  };
+}

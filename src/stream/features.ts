@@ -1,0 +1,38 @@
+// Stream features mucmux composes for clients (SPEC A1, A5).
+import type { Element } from "@xmpp/xml";
+import { serialize } from "../xml/serialize.js";
+import { NS } from "./ns.js";
+
+// Features mucmux cannot honour across a TLS/SASL terminator or must own itself (SPEC A5).
+const WITHHELD = new Set([
+  "urn:xmpp:sm:3", "urn:xmpp:sm:2",                 // stream management is per hop
+  "http://jabber.org/features/compress",             // no compression
+  "urn:xmpp:sasl:2", "urn:xmpp:bind:0", "urn:xmpp:fast:0",
+  "urn:xmpp:sasl-cb:0", "urn:xmpp:channel-binding:0", // no channel binding through a TLS terminator
+  NS.sasl, NS.tls,
+  NS.limits,                                         // mucmux advertises its own limits (XEP-0478)
+]);
+
+const limitsXml = (maxBytes: number) => `<limits xmlns='${NS.limits}'><max-bytes>${maxBytes}</max-bytes></limits>`;
+
+export function starttlsFeatures(maxBytes: number): string {
+  return `<stream:features><starttls xmlns='${NS.tls}'><required/></starttls>${limitsXml(maxBytes)}</stream:features>`;
+}
+
+export function saslFeatures(maxBytes: number): string {
+  return `<stream:features><mechanisms xmlns='${NS.sasl}'><mechanism>PLAIN</mechanism></mechanisms>${limitsXml(maxBytes)}</stream:features>`;
+}
+
+/** Upstream's post-authentication features minus what mucmux withholds, plus mucmux's own limits. */
+export function postAuthFeatures(upstream: Element, maxBytes: number): string {
+  let inner = "";
+  for (const child of upstream.getChildElements()) {
+    if (WITHHELD.has(child.attrs.xmlns ?? "")) continue;
+    inner += serialize(child);
+  }
+  return `<stream:features>${inner}${limitsXml(maxBytes)}</stream:features>`;
+}
+
+export function offersFeature(features: Element, xmlns: string): boolean {
+  return features.getChildElements().some((c) => c.attrs.xmlns === xmlns);
+}

@@ -1,0 +1,293 @@
+// A Link pairs one client stream with its upstream leg (DESIGN.md). It owns both sockets, the phase,
+// the bound JID and a child logger. Negotiation (TLS, SASL termination) is in link-auth.ts.
+import { randomBytes } from "node:crypto";
+import type { Socket } from "node:net";
+import type { Element } from "@xmpp/xml";
+import { Wire } from "./wire.js";
+import type { StreamHeader } from "../xml/parser.js";
+import type { StreamErrorCondition, XmlStreamError } from "../xml/errors.js";
+import { streamHeader, STREAM_CLOSE } from "../xml/serialize.js";
+import { streamErrorXml, conditionOf, type AppCondition } from "./stream-error.js";
+import { postAuthFeatures, offersFeature } from "./features.js";
+import { NS } from "./ns.js";
+import type { UpstreamLeg } from "./upstream.js";
+import type { SessionView } from "../chain/stage.js";
+import type { LinkDeps } from "./link-deps.js";
+import { ClientNegotiation } from "./link-auth.js";
+
+export type Phase = "tls" | "auth" | "authenticating" | "bind" | "online" | "closing" | "closed";
+export type CloseReason = "client_close" | "upstream_close" | "stream_error" | "timeout" | "tls_error" | "drain" | "other";
+type Origin = "client" | "upstream" | "mucmux";
+
+const STANZAS = new Set(["message", "presence", "iq"]);
+
+export class Link implements SessionView {
+  readonly slots = new Map<symbol, unknown>();
+  readonly log;
+  jid: string | undefined;
+  phase: Phase;
+  domain: string | undefined;
+  leg: UpstreamLeg | undefined;
+  readonly client: Wire;
+  private headerSent = false;
+  private closeReason: CloseReason = "other";
+  private bindId: string | undefined;
+  private readonly opened = performance.now();
+  private readonly negotiation: ClientNegotiation;
+  private finalized = false;
+
+  constructor(
+    readonly id: number,
+    socket: Socket,
+    readonly mode: "starttls" | "direct",
+    readonly deps: LinkDeps,
+  ) {
+    this.log = deps.log.child({ link: id });
+    this.phase = mode === "starttls" ? "tls" : "auth";
+    const limits = deps.config.limits;
+    this.client = new Wire(
+      socket,
+      {
+        onOpen: (h) => this.onClientOpen(h),
+        onElement: (el) => this.onClientElement(el),
+        onStreamClose: () => this.onClientStreamClose(),
+        onError: (e) => this.onParseError(e, "client"),
+        onSocketEnd: (err) => this.onClientSocketEnd(err),
+        onDrain: () => this.leg?.wire.resume(),
+      },
+      { maxStanzaBytes: limits.maxUnauthedStanzaBytes, maxDepth: limits.maxDepth, maxAttributes: limits.maxAttributes, maxChildren: limits.maxChildren },
+      {
+        bytesIn: (n) => deps.metrics.bytes.inc({ direction: "in", side: "client" }, n),
+        bytesOut: (n) => deps.metrics.bytes.inc({ direction: "out", side: "client" }, n),
+      },
+      limits.maxBufferedBytes,
+    );
+    this.negotiation = new ClientNegotiation(this);
+    deps.metrics.connectionsOpen.inc({ side: "client" });
+  }
+
+  get encrypted(): boolean { return this.negotiation.encrypted; }
+
+  // ---- client → mucmux -------------------------------------------------------------------------
+
+  private onClientOpen(h: StreamHeader): void {
+    const to = (h.attrs.to ?? "").toLowerCase();
+    const domain = this.deps.config.domains.find((d) => d.toLowerCase() === to);
+    if (this.phase === "bind" && this.domain && to !== this.domain.toLowerCase()) {
+      return this.closeWithError("host-unknown", "mucmux", "the restarted stream names another domain");
+    }
+    if (!domain) return this.closeWithError("host-unknown", "mucmux", "this server does not serve that domain");
+    this.domain = domain;
+    this.sendHeader();
+    if (h.attrs.version !== "1.0") return this.closeWithError("unsupported-version", "mucmux", "XMPP 1.0 streams only");
+    if (this.phase === "bind" && this.leg) {
+      this.client.write(postAuthFeatures(this.leg.features, this.deps.config.limits.maxStanzaBytes));
+    } else {
+      this.negotiation.sendFeatures();
+    }
+  }
+
+  sendHeader(): void {
+    this.client.write(streamHeader({ from: this.domain ?? this.deps.config.domains[0], id: randomBytes(8).toString("hex"), version: "1.0", "xml:lang": "en" }));
+    this.headerSent = true;
+  }
+
+  private onClientElement(el: Element): void {
+    if (this.phase === "closing" || this.phase === "closed") return;
+    if (this.phase !== "bind" && this.phase !== "online") return this.negotiation.onElement(el);
+    if (STANZAS.has(el.name) && !el.attrs.xmlns) return this.relayFromClient(el);
+    if (el.name === "stream:error") {
+      this.deps.metrics.streamErrors.inc({ condition: safeCondition(conditionOf(el)), origin: "client" });
+      return this.onClientStreamClose();
+    }
+    // XEP-0352 nonzas are per hop but harmless to pass on when the server offered them.
+    if (el.attrs.xmlns === NS.csi && this.leg && offersFeature(this.leg.features, NS.csi)) {
+      this.leg.wire.writeElement(el);
+      return;
+    }
+    this.closeWithError("unsupported-stanza-type", "mucmux", `<${el.name}/> is not supported here`);
+  }
+
+  private relayFromClient(el: Element): void {
+    // SPEC A6: stamp the session's full JID before any stage sees the stanza.
+    if (this.jid) el.attrs.from = this.jid;
+    else if (el.name === "iq" && el.attrs.type === "set" && el.getChild("bind", NS.bind)) this.bindId = el.attrs.id;
+    this.countStanza("c2s", el);
+    this.deps.chain.run("c2s", this, el, this.c2sDelivery);
+  }
+
+  private readonly c2sDelivery = {
+    onward: (el: Element) => this.toUpstream(el),
+    back: (el: Element) => this.toClient(el),
+  };
+  private readonly s2cDelivery = {
+    onward: (el: Element) => this.toClient(el),
+    back: (el: Element) => this.toUpstream(el),
+  };
+
+  toUpstream(el: Element): void {
+    const leg = this.leg;
+    if (!leg || this.phase === "closing" || this.phase === "closed") return;
+    if (!leg.wire.writeElement(el)) this.client.pause(); // SPEC E4: resume on the leg's drain
+  }
+
+  toClient(el: Element): void {
+    if (this.phase === "closed") return;
+    if (!this.client.writeElement(el)) {
+      if (this.client.overCap()) return this.closeWithError("policy-violation", "mucmux", "client does not read its stream");
+      this.leg?.wire.pause(); // resumed on the client's drain
+    }
+  }
+
+  private onClientStreamClose(): void {
+    if (this.phase === "closing" || this.phase === "closed") return;
+    this.closeReason = "client_close";
+    this.phase = "closing";
+    // Forward the close and wait (bounded) for upstream's close before closing the client stream.
+    if (this.leg && !this.leg.wire.isEnded) {
+      this.leg.wire.write(STREAM_CLOSE);
+      const t = setTimeout(() => this.finishClose(), 2000);
+      t.unref();
+    } else {
+      this.finishClose();
+    }
+  }
+
+  private finishClose(): void {
+    if (this.phase === "closed") return;
+    this.client.write(STREAM_CLOSE);
+    this.client.end();
+    this.leg?.wire.end();
+    this.finalize();
+  }
+
+  private onClientSocketEnd(err: Error | undefined): void {
+    if (this.phase !== "closing") this.closeReason = err && this.phase === "tls" ? "tls_error" : "client_close";
+    if (this.leg && !this.leg.wire.isEnded) {
+      this.leg.wire.write(STREAM_CLOSE);
+      this.leg.wire.end();
+    }
+    this.negotiation.abandon();
+    this.finalize();
+  }
+
+  onParseError(e: XmlStreamError, side: "client" | "upstream"): void {
+    this.deps.metrics.parseErrors.inc({ side, condition: e.condition });
+    this.log.info({ side, condition: e.condition, reason: e.message }, "XML input rejected");
+    if (side === "client") this.closeWithError(e.condition, "mucmux", e.message, e.appCondition);
+    else this.closeWithError(this.deps.isDraining() ? "system-shutdown" : "reset", "mucmux", "the server connection failed");
+  }
+
+  // ---- upstream → mucmux -----------------------------------------------------------------------
+
+  attachLeg(leg: UpstreamLeg): void {
+    this.leg = leg;
+    this.deps.metrics.connectionsOpen.inc({ side: "upstream" });
+    leg.setHandlers({
+      onElement: (el) => this.onUpstreamElement(el),
+      onStreamClose: () => this.onLegGone(undefined),
+      onError: (e) => this.onParseError(e, "upstream"),
+      onSocketEnd: (err) => {
+        this.deps.metrics.connectionsOpen.dec({ side: "upstream" });
+        this.onLegGone(err);
+      },
+      onDrain: () => this.client.resume(),
+    });
+  }
+
+  private onUpstreamElement(el: Element): void {
+    if (this.phase === "closed") return;
+    if (STANZAS.has(el.name) && !el.attrs.xmlns) {
+      if (this.bindId !== undefined && el.name === "iq" && el.attrs.id === this.bindId) this.onBindResult(el);
+      this.countStanza("s2c", el);
+      this.deps.chain.run("s2c", this, el, this.s2cDelivery);
+      return;
+    }
+    if (el.name === "stream:error") {
+      let condition = safeCondition(conditionOf(el));
+      this.deps.metrics.streamErrors.inc({ condition, origin: "upstream" });
+      // The redirect target names an upstream-internal host; clients must not be sent there.
+      if (condition === "see-other-host") condition = "reset";
+      // Relay the server's verdict (e.g. conflict when the resource is taken over) unchanged.
+      return this.closeWithError(condition, "upstream", el.getChildText("text", NS.streams) ?? undefined);
+    }
+    this.log.debug({ element: el.name }, "dropped stream-level element from upstream");
+  }
+
+  private onBindResult(el: Element): void {
+    this.bindId = undefined;
+    const jid = el.attrs.type === "result" ? el.getChild("bind", NS.bind)?.getChildText("jid") : undefined;
+    if (!jid) return;
+    this.jid = jid; // SPEC A4: the client gets exactly the JID upstream bound
+    this.phase = "online";
+    this.log.debug("resource bound");
+  }
+
+  private onLegGone(_err: Error | undefined): void {
+    if (this.phase === "closing") return this.finishClose();
+    if (this.phase === "closed") return;
+    this.closeReason = "upstream_close";
+    // SPEC E5: the session cannot continue without its leg; tell the client to reconnect.
+    this.closeWithError(this.deps.isDraining() ? "system-shutdown" : "reset", "mucmux", "the server connection closed");
+  }
+
+  // ---- closing ---------------------------------------------------------------------------------
+
+  closeWithError(condition: StreamErrorCondition, origin: Origin, text?: string, app?: AppCondition): void {
+    if (this.phase === "closing" || this.phase === "closed") return;
+    if (origin !== "upstream") this.deps.metrics.streamErrors.inc({ condition, origin });
+    if (this.closeReason === "other") this.closeReason = condition === "system-shutdown" ? "drain" : condition === "connection-timeout" ? "timeout" : "stream_error";
+    if (!this.headerSent) this.sendHeader();
+    this.phase = "closing";
+    this.client.write(streamErrorXml(condition, text, app));
+    this.finishClose();
+  }
+
+  /** SIGTERM drain (SPEC E6). */
+  shutdown(): void {
+    this.closeReason = "drain";
+    this.closeWithError("system-shutdown", "mucmux", "mucmux is restarting");
+  }
+
+  private finalize(): void {
+    if (this.finalized) return;
+    this.finalized = true;
+    this.phase = "closed";
+    this.negotiation.abandon();
+    const m = this.deps.metrics;
+    m.connectionsOpen.dec({ side: "client" });
+    m.connectionsClosed.inc({ side: "client", reason: this.closeReason });
+    m.sessionDuration.observe((performance.now() - this.opened) / 1000);
+    this.deps.onClosed(this);
+  }
+
+  private countStanza(direction: "c2s" | "s2c", el: Element): void {
+    this.deps.metrics.stanzas.inc({ direction, kind: el.name, type: stanzaType(el) });
+  }
+}
+
+const TYPES: Record<string, Set<string>> = {
+  message: new Set(["chat", "groupchat", "headline", "normal", "error"]),
+  presence: new Set(["unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe", "error"]),
+  iq: new Set(["get", "set", "result", "error"]),
+};
+
+/** A bounded label value for the stanza's type attribute. */
+function stanzaType(el: Element): string {
+  const t = el.attrs.type;
+  if (t === undefined) return el.name === "message" ? "normal" : el.name === "presence" ? "available" : "none";
+  return TYPES[el.name]?.has(t) ? t : "other";
+}
+
+const CONDITIONS = new Set<string>([
+  "bad-format", "bad-namespace-prefix", "conflict", "connection-timeout", "host-gone", "host-unknown",
+  "improper-addressing", "internal-server-error", "invalid-from", "invalid-namespace", "invalid-xml",
+  "not-authorized", "not-well-formed", "policy-violation", "remote-connection-failed", "reset",
+  "resource-constraint", "restricted-xml", "see-other-host", "system-shutdown", "undefined-condition",
+  "unsupported-encoding", "unsupported-feature", "unsupported-stanza-type", "unsupported-version",
+]);
+
+/** Known RFC 6120 condition or undefined-condition (a bounded label value, and nothing else is relayed). */
+export function safeCondition(c: string): StreamErrorCondition {
+  return (CONDITIONS.has(c) ? c : "undefined-condition") as StreamErrorCondition;
+}

@@ -1,0 +1,52 @@
+// SASL termination toward clients (SPEC A2): mucmux offers PLAIN (over TLS only) and maps the upstream
+// outcome to RFC 6120 §6.5 conditions.
+export type SaslCondition =
+  | "aborted" | "account-disabled" | "credentials-expired" | "encryption-required" | "incorrect-encoding"
+  | "invalid-authzid" | "invalid-mechanism" | "malformed-request" | "mechanism-too-weak" | "not-authorized"
+  | "temporary-auth-failure";
+
+export interface PlainCredentials { authzid: string; username: string; password: string }
+
+const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+/** RFC 4616 message from the base64 text of `<auth>`/`<response>`; a SASL condition when it is unusable. */
+export function parsePlain(b64text: string): PlainCredentials | SaslCondition {
+  const text = b64text.trim();
+  if (text === "" || text === "=") return "malformed-request";
+  if (!BASE64.test(text)) return "incorrect-encoding";
+  let decoded: string;
+  try {
+    decoded = new TextDecoder("utf-8", { fatal: true }).decode(Buffer.from(text, "base64"));
+  } catch {
+    return "incorrect-encoding";
+  }
+  const parts = decoded.split("\0");
+  if (parts.length !== 3) return "malformed-request";
+  const [authzid, username, password] = parts as [string, string, string];
+  if (username === "" || password === "") return "not-authorized";
+  // A username is an XMPP localpart (RFC 7622 §3.3): no JID separators, at most 1023 bytes.
+  if (/[@/\s"&'<>:]/.test(username) || Buffer.byteLength(username) > 1023) return "not-authorized";
+  return { authzid, username, password };
+}
+
+/** Is the authzid acceptable for this username? Only empty or the account's own bare JID (no proxy auth). */
+export function authzidAllowed(authzid: string, username: string, domain: string): boolean {
+  return authzid === "" || authzid.toLowerCase() === `${username}@${domain}`.toLowerCase();
+}
+
+const PASS_THROUGH = new Set(["not-authorized", "account-disabled", "credentials-expired", "invalid-authzid", "aborted"]);
+
+/**
+ * Map the upstream failure to what the client should see. Conditions about the client's credentials pass
+ * through; conditions about the mechanism mucmux chose upstream are mucmux's problem, not the client's,
+ * so the client gets temporary-auth-failure.
+ */
+export function mapUpstreamFailure(condition: string): SaslCondition {
+  if (PASS_THROUGH.has(condition)) return condition as SaslCondition;
+  return "temporary-auth-failure";
+}
+
+export function saslFailureXml(condition: SaslCondition, text?: string): string {
+  const t = text ? `<text xml:lang='en'>${text.replace(/[&<>]/g, (c) => (c === "&" ? "&amp;" : c === "<" ? "&lt;" : "&gt;"))}</text>` : "";
+  return `<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><${condition}/>${t}</failure>`;
+}

@@ -1,0 +1,182 @@
+// Upstream connector: opens one authenticated c2s stream to the legacy server (a session's leg, or later
+// the anchor). TCP → optional TLS (direct or STARTTLS) → SASL (SPEC A2) → stream restart → features.
+import net from "node:net";
+import tls from "node:tls";
+import type { Element } from "@xmpp/xml";
+import { streamHeader } from "../xml/serialize.js";
+import { Wire, type WireHandlers } from "./wire.js";
+import { ElementQueue, type NegotiationEvent } from "./element-queue.js";
+import { chooseMechanism, createSaslClient, type UpstreamMechanism } from "./sasl-client.js";
+import { NS } from "./ns.js";
+import { conditionOf } from "./stream-error.js";
+import type { Config } from "../config/index.js";
+import type { Metrics } from "../metrics/metrics.js";
+import type { Logger } from "../log.js";
+
+export interface UpstreamDeps { config: Config; metrics: Metrics; log: Logger }
+
+export type LegHandlers = Omit<WireHandlers, "onOpen">;
+
+export type UpstreamOutcome =
+  | { ok: true; leg: UpstreamLeg; mechanism: UpstreamMechanism }
+  | { ok: false; reason: "sasl"; condition: string; text: string | undefined; mechanism: UpstreamMechanism }
+  | { ok: false; reason: "connect"; detail: string };
+
+/** An authenticated upstream stream, restarted, with its post-authentication features. */
+export class UpstreamLeg {
+  constructor(
+    readonly wire: Wire,
+    readonly features: Element,
+    private readonly dispatch: Dispatcher,
+  ) {}
+
+  /** Switch from negotiation to push handlers; events that arrived meanwhile are replayed in order. */
+  setHandlers(h: LegHandlers): void {
+    this.dispatch.target = h;
+    for (const e of this.dispatch.queue.drain()) deliver(h, e);
+  }
+}
+
+class Dispatcher {
+  readonly queue = new ElementQueue();
+  target: LegHandlers | undefined;
+  readonly handlers: WireHandlers = {
+    onOpen: (header) => this.queue.push({ kind: "open", header }),
+    onElement: (el) => (this.target ? this.target.onElement(el, 0) : this.queue.push({ kind: "element", el })),
+    onStreamClose: () => (this.target ? this.target.onStreamClose() : this.queue.push({ kind: "close" })),
+    onError: (error) => (this.target ? this.target.onError(error) : this.queue.push({ kind: "error", error })),
+    onSocketEnd: (error) => (this.target ? this.target.onSocketEnd(error) : this.queue.push({ kind: "end", error })),
+    onDrain: () => this.target?.onDrain(),
+  };
+}
+
+function deliver(h: LegHandlers, e: NegotiationEvent): void {
+  if (e.kind === "element") h.onElement(e.el, 0);
+  else if (e.kind === "close") h.onStreamClose();
+  else if (e.kind === "error") h.onError(e.error);
+  else if (e.kind === "end") h.onSocketEnd(e.error);
+}
+
+class Failure extends Error {}
+
+const isLoopback = (host: string) => host === "localhost" || host === "::1" || host.startsWith("127.");
+
+export async function connectUpstream(
+  deps: UpstreamDeps,
+  domain: string,
+  username: string,
+  password: string,
+): Promise<UpstreamOutcome> {
+  const { config, metrics } = deps;
+  const up = config.upstream;
+  const timeoutMs = up.connectTimeoutSeconds * 1000;
+  const started = performance.now();
+  let wire: Wire | undefined;
+  try {
+    let socket: net.Socket = await tcpConnect(up.host, up.port, timeoutMs);
+    if (up.tls === "direct") socket = await tlsWrap(socket, domain, up.verify, timeoutMs);
+    const dispatch = new Dispatcher();
+    const limits = config.limits;
+    wire = new Wire(
+      socket,
+      dispatch.handlers,
+      {
+        maxStanzaBytes: Math.max(limits.maxStanzaBytes * 4, 1 << 20), // server output may exceed client limits
+        maxDepth: limits.maxDepth,
+        maxAttributes: limits.maxAttributes,
+        maxChildren: limits.maxChildren,
+      },
+      {
+        bytesIn: (n) => metrics.bytes.inc({ direction: "in", side: "upstream" }, n),
+        bytesOut: (n) => metrics.bytes.inc({ direction: "out", side: "upstream" }, n),
+      },
+      limits.maxBufferedBytes,
+    );
+    const q = dispatch.queue;
+    const w = wire;
+    const next = async (): Promise<Element> => {
+      const e = await q.next(timeoutMs);
+      if (e.kind === "element") {
+        if (e.el.name === "stream:error") throw new Failure(`upstream stream error: ${conditionOf(e.el)}`);
+        return e.el;
+      }
+      if (e.kind === "error") throw new Failure(`upstream sent bad XML: ${e.error.condition}`);
+      if (e.kind === "open") return next();
+      throw new Failure("upstream closed the stream");
+    };
+    const open = async (): Promise<Element> => {
+      w.write(streamHeader({ to: domain, version: "1.0", "xml:lang": "en" }));
+      const features = await next();
+      if (features.name !== "stream:features") throw new Failure(`expected stream features, got <${features.name}>`);
+      return features;
+    };
+
+    let features = await open();
+    let encrypted = up.tls === "direct";
+    if (up.tls === "starttls") {
+      if (!features.getChild("starttls", NS.tls)) throw new Failure("upstream does not offer STARTTLS");
+      w.write(`<starttls xmlns='${NS.tls}'/>`);
+      const proceed = await next();
+      if (proceed.name !== "proceed") throw new Failure("upstream refused STARTTLS");
+      const raw = w.detach();
+      w.replaceSocket(await tlsWrap(raw, domain, up.verify, timeoutMs));
+      encrypted = true;
+      features = await open();
+    }
+
+    const offered = (features.getChild("mechanisms", NS.sasl)?.getChildren("mechanism") ?? []).map((m) => m.getText());
+    const mechanism = chooseMechanism(offered, encrypted || isLoopback(up.host));
+    if (!mechanism) throw new Failure(`no usable SASL mechanism upstream (offered: ${offered.join(" ") || "none"})`);
+    const sasl = createSaslClient(mechanism, username, password);
+    w.write(`<auth xmlns='${NS.sasl}' mechanism='${mechanism}'>${b64(sasl.initial())}</auth>`);
+    for (;;) {
+      const el = await next();
+      if (el.name === "challenge") {
+        const response = await sasl.step(unb64(el.getText()));
+        w.write(`<response xmlns='${NS.sasl}'>${b64(response)}</response>`);
+      } else if (el.name === "success") {
+        if (!sasl.verify(unb64(el.getText()))) throw new Failure("upstream SCRAM server signature mismatch");
+        break;
+      } else if (el.name === "failure") {
+        const cond = el.getChildElements().find((c) => c.name !== "text")?.name ?? "not-authorized";
+        const text = el.getChildText("text") ?? undefined;
+        w.destroy();
+        metrics.upstreamConnectDuration.observe((performance.now() - started) / 1000);
+        return { ok: false, reason: "sasl", condition: cond, text, mechanism };
+      } else {
+        throw new Failure(`unexpected <${el.name}> during SASL`);
+      }
+    }
+    w.parser.reset();
+    features = await open();
+    metrics.upstreamConnectDuration.observe((performance.now() - started) / 1000);
+    return { ok: true, leg: new UpstreamLeg(w, features, dispatch), mechanism };
+  } catch (err) {
+    wire?.destroy();
+    const detail = err instanceof Error ? err.message : String(err);
+    metrics.upstreamConnectFailures.inc({ reason: err instanceof Failure ? "protocol" : "network" });
+    deps.log.warn({ detail }, "upstream connection failed");
+    return { ok: false, reason: "connect", detail };
+  }
+}
+
+const b64 = (s: string) => (s === "" ? "=" : Buffer.from(s, "utf8").toString("base64"));
+const unb64 = (s: string) => (s === "=" ? "" : Buffer.from(s.trim(), "base64").toString("utf8"));
+
+function tcpConnect(host: string, port: number, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host, port, noDelay: true });
+    const t = setTimeout(() => { s.destroy(); reject(new Error(`connect to ${host}:${port} timed out`)); }, timeoutMs);
+    s.once("connect", () => { clearTimeout(t); s.removeAllListeners("error"); resolve(s); });
+    s.once("error", (e) => { clearTimeout(t); reject(e); });
+  });
+}
+
+function tlsWrap(socket: net.Socket, servername: string, verify: boolean, timeoutMs: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = tls.connect({ socket, servername, rejectUnauthorized: verify, minVersion: "TLSv1.2", ALPNProtocols: ["xmpp-client"] });
+    const t = setTimeout(() => { s.destroy(); reject(new Error("upstream TLS handshake timed out")); }, timeoutMs);
+    s.once("secureConnect", () => { clearTimeout(t); s.removeAllListeners("error"); resolve(s); });
+    s.once("error", (e) => { clearTimeout(t); reject(e); });
+  });
+}
