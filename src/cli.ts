@@ -31,7 +31,12 @@ export async function main(argv: string[]): Promise<number> {
     cli = parseCli(argv);
     if (cli.help) { process.stdout.write(helpText()); return 0; }
     if (cli.version) { process.stdout.write(`mucmux ${version()}\n`); return 0; }
-    config = loadConfig({ ...(cli.configFile ? { file: cli.configFile } : {}), flags: cli.flags, env: process.env });
+    config = loadConfig({
+      ...(cli.configFile ? { file: cli.configFile } : {}),
+      flags: cli.flags,
+      env: process.env,
+      onWarning: (m) => process.stderr.write(`mucmux: warning: ${m}\n`),
+    });
   } catch (err) {
     if (err instanceof ConfigError) { process.stderr.write(`mucmux: ${err.message}\n`); return 2; }
     throw err;

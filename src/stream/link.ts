@@ -30,6 +30,7 @@ export class Link implements SessionView {
   leg: UpstreamLeg | undefined;
   readonly client: Wire;
   private headerSent = false;
+  private closeSent = false;
   private closeReason: CloseReason = "other";
   private bindId: string | undefined;
   private readonly opened = performance.now();
@@ -153,12 +154,14 @@ export class Link implements SessionView {
     }
   }
 
+  /** Close both streams; the Link is finalized when the client socket has closed (bounded by end()). */
   private finishClose(): void {
     if (this.phase === "closed") return;
-    this.client.write(STREAM_CLOSE);
+    if (!this.closeSent) this.client.write(STREAM_CLOSE);
+    this.closeSent = true;
     this.client.end();
-    this.leg?.wire.end();
-    this.finalize();
+    if (this.leg && !this.leg.wire.isEnded) this.leg.wire.end();
+    if (this.client.isEnded) this.finalize();
   }
 
   private onClientSocketEnd(err: Error | undefined): void {
@@ -239,7 +242,8 @@ export class Link implements SessionView {
     if (this.closeReason === "other") this.closeReason = condition === "system-shutdown" ? "drain" : condition === "connection-timeout" ? "timeout" : "stream_error";
     if (!this.headerSent) this.sendHeader();
     this.phase = "closing";
-    this.client.write(streamErrorXml(condition, text, app));
+    this.client.write(streamErrorXml(condition, text, app)); // includes </stream:stream>
+    this.closeSent = true;
     this.finishClose();
   }
 

@@ -136,7 +136,7 @@ for (const [name, input, expected] of BAD_INPUTS) {
     raw.send(input);
     await raw.waitClosed();
     assert.match(raw.text, expected);
-    assert.match(raw.text, /<\/stream:stream>$/);
+    assert.match(raw.text, /<\/stream:error><\/stream:stream>$/, "one stream close, right after the error");
     assert.doesNotMatch(raw.text, /<message/, "nothing of the bad input came back");
     await alice.send(xml("message", { to: bob.jid, type: "chat" }, xml("body", {}, `still here after ${name}`)));
     await bob.waitFor(isChat(alice.jid, `still here after ${name}`));

@@ -7,6 +7,7 @@ import { createLogger } from "../../src/log.js";
 import { testCertificate } from "./certs.js";
 import { TEST_TMP } from "./certs.js";
 import { mkdirSync } from "node:fs";
+import { stringify } from "yaml";
 
 export interface TestMucmux {
   app: App;
@@ -20,8 +21,8 @@ export interface TestMucmux {
 export interface MucmuxOptions {
   upstreamPort: number;
   domains?: string[];
-  /** Extra YAML appended to the generated config. */
-  extraYaml?: string;
+  /** Config sections merged over the generated ones (e.g. { limits: { handshakeSeconds: 1 } }). */
+  extra?: Record<string, Record<string, unknown>>;
   logLevel?: string;
 }
 
@@ -31,19 +32,23 @@ export function writeTestConfig(opts: MucmuxOptions & { ports?: { starttls: numb
   const dir = mkdtempSync(path.join(TEST_TMP, "mucmux-"));
   const cert = testCertificate();
   const p = opts.ports ?? { starttls: 0, direct: 0, admin: 0 };
+  const config: Record<string, unknown> = {
+    domains: opts.domains ?? ["localhost"],
+    listeners: [
+      { host: "127.0.0.1", port: p.starttls, tls: "starttls" },
+      { host: "127.0.0.1", port: p.direct, tls: "direct" },
+    ],
+    tls: { cert: cert.certFile, key: cert.keyFile },
+    upstream: { host: "127.0.0.1", port: opts.upstreamPort, tls: "none", connectTimeoutSeconds: 5 },
+    admin: { host: "127.0.0.1", port: p.admin },
+    store: { path: path.join(dir, "mucmux.sqlite") },
+    log: { level: opts.logLevel ?? process.env.MUCMUX_TEST_LOG ?? "silent" },
+  };
+  for (const [section, values] of Object.entries(opts.extra ?? {})) {
+    config[section] = { ...(config[section] as Record<string, unknown> | undefined), ...values };
+  }
   const file = path.join(dir, "mucmux.yaml");
-  writeFileSync(file, [
-    `domains: [${(opts.domains ?? ["localhost"]).join(", ")}]`,
-    "listeners:",
-    `  - { host: 127.0.0.1, port: ${p.starttls}, tls: starttls }`,
-    `  - { host: 127.0.0.1, port: ${p.direct}, tls: direct }`,
-    `tls: { cert: ${cert.certFile}, key: ${cert.keyFile} }`,
-    `upstream: { host: 127.0.0.1, port: ${opts.upstreamPort}, tls: none, connectTimeoutSeconds: 5 }`,
-    `admin: { host: 127.0.0.1, port: ${p.admin} }`,
-    `store: { path: "${path.join(dir, "mucmux.sqlite")}" }`,
-    `log: { level: ${opts.logLevel ?? process.env.MUCMUX_TEST_LOG ?? "silent"} }`,
-    opts.extraYaml ?? "",
-  ].join("\n"));
+  writeFileSync(file, stringify(config));
   return file;
 }
 

@@ -1,0 +1,45 @@
+/** Rules that span several keys; zod runs them only once every key has the right type. */
+import { z } from "zod";
+import type { configShape } from "./schema.js";
+
+type Shape = z.infer<typeof configShape>;
+
+export function crossChecks(config: Shape, ctx: z.RefinementCtx): void {
+  const { cert, key } = config.tls;
+  if (cert !== undefined && key === undefined) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tls", "key"], message: "is required when tls.cert is set (both or neither)" });
+  }
+  if (key !== undefined && cert === undefined) {
+    ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tls", "cert"], message: "is required when tls.key is set (both or neither)" });
+  }
+
+  const { maxStanzaBytes, maxUnauthedStanzaBytes } = config.limits;
+  if (maxUnauthedStanzaBytes > maxStanzaBytes) {
+    ctx.addIssue({
+      code: z.ZodIssueCode.custom,
+      path: ["limits", "maxUnauthedStanzaBytes"],
+      message: `must not exceed limits.maxStanzaBytes (${maxStanzaBytes})`,
+    });
+  }
+
+  const seenDomains = new Map<string, number>();
+  config.domains.forEach((name, i) => {
+    const first = seenDomains.get(name);
+    if (first !== undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["domains", i], message: `duplicates domains[${first}]` });
+    }
+    seenDomains.set(name, i);
+  });
+
+  // Two listeners on one address would fail at bind time with a less helpful EADDRINUSE; port 0 is exempt.
+  const seenListeners = new Map<string, number>();
+  config.listeners.forEach((l, i) => {
+    if (l.port === 0) return;
+    const addr = `${l.host}:${l.port}`;
+    const first = seenListeners.get(addr);
+    if (first !== undefined) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["listeners", i], message: `duplicates listeners[${first}] (${addr})` });
+    }
+    seenListeners.set(addr, i);
+  });
+}

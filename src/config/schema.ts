@@ -1,0 +1,131 @@
+/**
+ * The configuration schema: the single source of every key, its type, default and one-line
+ * description. Flags, environment variable names and --help are all derived from it (see leaves.ts),
+ * so they cannot drift apart. Messages are written for operators: "must be …", the key path is added
+ * by issues.ts.
+ */
+import { z } from "zod";
+import { crossChecks } from "./checks.js";
+
+// Timers take milliseconds in a signed 32-bit int (setTimeout clamps anything larger to 1 ms), so
+// durations that end up in a timer are capped at that many seconds.
+const MAX_TIMER_SECONDS = 2_147_483;
+
+function integer(min: number, max?: number) {
+  const message = max === undefined ? `must be an integer >= ${min}` : `must be an integer between ${min} and ${max}`;
+  return z
+    .number({ invalid_type_error: message, required_error: message })
+    .int(message)
+    .min(min, message)
+    .max(max ?? Number.MAX_SAFE_INTEGER, message);
+}
+
+/** 0 asks the OS for a free port (tests use it); the bound port is then read from the socket. */
+const port = () => integer(0, 65535);
+
+function seconds(opts: { allowZero?: boolean; max?: number } = {}) {
+  const max = opts.max ?? MAX_TIMER_SECONDS;
+  const message = `must be a number of seconds ${opts.allowZero ? ">= 0" : "> 0"} and <= ${max}`;
+  const base = z.number({ invalid_type_error: message }).finite(message).max(max, message);
+  return opts.allowZero ? base.min(0, message) : base.positive(message);
+}
+
+const text = () => z.string({ invalid_type_error: "must be a string" }).min(1, "must not be empty");
+const bool = () => z.boolean({ invalid_type_error: "must be true or false" });
+
+function oneOf<const T extends readonly [string, ...string[]]>(values: T) {
+  const message = `must be one of ${values.join(", ")}`;
+  return z.enum(values, { errorMap: () => ({ message }) });
+}
+
+// RFC 1035 labels; IDNs must be given in their A-label (punycode) form, as they appear on the wire.
+const DOMAIN = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+const domain = z
+  .string({ invalid_type_error: "must be a domain name" })
+  .regex(DOMAIN, "must be a domain name (ASCII/punycode, e.g. example.org)")
+  .transform((name) => name.toLowerCase());
+
+/** A YAML mapping; `.default({})` lets a whole section be omitted and still be fully defaulted. */
+function section<T extends z.ZodRawShape>(shape: T) {
+  const object = z.object(shape).strict();
+  // Every key of a section has a default, so {} parses to a complete section; the generic type can't show it.
+  return object.default({} as Parameters<typeof object.default>[0] & object);
+}
+
+const listener = z
+  .object({
+    host: text().default("0.0.0.0").describe("address to listen on"),
+    port: port().describe("port to listen on"),
+    tls: oneOf(["starttls", "direct"]).default("starttls").describe("starttls (RFC 6120 §5) or direct TLS (XEP-0368)"),
+  })
+  .strict();
+
+export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
+
+/** The schema before cross-field checks; checks.ts is typed on its output. */
+export const configShape = z
+  .object({
+    domains: z
+      .array(domain, { invalid_type_error: "must be a list of domain names", required_error: "is required" })
+      .min(1, "must list at least one domain")
+      .describe("domains mucmux serves (the 'to' of client streams)"),
+    listeners: z
+      .array(listener, { invalid_type_error: "must be a list of listeners" })
+      .min(1, "must list at least one listener")
+      .default([
+        { host: "0.0.0.0", port: 5222, tls: "starttls" },
+        { host: "0.0.0.0", port: 5223, tls: "direct" },
+      ])
+      .describe("client listeners: a list of {host, port, tls: starttls|direct}"),
+    tls: section({
+      cert: text().optional().describe("PEM certificate chain file, leaf first (unset: self-signed in memory)"),
+      key: text().optional().describe("PEM private key file for tls.cert"),
+      reloadSeconds: seconds().default(10).describe("how often to check the cert/key files for changes"),
+    }),
+    upstream: section({
+      host: text().default("127.0.0.1").describe("XMPP server to relay to"),
+      port: port().default(15222).describe("XMPP server client port"),
+      tls: oneOf(["none", "starttls", "direct"]).default("none").describe("TLS towards the XMPP server"),
+      verify: bool().default(true).describe("verify the server's certificate when upstream.tls is not none"),
+      connectTimeoutSeconds: seconds().default(10).describe("give up connecting to the server after this long"),
+    }),
+    admin: section({
+      host: text().default("127.0.0.1").describe("address of the admin HTTP server (/metrics, /healthz, /readyz)"),
+      port: port().default(9464).describe("port of the admin HTTP server (0: any free port)"),
+    }),
+    store: section({
+      path: text().default("./mucmux.sqlite").describe("SQLite database file (':memory:' keeps nothing)"),
+    }),
+    limits: section({
+      maxStanzaBytes: integer(1).default(262144).describe("largest stanza accepted after authentication"),
+      maxUnauthedStanzaBytes: integer(1).default(10000).describe("largest stanza accepted before authentication"),
+      handshakeSeconds: seconds().default(30).describe("time allowed from connect to a bound resource"),
+      maxDepth: integer(1).default(64).describe("deepest element nesting accepted in a stanza"),
+      maxAttributes: integer(1).default(100).describe("most attributes accepted on one element"),
+      maxChildren: integer(1).default(20000).describe("most child nodes accepted in one stanza"),
+      maxBufferedBytes: integer(1).default(4194304).describe("bytes queued towards a slow peer before disconnecting it"),
+    }),
+    log: section({
+      level: oneOf(LOG_LEVELS).default("info").describe(`log level: ${LOG_LEVELS.join("|")}`),
+    }),
+    drain: section({
+      timeoutSeconds: seconds({ allowZero: true }).default(10).describe("on SIGTERM, wait this long for sessions to end"),
+    }),
+    // Reserved for the MUC and offline-delivery issues: validated now so that configs written today keep working.
+    muc: section({
+      historySize: integer(0).default(50).describe("room messages kept for history replay"),
+      lingerSeconds: seconds({ allowZero: true }).default(86400).describe("keep room state this long after an account's last session"),
+    }),
+    offline: section({
+      localRegistration: bool().default(true).describe("let users turn offline delivery on through room registration"),
+      maxPerAccount: integer(0).default(1000).describe("offline messages kept per account"),
+      maxPerRoom: integer(0).default(200).describe("offline messages kept per account and room"),
+      ttlSeconds: seconds({ max: 10 * 365 * 86400 }).default(604800).describe("drop offline messages older than this"),
+    }),
+  })
+  .strict();
+
+export const configSchema = configShape.superRefine(crossChecks);
+
+/** The validated, fully defaulted configuration. loadConfig returns it deeply frozen. */
+export type Config = z.infer<typeof configSchema>;
