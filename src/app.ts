@@ -13,6 +13,8 @@ import { Link } from "./stream/link.js";
 import { connectUpstream } from "./stream/upstream.js";
 import { SqliteStore } from "./store/sqlite.js";
 import type { Store } from "./store/store.js";
+import { AccountRegistry } from "./account/registry.js";
+import type { Credentials } from "./stream/link-deps.js";
 
 export interface App {
   start(): Promise<void>;
@@ -22,6 +24,7 @@ export interface App {
   readonly adminPort: number | undefined;
   readonly links: ReadonlySet<Link>;
   readonly metrics: Metrics;
+  readonly accounts: AccountRegistry;
 }
 
 export function createApp(opts: { config: Config; log: Logger; build: BuildInfo }): App {
@@ -35,8 +38,13 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
   let draining = false;
   let nextId = 1;
 
-  const chain = createChainRunner({ stages: createStages({ config, metrics, log }), log });
   const upstreamDeps = { config, metrics, log };
+  const accounts = new AccountRegistry({
+    log,
+    metrics,
+    connectUpstream: (domain, user, pw) => connectUpstream(upstreamDeps, domain, user, pw),
+  });
+  const chain = createChainRunner({ stages: createStages({ config, metrics, log, accounts }), log });
   const linkDeps = {
     config,
     metrics,
@@ -45,8 +53,11 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
     secureContext: () => requireTls().current(),
     connectUpstream: (domain: string, user: string, pw: string) => connectUpstream(upstreamDeps, domain, user, pw),
     isDraining: () => draining,
-    onAuthenticated: () => {},
-    onClosed: (link: Link) => { links.delete(link); },
+    onBound: (link: Link, creds: Credentials) => accounts.sessionBound(link, creds),
+    onClosed: (link: Link) => {
+      links.delete(link);
+      accounts.sessionClosed(link);
+    },
   };
   const requireTls = () => {
     if (!tlsMaterial) throw new Error("TLS material not loaded");
@@ -65,6 +76,7 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
 
   return {
     metrics,
+    accounts,
     listeners,
     links,
     get adminPort() { return admin?.port; },
@@ -100,6 +112,7 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
       const deadline = Date.now() + Math.max(1000, (config.drain.timeoutSeconds - 2) * 1000);
       while (links.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       for (const link of links) link.client.destroy();
+      accounts.closeAll();
       tlsMaterial?.close();
       store?.close();
       await new Promise<void>((resolve) => (admin ? admin.server.close(() => resolve()) : resolve()));

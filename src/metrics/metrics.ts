@@ -6,6 +6,8 @@ export interface BuildInfo { version: string; commit: string }
 
 export function createMetrics(build: BuildInfo) {
   const registry = new Registry();
+  // Sources read at scrape time (set by the parts that own the state).
+  let roomStates: () => Iterable<[string, number]> = () => [];
   collectDefaultMetrics({ register: registry });
   const registers = [registry];
 
@@ -113,6 +115,54 @@ export function createMetrics(build: BuildInfo) {
       name: "mucmux_upstream_connect_failures_total",
       help: "Upstream connection attempts that failed before authentication, by reason.",
       labelNames: ["reason"] as const,
+      registers,
+    }),
+    anchorsOpen: new Gauge({ name: "mucmux_anchors_open", help: "Open anchor streams (one per account in a room).", registers }),
+    roomsManaged: new Gauge({
+      name: "mucmux_rooms_managed",
+      help: "Managed (account, room) pairs by state: joining, joined (with joined sessions), kept (none joined), leaving.",
+      labelNames: ["state"] as const,
+      registers,
+      collect() {
+        this.reset();
+        for (const state of ["joining", "joined", "kept", "leaving"]) this.set({ state }, 0);
+        for (const [state, n] of roomStates()) this.set({ state }, n);
+      },
+    }),
+    setRoomStateSource(fn: () => Iterable<[string, number]>): void {
+      roomStates = fn;
+    },
+    synthesizedJoins: new Counter({
+      name: "mucmux_muc_synthesized_joins_total",
+      help: "Joins answered from mucmux's cache without upstream traffic (SPEC B4/B5).",
+      registers,
+    }),
+    upstreamJoinsSaved: new Counter({
+      name: "mucmux_muc_upstream_joins_saved_total",
+      help: "Session joins that caused no upstream join (answered from cache or folded into a pending join).",
+      registers,
+    }),
+    upstreamJoins: new Counter({ name: "mucmux_muc_upstream_joins_total", help: "Joins the anchors sent upstream.", registers }),
+    fanoutRecipients: new Histogram({
+      name: "mucmux_muc_fanout_recipients",
+      help: "Sessions that received one room stanza fanned out from an anchor.",
+      buckets: [0, 1, 2, 3, 5, 10, 20, 50],
+      registers,
+    }),
+    fanoutDeliveries: new Counter({
+      name: "mucmux_muc_fanout_deliveries_total",
+      help: "Copies of room stanzas written to sessions by fan-out.",
+      registers,
+    }),
+    upstreamCopiesSaved: new Counter({
+      name: "mucmux_muc_upstream_copies_saved_total",
+      help: "Room stanzas delivered to more than one session from one upstream copy (copies the server did not send).",
+      registers,
+    }),
+    selfPings: new Counter({
+      name: "mucmux_muc_self_pings_total",
+      help: "XEP-0410 self-pings answered by mucmux, by result.",
+      labelNames: ["result"] as const,
       registers,
     }),
   };

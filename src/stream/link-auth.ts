@@ -114,7 +114,7 @@ export class ClientNegotiation {
         link.client.parser.reset();
         link.client.write(`<success xmlns='${NS.sasl}'/>`);
         link.log.debug({ ms: Math.round(performance.now() - started) }, "authenticated");
-        link.deps.onAuthenticated(link);
+        link.holdCredentials({ username: creds.username, password: creds.password });
       },
       (err: unknown) => {
         link.log.error({ err }, "authentication failed unexpectedly");

@@ -7,6 +7,8 @@ import type { UpstreamOutcome } from "./upstream.js";
 import type { SecureContext } from "node:tls";
 import type { Link } from "./link.js";
 
+export interface Credentials { username: string; password: string }
+
 export interface LinkDeps {
   config: Config;
   metrics: Metrics;
@@ -16,7 +18,10 @@ export interface LinkDeps {
   secureContext(): SecureContext;
   connectUpstream(domain: string, username: string, password: string): Promise<UpstreamOutcome>;
   isDraining(): boolean;
-  /** Authenticated (called once SASL succeeded upstream). */
-  onAuthenticated(link: Link): void;
+  /**
+   * The session's resource is bound: the account registry takes the credentials (SPEC A3: memory only,
+   * in the account record, because the anchor needs them).
+   */
+  onBound(link: Link, credentials: Credentials): void;
   onClosed(link: Link): void;
 }

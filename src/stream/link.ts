@@ -6,13 +6,13 @@ import type { Element } from "@xmpp/xml";
 import { Wire } from "./wire.js";
 import type { StreamHeader } from "../xml/parser.js";
 import type { StreamErrorCondition, XmlStreamError } from "../xml/errors.js";
-import { streamHeader, STREAM_CLOSE } from "../xml/serialize.js";
+import { serialize, streamHeader, STREAM_CLOSE } from "../xml/serialize.js";
 import { streamErrorXml, conditionOf, type AppCondition } from "./stream-error.js";
 import { postAuthFeatures, offersFeature } from "./features.js";
 import { NS } from "./ns.js";
 import type { UpstreamLeg } from "./upstream.js";
 import type { SessionView } from "../chain/stage.js";
-import type { LinkDeps } from "./link-deps.js";
+import type { LinkDeps, Credentials } from "./link-deps.js";
 import { ClientNegotiation } from "./link-auth.js";
 
 export type Phase = "tls" | "auth" | "authenticating" | "bind" | "online" | "closing" | "closed";
@@ -36,6 +36,8 @@ export class Link implements SessionView {
   private readonly opened = performance.now();
   private readonly negotiation: ClientNegotiation;
   private finalized = false;
+  /** Between SASL success and bind only; then handed to the account registry (SPEC A3). */
+  private credentials: Credentials | undefined;
 
   constructor(
     readonly id: number,
@@ -133,11 +135,7 @@ export class Link implements SessionView {
   }
 
   toClient(el: Element): void {
-    if (this.phase === "closed") return;
-    if (!this.client.writeElement(el)) {
-      if (this.client.overCap()) return this.closeWithError("policy-violation", "mucmux", "client does not read its stream");
-      this.leg?.wire.pause(); // resumed on the client's drain
-    }
+    this.deliverRaw(serialize(el)); // a full buffer pauses the leg; resumed on the client's drain
   }
 
   private onClientStreamClose(): void {
@@ -217,6 +215,10 @@ export class Link implements SessionView {
     this.log.debug({ element: el.name }, "dropped stream-level element from upstream");
   }
 
+  holdCredentials(c: Credentials): void {
+    this.credentials = c;
+  }
+
   private onBindResult(el: Element): void {
     this.bindId = undefined;
     const jid = el.attrs.type === "result" ? el.getChild("bind", NS.bind)?.getChildText("jid") : undefined;
@@ -224,6 +226,18 @@ export class Link implements SessionView {
     this.jid = jid; // SPEC A4: the client gets exactly the JID upstream bound
     this.phase = "online";
     this.log.debug("resource bound");
+    const creds = this.credentials;
+    this.credentials = undefined;
+    if (creds) this.deps.onBound(this, creds);
+  }
+
+  /** Write an already serialized stanza to the client (fan-out serializes once for many sessions). */
+  deliverRaw(xmlText: string): void {
+    if (this.phase === "closed" || this.phase === "closing") return;
+    if (!this.client.write(xmlText)) {
+      if (this.client.overCap()) return this.closeWithError("policy-violation", "mucmux", "client does not read its stream");
+      this.leg?.wire.pause();
+    }
   }
 
   private onLegGone(_err: Error | undefined): void {
@@ -258,6 +272,7 @@ export class Link implements SessionView {
     this.finalized = true;
     this.phase = "closed";
     this.negotiation.abandon();
+    this.credentials = undefined;
     const m = this.deps.metrics;
     m.connectionsOpen.dec({ side: "client" });
     m.connectionsClosed.inc({ side: "client", reason: this.closeReason });

@@ -1,0 +1,88 @@
+// The account-level MUC stage (SPEC A7–A9, B, C): sessions' room traffic goes through the account's
+// anchor; the anchor's room traffic is fanned out to the sessions that joined.
+import type { Element } from "@xmpp/xml";
+import { DROP, type Direction, type SessionView, type Stage, type StanzaContext } from "../../chain/stage.js";
+import type { Link } from "../../stream/link.js";
+import { bareKey, bareOf } from "../../account/jid.js";
+import { CARBONS, FORWARD, isJoin } from "./xmlutil.js";
+import type { MucDeps } from "./context.js";
+import { onSessionStanza, CARBONS_ENABLED } from "./outbound.js";
+import { onAnchorStanza } from "./inbound.js";
+import { onSessionGone } from "./leave.js";
+import { rejoinAll } from "./rejoin.js";
+import { failJoin } from "./join.js";
+import { Element as El } from "@xmpp/xml";
+
+export function createMucFoldStage(m: MucDeps): Stage {
+  m.accounts.addHandlers({
+    onStanza: (account, el) => onAnchorStanza(m, account, el),
+    onOnline: (account, reconnected) => { if (reconnected) rejoinAll(m, account); },
+    onDown: (account, permanent) => {
+      for (const room of [...account.rooms.values()]) {
+        if (room.state === "joining" && !room.self) {
+          const e = new El("presence", { type: "error" });
+          e.c("error", { type: "wait" }).c(permanent ? "not-authorized" : "remote-server-timeout", { xmlns: "urn:ietf:params:xml:ns:xmpp-stanzas" });
+          failJoin(m, account, room, e);
+        }
+      }
+    },
+    onSessionClosed: (account, link) => onSessionGone(m, account, link),
+  });
+  m.metrics.setRoomStateSource(() => roomStates(m));
+
+  const linkOf = (s: SessionView) => s as Link;
+  return {
+    name: "muc-fold",
+    wants(el: Element, direction: Direction, session: SessionView): boolean {
+      const account = m.accounts.forSession(linkOf(session));
+      if (!account) return false;
+      if (direction === "s2c") return el.name === "message" && account.anchor !== undefined && isCarbon(el);
+      const to = el.attrs.to;
+      if (to === undefined) return el.name === "iq" && el.attrs.type === "set" && !!el.getChild("enable", CARBONS);
+      return account.rooms.has(bareKey(to)) || isJoin(el);
+    },
+    c2s(ctx: StanzaContext) {
+      const link = linkOf(ctx.session);
+      const el = ctx.stanza;
+      if (el.attrs.to === undefined) {
+        link.slots.set(CARBONS_ENABLED, true); // carbons enable request; the server answers it
+        return;
+      }
+      const account = m.accounts.forSession(link);
+      if (!account) return;
+      onSessionStanza(m, account, account.rooms.get(bareKey(el.attrs.to)), link, el);
+      return DROP; // SPEC B1: handled on the anchor (or answered locally)
+    },
+    s2c(ctx: StanzaContext) {
+      // SPEC C12: upstream carbons of anchor traffic never reach sessions.
+      const account = m.accounts.forSession(linkOf(ctx.session));
+      const fwd = forwardedOf(ctx.stanza);
+      if (!account || !fwd) return;
+      const anchorJid = account.anchor?.jid;
+      for (const jid of [fwd.attrs.to, fwd.attrs.from]) {
+        if (jid === undefined) continue;
+        if (jid === anchorJid || account.rooms.has(bareKey(bareOf(jid)))) return DROP;
+      }
+    },
+  };
+}
+
+function isCarbon(el: Element): boolean {
+  return !!(el.getChild("received", CARBONS) ?? el.getChild("sent", CARBONS));
+}
+
+function forwardedOf(el: Element): Element | undefined {
+  const c = el.getChild("received", CARBONS) ?? el.getChild("sent", CARBONS);
+  return c?.getChild("forwarded", FORWARD)?.getChild("message");
+}
+
+function* roomStates(m: MucDeps): Iterable<[string, number]> {
+  const counts = new Map<string, number>();
+  for (const account of m.accounts.values()) {
+    for (const room of account.rooms.values()) {
+      const state = room.state === "joined" && room.joined.size === 0 && room.burst.size === 0 ? "kept" : room.state;
+      counts.set(state, (counts.get(state) ?? 0) + 1);
+    }
+  }
+  yield* counts;
+}

@@ -1,0 +1,72 @@
+// Shared helpers for the account-level MUC integration tests (run against Prosody and ejabberd).
+import { readFileSync } from "node:fs";
+import { xml, type Element } from "@xmpp/xml";
+import type { TestClient } from "../support/clients.js";
+import { connectClient } from "../support/clients.js";
+import type { XmppTestServer } from "../support/server.js";
+
+export const MUC = "http://jabber.org/protocol/muc";
+export const MUC_USER = "http://jabber.org/protocol/muc#user";
+
+export function codesOf(el: Element): string[] {
+  return (el.getChild("x", MUC_USER)?.getChildren("status") ?? []).map((s) => s.attrs.code ?? "");
+}
+
+export const isSelfPresence = (room: string) => (el: Element) =>
+  el.name === "presence" && (el.attrs.from ?? "").startsWith(`${room}/`) && codesOf(el).includes("110");
+
+export const isSubject = (room: string) => (el: Element) =>
+  el.name === "message" && el.attrs.from?.split("/")[0] === room && !!el.getChild("subject") && !el.getChild("body");
+
+export const isGroupchat = (room: string, body: string) => (el: Element) =>
+  el.name === "message" && el.attrs.type === "groupchat" && el.attrs.from?.split("/")[0] === room && el.getChildText("body") === body;
+
+export function joinPresence(room: string, nick: string, id: string, history?: Record<string, string>): Element {
+  return xml("presence", { to: `${room}/${nick}`, id }, xml("x", { xmlns: MUC }, history ? xml("history", history) : null));
+}
+
+/** Join and wait for the subject (the end of the join, XEP-0045 §7.2.15). Returns the stanzas of the join. */
+export async function join(c: TestClient, room: string, nick: string, id = `join-${Math.random().toString(36).slice(2)}`, history?: Record<string, string>): Promise<Element[]> {
+  const start = c.received.length;
+  await c.send(joinPresence(room, nick, id, history));
+  await waitAfter(c, start, isSubject(room), 10_000);
+  return c.received.slice(start);
+}
+
+/** First stanza received after index `start` that matches. */
+export async function waitAfter(c: TestClient, start: number, pred: (el: Element) => boolean, ms = 5000): Promise<Element> {
+  const end = Date.now() + ms;
+  for (;;) {
+    const hit = c.received.slice(start).find((el) => { try { return pred(el); } catch { return false; } });
+    if (hit) return hit;
+    if (Date.now() > end) {
+      throw new Error(`nothing matched after #${start} within ${ms} ms; got:\n${c.received.slice(start).map((e) => e.toString().slice(0, 300)).join("\n")}`);
+    }
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export function countMatching(c: TestClient, pred: (el: Element) => boolean, from = 0): number {
+  return c.received.slice(from).filter((el) => { try { return pred(el); } catch { return false; } }).length;
+}
+
+/**
+ * Upstream-side count, independent of mucmux: how many times the server wrote a groupchat message with
+ * this body to a session of `account` (from the server's own debug log).
+ */
+export function upstreamCopies(server: XmppTestServer, account: string, body: string): number {
+  const log = readFileSync(server.logFile, "utf8");
+  let n = 0;
+  for (const line of log.split("\n")) {
+    if (!line.includes(body) || !line.includes("groupchat")) continue;
+    if (server.kind === "prosody" && /Sending\[c2s\]: <message/.test(line) && line.includes(`to='${account}/`)) n++;
+    if (server.kind === "ejabberd" && /Send XML on stream/.test(line) && new RegExp(`to=(?:\\\\?['"])${account}/`).test(line)) n++;
+  }
+  return n;
+}
+
+export async function connectVia(port: number, user: string, resource: string): Promise<TestClient> {
+  return connectClient({ service: `xmpps://127.0.0.1:${port}`, domain: "localhost", username: user, password: `${user}pw`, resource });
+}

@@ -1,0 +1,152 @@
+// Throwaway ejabberd 23.01 on loopback (TypeScript port of the planning recipe ejabberd-up.sh).
+// Traps: ejabberdctl as root runs as user `ejabberd` (the whole dir must be owned by it, and live outside
+// a checkout that user may not traverse, hence os.tmpdir()); the node name / dist port / dist interface are
+// read from ejabberdctl.cfg only (the environment is ignored); mod_fail2ban stays off.
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+import { testCertificate } from "./certs.js";
+import { freePorts, waitForPort } from "./ports.js";
+import { commandExists, isRoot, pidAlive, run, sleep, track, trackDir, untrack, untrackDir, waitForExit } from "./proc.js";
+import { DEFAULT_USERS, keepTmp, type StartServerOptions, type XmppTestServer } from "./server.js";
+
+export type EjabberdServer = XmppTestServer & { readonly kind: "ejabberd" };
+
+function yml(d: string, port: number, tlsPort: number | undefined, o: StartServerOptions): string {
+  const tls = o.tls !== false;
+  const c2s = "module: ejabberd_c2s, access: c2s, shaper: c2s_shaper, max_stanza_size: 262144";
+  return `hosts: [localhost]
+loglevel: ${o.debugLog ? "debug" : "info"}
+${tls ? `certfiles: ["${d}/conf/server.pem"]` : ""}
+listen:
+  - {port: ${port}, ip: "127.0.0.1", ${c2s}, starttls: ${tls}, starttls_required: false}
+${tlsPort ? `  - {port: ${tlsPort}, ip: "127.0.0.1", ${c2s}, tls: true}` : ""}
+acl:
+  local: {user_regexp: ""}
+  loopback: {ip: [127.0.0.0/8, "::1/128"]}
+access_rules:
+  local: {allow: local}
+  c2s: {deny: blocked, allow: all}
+  muc_create: {allow: local}
+api_permissions:
+  "console commands": {from: [ejabberd_ctl], who: all, what: "*"}
+# default shaper (3000 B/s) would throttle a busy upstream session
+shaper: {normal: {rate: 100000000, burst_size: 10000000}}
+shaper_rules: {c2s_shaper: {normal: all}, max_user_offline_messages: {1000: all}, max_user_sessions: 100}
+auth_method: internal
+auth_password_format: scram
+default_db: mnesia
+modules:
+  mod_caps: {}
+  mod_carboncopy: {}
+  mod_disco: {}
+${o.muc === false ? "" : "  mod_muc: {host: conference.localhost, access: [allow], access_create: muc_create, access_persistent: muc_create, default_room_options: {mam: false}}"}
+  mod_offline: {access_max_user_messages: max_user_offline_messages}
+  mod_ping: {}
+  mod_roster: {}
+  mod_stream_mgmt: {}
+`.replace(/\n\n+/g, "\n");
+}
+
+/** Starts ejabberd on fresh loopback ports with users alice/bob/carol (or opts.users). Needs root or user ejabberd. */
+export async function startEjabberd(opts: StartServerOptions = {}): Promise<EjabberdServer> {
+  if (!(await commandExists("ejabberdctl"))) {
+    throw new Error("ejabberd is not installed: run .ci/run or `apt-get install ejabberd` (Debian bookworm: 23.01)");
+  }
+  if (!isRoot && os.userInfo().username !== "ejabberd") throw new Error("startEjabberd: ejabberdctl must run as root or as user ejabberd");
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mucmux-ejabberd-"));
+  const conf = path.join(dir, "conf");
+  const pidFile = path.join(dir, "ejabberd.pid");
+  trackDir(dir, pidFile);
+  const ctl = (args: string[], timeoutMs = 30_000) =>
+    run("ejabberdctl", ["--config-dir", conf, "--spool", path.join(dir, "spool"), "--logs", path.join(dir, "logs"), ...args], { timeoutMs, cwd: dir });
+  let pid = 0;
+  const logFile = path.join(dir, "logs", "ejabberd.log");
+  const readFile = (f: string) => (fs.existsSync(f) ? fs.readFileSync(f, "utf8") : "");
+  const readPid = () => {
+    const n = Number(readFile(pidFile).trim());
+    return Number.isInteger(n) && n > 0 ? n : 0;
+  };
+  const terminate = async (graceful: boolean) => {
+    if (pid && !pidAlive(pid)) untrack(pid); // never SIGKILL a recycled PID at exit
+    if (!pid || !pidAlive(pid)) return;
+    if (graceful) await ctl(["stop"], 20_000).catch(() => undefined); // then wait for the PID, not `stopped` (2 s polls)
+    if (!graceful || !(await waitForExit(pid, 30_000))) {
+      process.kill(pid, "SIGKILL");
+      await waitForExit(pid, 5000);
+    }
+    untrack(pid);
+    fs.rmSync(pidFile, { force: true });
+  };
+  const launch = async (port: number, tlsPort: number | undefined) => {
+    fs.rmSync(pidFile, { force: true });
+    const logFrom = readFile(logFile).length; // restart: only this start's lines count
+    await ctl(["start"]);
+    const exited = () => {
+      pid ||= readPid();
+      if (pid && !pidAlive(pid)) return "ejabberd exited during start";
+      return readFile(logFile).includes("[critical]", logFrom) ? "ejabberd logged a critical error" : undefined;
+    };
+    try {
+      await waitForPort(port, { timeoutMs: 60_000, failed: exited });
+      if (tlsPort) await waitForPort(tlsPort, { timeoutMs: 10_000, failed: exited });
+      // `ejabberdctl started` polls every 2 s; the log line is as good and immediate
+      for (const deadline = Date.now() + 30_000; !readFile(logFile).includes(" is started in the node ", logFrom); await sleep(50)) {
+        if (Date.now() > deadline) throw new Error("ejabberd: no 'is started' in the log after 30 s");
+      }
+      pid ||= readPid();
+      if (!pid) throw new Error(`ejabberd: no pid in ${pidFile}`);
+      track(pid, "ejabberd");
+    } catch (e) {
+      pid ||= readPid();
+      await terminate(false);
+      throw new Error(`${(e as Error).message}\n--- ${logFile}:\n${readFile(logFile).split("\n").slice(-30).join("\n")}`);
+    }
+  };
+
+  try {
+    const cert = testCertificate();
+    const [port = 0, dist = 0, tlsPort] = await freePorts(opts.tls === false ? 2 : 3);
+    for (const sub of ["conf", "spool", "logs"]) fs.mkdirSync(path.join(dir, sub));
+    const inetrc = "/etc/ejabberd/inetrc";
+    fs.writeFileSync(path.join(conf, "inetrc"), fs.existsSync(inetrc) ? fs.readFileSync(inetrc) : '{lookup,["file","native"]}.\n');
+    fs.writeFileSync(path.join(conf, "server.pem"), cert.key + cert.cert, { mode: 0o600 });
+    fs.writeFileSync(path.join(conf, "ejabberdctl.cfg"),
+      `ERLANG_NODE=mucmux${port}@localhost\nINET_DIST_INTERFACE=127.0.0.1\nERL_DIST_PORT=${dist}\nEJABBERD_PID_PATH=${pidFile}\n`);
+    fs.writeFileSync(path.join(conf, "ejabberd.yml"), yml(dir, port, tlsPort, opts));
+    if (isRoot) await run("chown", ["-R", "ejabberd:ejabberd", dir]);
+
+    await launch(port, tlsPort);
+    const register = async (user: string, pw: string) => void (await ctl(["register", user, "localhost", pw]));
+    await Promise.all(Object.entries(opts.users ?? DEFAULT_USERS).map(([u, pw]) => register(u, pw)));
+    let stopped = false;
+    return {
+      kind: "ejabberd", host: "127.0.0.1", port, directTlsPort: tlsPort, domain: "localhost",
+      mucDomain: "conference.localhost", dir, logFile, certFile: cert.certFile,
+      get pid() {
+        return pid;
+      },
+      register,
+      async stop() {
+        if (stopped) return;
+        stopped = true;
+        await terminate(true);
+        if (!keepTmp()) fs.rmSync(dir, { recursive: true, force: true });
+        untrackDir(dir);
+      },
+      kill: () => terminate(false),
+      async restart() {
+        if (stopped) throw new Error("ejabberd: restart() after stop()");
+        await terminate(true);
+        pid = 0;
+        await launch(port, tlsPort);
+      },
+    };
+  } catch (e) {
+    await terminate(false).catch(() => undefined);
+    if (!keepTmp()) fs.rmSync(dir, { recursive: true, force: true });
+    untrackDir(dir);
+    throw e;
+  }
+}

@@ -1,0 +1,123 @@
+import { strict as assert } from "node:assert";
+import { execFileSync } from "node:child_process";
+import { describe, it } from "node:test";
+import fc from "fast-check";
+import type { Element } from "@xmpp/xml";
+import { StreamParser } from "../../../src/xml/parser.js";
+import { serialize } from "../../../src/xml/serialize.js";
+import { cutsArb, streamArb } from "./arbitraries.js";
+import { HEADER, LIMITS, parse, split } from "./helpers.js";
+
+const H = Buffer.from(HEADER);
+
+describe("parser: control from handlers (RFC 6120 §4.3.3)", () => {
+  it("reset() inside onElement restarts the stream mid-chunk (RFC 6120 §4.3.3)", () => {
+    const events: string[] = [];
+    const p: StreamParser = new StreamParser(
+      {
+        onStreamOpen: (h) => events.push(`open ${h.attrs.id ?? ""}`),
+        onElement: (el: Element) => {
+          events.push(serialize(el));
+          if (el.name === "success") p.reset();
+        },
+        onStreamClose: () => events.push("close"),
+        onError: (e) => events.push(`error ${e.condition}`),
+      },
+      LIMITS,
+    );
+    const second = HEADER.replace("to=", "id='2' to=");
+    p.write(Buffer.from(`${HEADER}<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>${second}<iq id='b'/>`));
+    assert.deepEqual(events, ["open ", "<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>", "open 2", "<iq id='b'/>"]);
+  });
+
+  it("setLimits() inside a handler applies to the rest of the chunk", () => {
+    const big = `<message><body>${"x".repeat(500)}</body></message>`;
+    const res = parse(HEADER, { maxStanzaBytes: 300 });
+    res.parser.setLimits({ maxStanzaBytes: 1000 });
+    res.parser.write(Buffer.from(big));
+    assert.equal(res.error, null);
+    assert.equal(res.elements.length, 1);
+  });
+
+  it("stop() ignores the rest of the chunk and all future input, without an error", () => {
+    const events: string[] = [];
+    const p: StreamParser = new StreamParser(
+      { onStreamOpen: () => {}, onElement: (el) => (events.push(el.name), p.stop()), onStreamClose: () => {}, onError: assert.fail },
+      LIMITS,
+    );
+    p.write(Buffer.from(`${HEADER}<a/><b/>`));
+    p.write(Buffer.from("<c/>"));
+    assert.deepEqual(events, ["a"]);
+    assert.equal(p.failed, false);
+  });
+
+  it("a throwing handler becomes internal-server-error; write() does not throw", () => {
+    let condition = "";
+    const p = new StreamParser(
+      { onStreamOpen: () => {}, onElement: () => { throw new Error("boom"); }, onStreamClose: () => {}, onError: (e) => (condition = e.condition) },
+      LIMITS,
+    );
+    p.write(Buffer.from(`${HEADER}<a/>`));
+    assert.equal(condition, "internal-server-error");
+  });
+});
+
+describe("parser: robustness (SPEC E1, E3)", () => {
+  it("same events for any segmentation of a valid stream (SPEC E1)", () => {
+    fc.assert(
+      fc.property(streamArb.chain((s) => fc.tuple(fc.constant(s), cutsArb(s.bytes.length))), ([s, cuts]) => {
+        const whole = parse([s.bytes], { maxDepth: 64, maxChildren: 64 });
+        assert.equal(whole.error, null);
+        assert.deepEqual(parse(split(s.bytes, cuts), { maxDepth: 64, maxChildren: 64 }).events, whole.events);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it("never throws and reports at most one error on random bytes", () => {
+    const tail = fc.oneof(fc.uint8Array({ maxLength: 200 }), fc.string({ maxLength: 100 }).map((s) => Buffer.from(s)));
+    fc.assert(
+      fc.property(fc.boolean(), tail, cutsArb(300), (withHeader, bytes, cuts) => {
+        const input = Buffer.concat([withHeader ? H : Buffer.alloc(0), Buffer.from(bytes)]);
+        const res = parse(split(input, cuts));
+        assert.ok(res.errors <= 1);
+      }),
+      { numRuns: 2000 },
+    );
+  });
+});
+
+describe("parser: mutated streams (SPEC E2)", () => {
+  it("never throws and reports at most one error when valid streams are corrupted", () => {
+    const mutated = streamArb.chain((s) =>
+      fc.tuple(
+        fc.constant(s.bytes),
+        fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 4 }),
+        cutsArb(s.bytes.length),
+      ),
+    );
+    fc.assert(
+      fc.property(mutated, ([bytes, edits, cuts]) => {
+        const copy = Buffer.from(bytes);
+        for (const [at, value] of edits) copy[at % copy.length] = value;
+        const res = parse(split(copy, cuts));
+        assert.ok(res.errors <= 1);
+      }),
+      { numRuns: 1000 },
+    );
+  });
+});
+
+describe("parser: performance guard (SPEC E1)", () => {
+  it("the saxes instance keeps fast properties (a 7th handler made parsing 5x slower)", () => {
+    const script = [
+      `import { StreamParser } from ${JSON.stringify(new URL("../../../src/xml/parser.ts", import.meta.url).href)};`,
+      "const p = new StreamParser({}, { maxStanzaBytes: 1, maxDepth: 1, maxAttributes: 1, maxChildren: 1 });",
+      "console.log(%HasFastProperties(p.sax));",
+    ].join("\n");
+    const args = ["--allow-natives-syntax", "--import", "tsx", "--input-type=module", "-e", script];
+    const cwd = new URL("../../../", import.meta.url);
+    const out = execFileSync(process.execPath, args, { encoding: "utf8", cwd });
+    assert.equal(out.trim(), "true");
+  });
+});
