@@ -67,6 +67,9 @@ export class Room {
     if (this.history.length > this.historySize) this.history.splice(0, this.history.length - this.historySize);
   }
 
+  /** When the anchor's stream was lost (the `since` of a re-join when the cache has no message). */
+  downAt: string | undefined;
+
   /** The newest delay stamp in the cache (for `since` on re-join, SPEC A9). */
   lastStamp(): string | undefined {
     const last = this.history.at(-1);

@@ -54,15 +54,16 @@ export function countMatching(c: TestClient, pred: (el: Element) => boolean, fro
 
 /**
  * Upstream-side count, independent of mucmux: how many times the server wrote a groupchat message with
- * this body to a session of `account` (from the server's own debug log).
+ * this id to a session of `account` (from the server's own debug log, which shows the opening tag).
  */
-export function upstreamCopies(server: XmppTestServer, account: string, body: string): number {
+export function upstreamCopies(server: XmppTestServer, account: string, id: string): number {
   const log = readFileSync(server.logFile, "utf8");
   let n = 0;
   for (const line of log.split("\n")) {
-    if (!line.includes(body) || !line.includes("groupchat")) continue;
-    if (server.kind === "prosody" && /Sending\[c2s\]: <message/.test(line) && line.includes(`to='${account}/`)) n++;
-    if (server.kind === "ejabberd" && /Send XML on stream/.test(line) && new RegExp(`to=(?:\\\\?['"])${account}/`).test(line)) n++;
+    if (!line.includes("groupchat") || !/<message/.test(line)) continue;
+    if (!new RegExp(`id=\\\\?['"]${id}\\\\?['"]`).test(line) || !new RegExp(`to=\\\\?['"]${account}/`).test(line)) continue;
+    if (server.kind === "prosody" && /Sending\[c2s\]: <message/.test(line)) n++;
+    if (server.kind === "ejabberd" && /Send XML on stream/.test(line)) n++;
   }
   return n;
 }

@@ -18,7 +18,9 @@ export function createMucFoldStage(m: MucDeps): Stage {
     onStanza: (account, el) => onAnchorStanza(m, account, el),
     onOnline: (account, reconnected) => { if (reconnected) rejoinAll(m, account); },
     onDown: (account, permanent) => {
+      const now = new Date().toISOString();
       for (const room of [...account.rooms.values()]) {
+        room.downAt ??= now;
         if (room.state === "joining" && !room.self) {
           const e = new El("presence", { type: "error" });
           e.c("error", { type: "wait" }).c(permanent ? "not-authorized" : "remote-server-timeout", { xmlns: "urn:ietf:params:xml:ns:xmpp-stanzas" });
@@ -36,7 +38,7 @@ export function createMucFoldStage(m: MucDeps): Stage {
     wants(el: Element, direction: Direction, session: SessionView): boolean {
       const account = m.accounts.forSession(linkOf(session));
       if (!account) return false;
-      if (direction === "s2c") return el.name === "message" && account.anchor !== undefined && isCarbon(el);
+      if (direction === "s2c") return account.anchor !== undefined && (isFromAnchor(el, account.bare) || (el.name === "message" && isCarbon(el)));
       const to = el.attrs.to;
       if (to === undefined) return el.name === "iq" && el.attrs.type === "set" && !!el.getChild("enable", CARBONS);
       return account.rooms.has(bareKey(to)) || isJoin(el);
@@ -54,8 +56,10 @@ export function createMucFoldStage(m: MucDeps): Stage {
       return DROP; // SPEC B1: handled on the anchor (or answered locally)
     },
     s2c(ctx: StanzaContext) {
-      // SPEC C12: upstream carbons of anchor traffic never reach sessions.
       const account = m.accounts.forSession(linkOf(ctx.session));
+      // SPEC A7: the anchor is invisible, also to the account's own sessions (ejabberd tells them when it goes).
+      if (account && isFromAnchor(ctx.stanza, account.bare)) return DROP;
+      // SPEC C12: upstream carbons of anchor traffic never reach sessions.
       const fwd = forwardedOf(ctx.stanza);
       if (!account || !fwd) return;
       const anchorJid = account.anchor?.jid;
@@ -65,6 +69,13 @@ export function createMucFoldStage(m: MucDeps): Stage {
       }
     },
   };
+}
+
+/** From one of this account's anchors (resource `mucmux-<8 hex>`, SPEC A7). */
+function isFromAnchor(el: Element, bare: string): boolean {
+  const from = el.attrs.from;
+  return from !== undefined && from.length === bare.length + 16 && from.startsWith("/mucmux-", bare.length) &&
+    from.slice(0, bare.length).toLowerCase() === bare.toLowerCase();
 }
 
 function isCarbon(el: Element): boolean {

@@ -15,8 +15,10 @@ export function rejoinAll(m: MucDeps, account: Account): void {
     if (room.state !== "joined") continue;
     room.rejoin = { occupants: new Map(room.occupants), subject: room.subject?.getChildText("subject") ?? undefined };
     room.occupants.clear();
-    const since = room.lastStamp();
-    startUpstreamJoin(m, account, room, undefined, since ?? new Date().toISOString());
+    // Messages up to the newest cached one were seen; without any, everything since the drop is missed.
+    const since = room.lastStamp() ?? room.downAt ?? new Date().toISOString();
+    room.downAt = undefined;
+    startUpstreamJoin(m, account, room, undefined, since);
     room.state = "joined"; // sessions stay joined; traffic is diffed until the subject ends the burst
     clearTimeout(room.burstTimer);
     room.burstTimer = setTimeout(() => finishRejoin(m, account, room, room.rejoin?.subject), REJOIN_TIMEOUT_MS);
