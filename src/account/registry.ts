@@ -29,6 +29,8 @@ export class AccountRegistry {
   private readonly handlers: AnchorHandlers[] = [];
   private readonly keepers: ((account: Account, roomJid: string) => boolean)[] = [];
   private readonly unjoined: ((account: Account, roomJid: string, el: Element) => void)[] = [];
+  private readonly removals: ((account: Account, roomJid: string, codes: ReadonlySet<string>, destroyed: boolean) => void)[] = [];
+  private joiner: ((account: Account, roomJid: string, nick: string) => void) | undefined;
 
   constructor(private readonly deps: RegistryDeps) {}
 
@@ -47,6 +49,29 @@ export class AccountRegistry {
 
   isKept(account: Account, roomJid: string): boolean {
     return this.keepers.some((k) => k(account, roomJid));
+  }
+
+  /** Told when the account was removed from a room (SPEC C7), with the status codes and whether it was destroyed. */
+  addRemovalHandler(fn: (account: Account, roomJid: string, codes: ReadonlySet<string>, destroyed: boolean) => void): void {
+    this.removals.push(fn);
+  }
+
+  roomRemoved(account: Account, roomJid: string, codes: ReadonlySet<string>, destroyed: boolean): void {
+    for (const fn of this.removals) fn(account, roomJid, codes, destroyed);
+  }
+
+  /**
+   * The MUC stage provides a way to join a room for the account with no session in it (kept, SPEC D7);
+   * other stages call `keepRoomJoined` without importing the MUC stage.
+   */
+  provideRoomJoiner(fn: (account: Account, roomJid: string, nick: string) => void): void {
+    this.joiner = fn;
+  }
+
+  keepRoomJoined(account: Account, roomJid: string, nick: string): boolean {
+    if (!this.joiner) return false;
+    this.joiner(account, roomJid, nick);
+    return true;
   }
 
   /** Room messages that reached the anchor while no session of the account was in the room (SPEC D). */

@@ -134,6 +134,11 @@ export class Link implements SessionView {
     if (!leg.wire.writeElement(el)) this.client.pause(); // SPEC E4: resume on the leg's drain
   }
 
+  /** A stanza for this session that did not come from its own leg (e.g. an IQ answer via the anchor): through the s2c chain. */
+  deliverThroughChain(el: Element): void {
+    this.deps.chain.run("s2c", this, el, this.s2cDelivery);
+  }
+
   toClient(el: Element): void {
     this.deliverRaw(serialize(el)); // a full buffer pauses the leg; resumed on the client's drain
   }
@@ -231,10 +236,13 @@ export class Link implements SessionView {
     if (creds) this.deps.onBound(this, creds);
   }
 
-  /** Write an already serialized stanza to the client (fan-out serializes once for many sessions). */
-  deliverRaw(xmlText: string): void {
-    if (this.phase === "closed" || this.phase === "closing") return;
-    if (!this.client.write(xmlText)) {
+  /**
+   * Write an already serialized stanza to the client (fan-out serializes once for many sessions).
+   * `onWritten` learns when the bytes were handed to the kernel, or that they never will be.
+   */
+  deliverRaw(xmlText: string, onWritten?: (err?: Error | null) => void): void {
+    if (this.phase === "closed" || this.phase === "closing") return onWritten?.(new Error("session closed"));
+    if (!this.client.write(xmlText, onWritten)) {
       if (this.client.overCap()) return this.closeWithError("policy-violation", "mucmux", "client does not read its stream");
       this.leg?.wire.pause();
     }

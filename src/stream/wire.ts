@@ -112,11 +112,13 @@ export class Wire {
    * Write raw XML text. Returns false when the socket buffer is above its high-water mark (pause the
    * source). Returns false and reports overflow when beyond the hard cap (SPEC E4).
    */
-  write(data: string): boolean {
-    if (this.ended || this.detached || this.sock.destroyed) return true;
-    const buf = Buffer.from(data, "utf8");
-    this.accounting.bytesOut(buf.length);
-    return this.sock.write(buf);
+  write(data: string, onFlushed?: (err?: Error | null) => void): boolean {
+    if (this.ended || this.detached || this.sock.destroyed) {
+      onFlushed?.(new Error("stream closed"));
+      return true;
+    }
+    this.accounting.bytesOut(Buffer.byteLength(data, "utf8"));
+    return this.sock.write(data, "utf8", onFlushed);
   }
 
   writeElement(el: Element): boolean {

@@ -91,6 +91,8 @@ function onRemoved(m: MucDeps, account: Account, room: Room, el: Element): void 
   fanOut(el, [...room.audience(), ...room.waiting.map((w) => w.link)], m.metrics, { rewriteItemJid: true });
   m.log.info({ codes: [...statusCodes(el)] }, "account removed from a room");
   const codes = statusCodes(el);
+  const destroyed = !!el.getChild("x", MUC_USER)?.getChild("destroy");
+  m.accounts.roomRemoved(account, room.jid, codes, destroyed);
   const rejoin = (codes.has("332") || codes.has("333")) && m.accounts.isKept(account, room.jid);
   room.joined.clear();
   room.burst.clear();

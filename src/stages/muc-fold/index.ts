@@ -10,7 +10,7 @@ import { onSessionStanza, CARBONS_ENABLED } from "./outbound.js";
 import { onAnchorStanza } from "./inbound.js";
 import { onSessionGone } from "./leave.js";
 import { rejoinAll } from "./rejoin.js";
-import { failJoin } from "./join.js";
+import { failJoin, joinKept } from "./join.js";
 import { Element as El } from "@xmpp/xml";
 
 export function createMucFoldStage(m: MucDeps): Stage {
@@ -31,6 +31,7 @@ export function createMucFoldStage(m: MucDeps): Stage {
     onSessionClosed: (account, link) => onSessionGone(m, account, link),
   });
   m.metrics.setRoomStateSource(() => roomStates(m));
+  m.accounts.provideRoomJoiner((account, roomJid, nick) => joinKept(m, account, roomJid, nick));
 
   const linkOf = (s: SessionView) => s as Link;
   return {

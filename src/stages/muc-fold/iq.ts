@@ -59,7 +59,9 @@ export function onAnchorIq(m: MucDeps, account: Account, el: Element): void {
     if (!entry) return;
     account.iqs.delete(el.attrs.id as string);
     el.attrs.id = entry.id;
-    return sendTo(entry.link, el); // SPEC C10: S's own id and to
+    el.attrs.to = entry.link.jid ?? "";
+    // SPEC C10: S's own id and to; through S's s2c chain so other stages (offline forms) can see answers.
+    return entry.link.deliverThroughChain(el);
   }
   const room = roomOf(account, el.attrs.from);
   const target = room && resourceOf(el.attrs.from ?? "") !== undefined ? mostAvailable(room) : undefined;

@@ -48,6 +48,18 @@ export function onJoin(m: MucDeps, account: Account, link: Link, el: Element): v
   }
 }
 
+/**
+ * Join a room with no session in it, kept by a keeper (SPEC D7: offline flag after a restart). The
+ * room lingers/keeps like any room whose sessions went away.
+ */
+export function joinKept(m: MucDeps, account: Account, roomJid: string, nick: string): void {
+  if (account.rooms.has(bareKey(roomJid))) return;
+  const room = new Room(bareOf(roomJid), nick, m.config.muc.historySize);
+  room.joinX = new Element("x", { xmlns: MUC }).c("history", { maxstanzas: "0" }).up();
+  account.rooms.set(bareKey(roomJid), room);
+  startUpstreamJoin(m, account, room, undefined);
+}
+
 /** Send the anchor's join (SPEC B2), opening the anchor if needed (SPEC A7). */
 export function startUpstreamJoin(m: MucDeps, account: Account, room: Room, id: string | undefined, since?: string): void {
   room.state = "joining";
