@@ -217,6 +217,75 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       await waitAfter(bob, before, (el) => el.name === "presence" && el.attrs.from === `${r}/alice` && el.attrs.type === undefined);
     });
 
+    it("SPEC C7: ban and room destruction reach every joined session and clear the state", async () => {
+      for (const how of ["ban", "destroy"] as const) {
+        const r = room();
+        const bob = await connect("bob", `b-${how}`);
+        await join(bob, r, "bob");
+        const a1 = await connect("alice", `${how}1`);
+        const a2 = await connect("alice", `${how}2`);
+        await join(a1, r, "alice");
+        await join(a2, r, "alice");
+        const admin = how === "ban"
+          ? xml("query", { xmlns: "http://jabber.org/protocol/muc#admin" }, xml("item", { jid: "alice@localhost", affiliation: "outcast" }))
+          : xml("query", { xmlns: "http://jabber.org/protocol/muc#owner" }, xml("destroy", {}, xml("reason", {}, "bye")));
+        await bob.iq(xml("iq", { type: "set", to: r }, admin));
+        for (const c of [a1, a2]) {
+          const gone = await c.waitFor((el) => el.name === "presence" && el.attrs.type === "unavailable" && el.attrs.from === `${r}/alice`);
+          assert.equal(gone.attrs.to, c.jid);
+          if (how === "ban") assert.ok(codesOf(gone).includes("301"));
+          else assert.ok(gone.getChild("x", MUC_USER)?.getChild("destroy"));
+        }
+        assert.equal(mux.app.accounts.get("alice@localhost")?.rooms.has(r), false, "room state cleared");
+      }
+    });
+
+    it("SPEC B4: history `since` and `seconds` are honoured in a synthesized join", async () => {
+      const r = room();
+      const bob = await connect("bob", "b-since");
+      await join(bob, r, "bob");
+      const a1 = await connect("alice", "since1");
+      await join(a1, r, "alice");
+      await bob.send(xml("message", { to: r, type: "groupchat" }, xml("body", {}, "old one")));
+      await a1.waitFor(isGroupchat(r, "old one"));
+      await sleep(1100);
+      const cut = new Date().toISOString();
+      await sleep(50);
+      await bob.send(xml("message", { to: r, type: "groupchat" }, xml("body", {}, "new one")));
+      await a1.waitFor(isGroupchat(r, "new one"));
+      const bodies = (els: import("@xmpp/xml").Element[]) => els.filter((el) => el.name === "message" && el.getChild("body")).map((el) => el.getChildText("body"));
+      const a2 = await connect("alice", "since2");
+      assert.deepEqual(bodies(await join(a2, r, "alice", "s2", { since: cut })), ["new one"]);
+      const a3 = await connect("alice", "since3");
+      assert.deepEqual(bodies(await join(a3, r, "alice", "s3", { seconds: "1" })), ["new one"]);
+      const a4 = await connect("alice", "since4");
+      assert.deepEqual(bodies(await join(a4, r, "alice", "s4", { maxstanzas: "0" })), []);
+    });
+
+    it("SPEC C3: the account's presence in the room is the most available of its joined sessions", async () => {
+      const r = room();
+      const bob = await connect("bob", "b-pres");
+      await join(bob, r, "bob");
+      const a1 = await connect("alice", "pres1");
+      const a2 = await connect("alice", "pres2");
+      await join(a1, r, "alice");
+      await join(a2, r, "alice");
+      const showOfAlice = () => {
+        const last = bob.received.filter((el) => el.name === "presence" && el.attrs.from === `${r}/alice`).at(-1);
+        return last?.getChildText("show") ?? "";
+      };
+      await a1.send(xml("presence", { to: `${r}/alice` }, xml("show", {}, "away")));
+      await a2.send(xml("presence", { to: `${r}/alice` }, xml("show", {}, "dnd")));
+      await sleep(600);
+      assert.equal(showOfAlice(), "away");
+      await a1.send(xml("presence", { to: `${r}/alice` }, xml("show", {}, "chat")));
+      await sleep(600);
+      assert.equal(showOfAlice(), "chat");
+      await a1.send(xml("presence", { to: `${r}/alice`, type: "unavailable" }));
+      await sleep(600);
+      assert.equal(showOfAlice(), "dnd");
+    });
+
     it("SPEC C9/C10: self-ping is answered; IQs with colliding ids from two sessions each get their own answer", async () => {
       const r = room();
       const bob = await connect("bob", "b8");

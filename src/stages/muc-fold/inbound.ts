@@ -43,7 +43,8 @@ function onPresence(m: MucDeps, account: Account, room: Room, el: Element): void
     return void fanOut(el, listeners(room), m.metrics);
   }
   const codes = statusCodes(el);
-  if (codes.has("110")) return onOwnPresence(m, account, room, el, codes);
+  // COMPAT(ejabberd-23.01): the unavailable for a destroyed room carries no 110; the nick is still ours.
+  if (codes.has("110") || (room.self && nick === room.nick)) return onOwnPresence(m, account, room, el, codes);
   // SPEC C8: other occupants' presences keep the cache current for later synthesized joins.
   if (el.attrs.type === "unavailable") room.occupants.delete(nick);
   else room.occupants.set(nick, clone(el));
