@@ -109,7 +109,7 @@ export const configShape = z
       level: oneOf(LOG_LEVELS).default("info").describe(`log level: ${LOG_LEVELS.join("|")}`),
     }),
     drain: section({
-      timeoutSeconds: seconds({ allowZero: true }).default(10).describe("on SIGTERM, wait this long for sessions to end"),
+      timeoutSeconds: seconds({ allowZero: false }).default(10).describe("on SIGTERM, wait this long for sessions to end"),
     }),
     // Reserved for the MUC and offline-delivery issues: validated now so that configs written today keep working.
     muc: section({

@@ -74,6 +74,7 @@ export class Link implements SessionView {
   // ---- client → mucmux -------------------------------------------------------------------------
 
   private onClientOpen(h: StreamHeader): void {
+    this.headerSent = false; // every (re)started stream gets its own header, also before an error
     const to = (h.attrs.to ?? "").toLowerCase();
     const domain = this.deps.config.domains.find((d) => d.toLowerCase() === to);
     if (this.phase === "bind" && this.domain && to !== this.domain.toLowerCase()) {
@@ -114,7 +115,10 @@ export class Link implements SessionView {
   private relayFromClient(el: Element): void {
     // SPEC A6: stamp the session's full JID before any stage sees the stanza.
     if (this.jid) el.attrs.from = this.jid;
-    else if (el.name === "iq" && el.attrs.type === "set" && el.getChild("bind", NS.bind)) this.bindId = el.attrs.id;
+    else {
+      delete el.attrs.from; // not bound yet: the server stamps (or refuses) it, never a client-chosen from
+      if (el.name === "iq" && el.attrs.type === "set" && el.getChild("bind", NS.bind)) this.bindId = el.attrs.id;
+    }
     this.countStanza("c2s", el);
     this.deps.chain.run("c2s", this, el, this.c2sDelivery);
   }
@@ -261,7 +265,9 @@ export class Link implements SessionView {
   closeWithError(condition: StreamErrorCondition, origin: Origin, text?: string, app?: AppCondition): void {
     if (this.phase === "closing" || this.phase === "closed") return;
     if (origin !== "upstream") this.deps.metrics.streamErrors.inc({ condition, origin });
-    if (this.closeReason === "other") this.closeReason = condition === "system-shutdown" ? "drain" : condition === "connection-timeout" ? "timeout" : "stream_error";
+    if (this.closeReason === "other") {
+      this.closeReason = origin === "upstream" ? "upstream_close" : condition === "system-shutdown" ? "drain" : condition === "connection-timeout" ? "timeout" : "stream_error";
+    }
     if (!this.headerSent) this.sendHeader();
     this.phase = "closing";
     this.client.write(streamErrorXml(condition, text, app)); // includes </stream:stream>

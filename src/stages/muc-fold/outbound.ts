@@ -46,6 +46,7 @@ function onSessionPresence(m: MucDeps, account: Account, room: Room, link: Link,
 }
 
 function onSessionMessage(m: MucDeps, account: Account, room: Room, link: Link, el: Element): void {
+  if (el.attrs.type === "error") return; // SPEC A8: the anchor never sends an error message to a room or occupant
   const isPm = resourceOf(el.attrs.to ?? "") !== undefined && el.attrs.type !== "groupchat";
   if (el.attrs.type === "groupchat" && !inRoom(room, link) && !room.waiting.some((w) => w.link === link)) {
     // XEP-0045 §7.4: only occupants may send to the room; this session has not joined it.

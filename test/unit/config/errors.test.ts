@@ -48,7 +48,7 @@ describe("value errors name the key path, the rule and the bad value", () => {
     assert.match(failure({ ...withDomain({}), env: { MUCMUX_ADMIN_PORT: "65536" } }),
       /^config: admin\.port: must be an integer between 0 and 65535 \(got 65536\), set by MUCMUX_ADMIN_PORT$/);
     assert.match(failure(withDomain({ "limits.maxDepth": "1.5" })), /^config: limits\.maxDepth: must be an integer >= 1 \(got 1\.5\)/);
-    assert.match(failure(withDomain({ "drain.timeoutSeconds": "-1" })), /^config: drain\.timeoutSeconds: must be a number of seconds >= 0/);
+    assert.match(failure(withDomain({ "drain.timeoutSeconds": "-1" })), /^config: drain\.timeoutSeconds: must be a number of seconds > 0/);
     assert.match(failure(withDomain({ "tls.reloadSeconds": "0" })), /^config: tls\.reloadSeconds: must be a number of seconds > 0/);
   });
 

@@ -69,7 +69,7 @@ admin: { host: 127.0.0.1, port: 0 }
 store: { path: ":memory:" }
 limits: { maxStanzaBytes: 262144, maxUnauthedStanzaBytes: 10000 }
 log: { level: debug }
-drain: { timeoutSeconds: 0 }
+drain: { timeoutSeconds: 0.5 }
 `);
     const config = loadConfig({ file: path });
     assert.deepEqual(config.domains, ["example.test", "chat.example.test"]); // domains are case-insensitive
@@ -79,7 +79,7 @@ drain: { timeoutSeconds: 0 }
     assert.equal(config.store.path, ":memory:");
     assert.equal(config.limits.maxDepth, 64);
     assert.equal(config.log.level, "debug");
-    assert.equal(config.drain.timeoutSeconds, 0);
+    assert.equal(config.drain.timeoutSeconds, 0.5);
   });
 
   it("treats an empty file and empty sections as defaults", () => {
