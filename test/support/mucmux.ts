@@ -1,5 +1,5 @@
 // Start mucmux in-process for integration tests, on ephemeral ports, in front of a given upstream.
-import { writeFileSync, mkdtempSync } from "node:fs";
+import { writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import path from "node:path";
 import { loadConfig } from "../../src/config/index.js";
 import { createApp, type App } from "../../src/app.js";
@@ -64,6 +64,9 @@ export async function startMucmux(opts: MucmuxOptions): Promise<TestMucmux> {
     starttlsPort: port("starttls"),
     directPort: port("direct"),
     adminPort: app.adminPort ?? 0,
-    stop: () => app.drain(),
+    stop: async () => {
+      await app.drain();
+      if (process.env.MUCMUX_TEST_KEEP !== "1") rmSync(path.dirname(configFile), { recursive: true, force: true });
+    },
   };
 }

@@ -1,0 +1,48 @@
+// The shape every scenario has, so that run.ts can alternate modes, take medians and print one table.
+import type { ProsodyServer } from "../../test/support/prosody.js";
+import type { MucmuxProcess } from "./mucmux-process.js";
+
+/** direct: clients connect to the server's own direct TLS port; mucmux: to mucmux's, in front of it. */
+export type Mode = "direct" | "mucmux";
+export const MODES: readonly Mode[] = ["direct", "mucmux"];
+
+export interface BenchEnv {
+  readonly quick: boolean;
+  readonly prosody: ProsodyServer;
+  /** PEM of the test CA (clients verify the server certificate with it). */
+  readonly ca: string;
+  /** Password of every account the benchmark registered. */
+  password(user: string): string;
+  /** The long-lived mucmux process (started on first use). */
+  sharedMucmux(): Promise<MucmuxProcess>;
+  /** A new mucmux process, stopped by the caller (for figures that need a clean baseline). */
+  freshMucmux(): Promise<MucmuxProcess>;
+  /** Restart Prosody (same ports and accounts), for a clean memory baseline; the shared mucmux reconnects per session. */
+  restartProsody(): Promise<void>;
+  log(line: string): void;
+}
+
+/** One run of one scenario in one mode: named figures (NaN where a figure does not apply to the mode). */
+export type Sample = Record<string, number>;
+
+export interface Figure {
+  key: string;
+  label: string;
+  unit: string;
+  /** How the two modes are compared: ratio mucmux/direct, or difference mucmux − direct. */
+  compare?: "ratio" | "delta" | "none";
+  digits?: number;
+  /** Figures only meaningful in one mode (e.g. mucmux's own CPU). */
+  only?: Mode;
+  /** Issue 7's target for this figure, shown next to it (e.g. "≤ 5 µs, acceptable ≤ 12"). */
+  target?: string;
+}
+
+export interface Scenario {
+  id: string;
+  title: string;
+  /** One line on what exactly is measured (printed above the table, stored in the JSON). */
+  describe(env: BenchEnv): string;
+  figures: readonly Figure[];
+  run(mode: Mode, env: BenchEnv, iteration: number): Promise<Sample>;
+}

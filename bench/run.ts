@@ -1,0 +1,248 @@
+// `npm run bench [-- --quick] [-- --only=ID,ID] [-- --pairs=N]`: mucmux side by side with a direct connection
+// (issue 7). Starts its own Prosody on loopback, runs every scenario direct and through mucmux in alternation
+// (A B A B …), prints medians and per-pair comparisons, and writes the raw results to test/.tmp/bench-latest.json.
+// Never part of `npm test`.
+import { execFileSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+
+import { testCertificate, TEST_TMP } from "../test/support/certs.js";
+import { startProsody, type ProsodyServer } from "../test/support/prosody.js";
+import { loadAverage } from "./lib/procfs.js";
+import { prepareRuntime, ROOT, spawnMucmux, type MucmuxProcess, type Runtime } from "./lib/mucmux-process.js";
+import { median, minMax } from "./lib/stats.js";
+import { MODES, type BenchEnv, type Figure, type Mode, type Sample, type Scenario } from "./lib/types.js";
+import { relayThroughput } from "./scenarios/relay-throughput.js";
+import { pingLatency } from "./scenarios/ping-latency.js";
+import { idleMemory, IDLE_ACCOUNTS } from "./scenarios/idle-memory.js";
+
+const SCENARIOS: readonly Scenario[] = [relayThroughput, pingLatency, idleMemory];
+const RESULT_FILE = path.join(TEST_TMP, "bench-latest.json");
+
+interface Args { quick: boolean; only: string[] | undefined; pairs: number | undefined; runtime: Runtime }
+
+function parseArgs(argv: string[]): Args {
+  const args: Args = { quick: false, only: undefined, pairs: undefined, runtime: "build" };
+  for (const a of argv) {
+    if (a === "--quick") args.quick = true;
+    else if (a === "--tsx") args.runtime = "tsx";
+    else if (a.startsWith("--only=")) args.only = a.slice(7).split(",").filter(Boolean);
+    else if (a.startsWith("--pairs=")) args.pairs = Number(a.slice(8));
+    else if (a === "--help" || a === "-h") {
+      console.log("usage: npm run bench -- [--quick] [--only=" + SCENARIOS.map((s) => s.id).join(",") + "] [--pairs=N] [--tsx]\n" +
+        "  --tsx: run mucmux from src/ through tsx instead of a tsc build (faster start; memory reads high)\n" +
+        "env: MUCMUX_BENCH_PING_RATE (default 500/s), MUCMUX_BENCH_IDLE_SESSIONS (default 1000, quick 500),\n" +
+        "     MUCMUX_BENCH_WINDOW (messages in flight per pair, default 256),\n" +
+        "     MUCMUX_BENCH_NODE_ARGS (extra node flags for mucmux, e.g. \"--cpu-prof --cpu-prof-dir=test/.tmp/prof\")\n" +
+        `results: ${path.relative(process.cwd(), RESULT_FILE)}`);
+      process.exit(0);
+    } else {
+      console.error(`bench: unknown argument ${a} (try --help)`);
+      process.exit(2);
+    }
+  }
+  if (args.pairs !== undefined && !(Number.isInteger(args.pairs) && args.pairs >= 1)) {
+    console.error("bench: --pairs must be a positive integer");
+    process.exit(2);
+  }
+  const unknown = args.only?.filter((id) => !SCENARIOS.some((s) => s.id === id)) ?? [];
+  if (unknown.length) {
+    console.error(`bench: unknown scenario ${unknown.join(", ")}; known: ${SCENARIOS.map((s) => s.id).join(", ")}`);
+    process.exit(2);
+  }
+  return args;
+}
+
+interface ScenarioResult {
+  id: string;
+  title: string;
+  method: string;
+  figures: readonly Figure[];
+  runs: { pair: number; mode: Mode; seconds: number; sample: Sample }[];
+  summary: Record<string, { direct: number; mucmux: number; compare?: "ratio" | "delta"; value?: number; range?: [number, number] }>;
+  error?: string;
+}
+
+function git(args: string[]): string {
+  try {
+    return execFileSync("git", args, { cwd: ROOT, encoding: "utf8", timeout: 5000, stdio: ["ignore", "pipe", "ignore"] }).trim();
+  } catch {
+    return "unknown";
+  }
+}
+
+function fmt(v: number | undefined, digits = 1): string {
+  if (v === undefined || Number.isNaN(v)) return "—";
+  if (!Number.isFinite(v)) return v > 0 ? "∞" : "-∞";
+  return v.toFixed(digits);
+}
+
+function summarize(r: ScenarioResult, pairs: number): void {
+  for (const f of r.figures) {
+    const of = (mode: Mode) => r.runs.filter((x) => x.mode === mode).map((x) => x.sample[f.key] ?? Number.NaN);
+    const entry: ScenarioResult["summary"][string] = { direct: median(of("direct")), mucmux: median(of("mucmux")) };
+    const compare = f.compare ?? "none";
+    if (!f.only && compare !== "none") {
+      const perPair: number[] = [];
+      for (let i = 0; i < pairs; i++) {
+        const d = r.runs.find((x) => x.pair === i && x.mode === "direct")?.sample[f.key];
+        const m = r.runs.find((x) => x.pair === i && x.mode === "mucmux")?.sample[f.key];
+        if (d === undefined || m === undefined) continue;
+        perPair.push(compare === "ratio" ? m / d : m - d);
+      }
+      entry.compare = compare;
+      entry.value = median(perPair);
+      entry.range = minMax(perPair);
+    }
+    r.summary[f.key] = entry;
+  }
+}
+
+function printTable(r: ScenarioResult): void {
+  const rows: string[][] = [["figure", "unit", "direct", "mucmux", "mucmux vs direct (median of pairs) [min..max]", "issue 7 target"]];
+  for (const f of r.figures) {
+    const s = r.summary[f.key];
+    if (!s) continue;
+    const digits = f.digits ?? 1;
+    let cmp = "";
+    if (s.compare && s.value !== undefined) {
+      const [lo, hi] = s.range ?? [Number.NaN, Number.NaN];
+      cmp = s.compare === "ratio"
+        ? `×${fmt(s.value, 2)}  [${fmt(lo, 2)}..${fmt(hi, 2)}]`
+        : `${s.value >= 0 ? "+" : ""}${fmt(s.value, digits)} ${f.unit}  [${fmt(lo, digits)}..${fmt(hi, digits)}]`;
+    }
+    rows.push([f.label, f.unit, f.only === "mucmux" ? "—" : fmt(s.direct, digits), f.only === "direct" ? "—" : fmt(s.mucmux, digits), cmp, f.target ?? ""]);
+  }
+  const widths = rows[0]?.map((_, c) => Math.max(...rows.map((row) => (row[c] ?? "").length))) ?? [];
+  for (const [i, row] of rows.entries()) {
+    console.log("  " + row.map((cell, c) => (c >= 2 && c <= 3 ? cell.padStart(widths[c] ?? 0) : cell.padEnd(widths[c] ?? 0))).join("  ").trimEnd());
+    if (i === 0) console.log("  " + widths.map((w) => "-".repeat(w)).join("  "));
+  }
+}
+
+async function main(): Promise<number> {
+  const args = parseArgs(process.argv.slice(2));
+  const started = Date.now();
+  const deadlineMs = (args.quick ? 6 : 45) * 60_000;
+  const watchdog = setTimeout(() => {
+    console.error(`bench: still running after ${deadlineMs / 60_000} min; giving up (servers are killed on exit)`);
+    process.exit(1);
+  }, deadlineMs);
+  watchdog.unref();
+  const pairs = args.pairs ?? (args.quick ? 3 : 5);
+  const scenarios = SCENARIOS.filter((s) => !args.only || args.only.includes(s.id));
+
+  const cert = testCertificate();
+  process.env.NODE_EXTRA_CA_CERTS = cert.certFile;
+  const users: Record<string, string> = {};
+  for (const u of ["bsend", "brecv", "bping", ...Array.from({ length: IDLE_ACCOUNTS }, (_, i) => `idle${i}`)]) users[u] = `${u}-bench-pw`;
+
+  const load0 = loadAverage();
+  const meta = {
+    date: new Date().toISOString(),
+    quick: args.quick,
+    pairs,
+    node: process.version,
+    cpus: os.cpus().length,
+    cpuModel: os.cpus()[0]?.model ?? "unknown",
+    memTotalMiB: Math.round(os.totalmem() / 1048576),
+    kernel: os.release(),
+    commit: git(["rev-parse", "--short", "HEAD"]),
+    dirtyTree: git(["status", "--porcelain", "--untracked-files=no"]) !== "",
+    loadAvgStart: load0,
+    loadAvgEnd: [0, 0, 0] as [number, number, number],
+    seconds: 0,
+    prosody: prosodyVersion(),
+    mucmuxRuntime: args.runtime as string,
+  };
+  console.log(`mucmux bench (${args.quick ? "quick" : "full"}): ${pairs} pairs per scenario, modes alternate direct/mucmux (A B A B …)`);
+  console.log(`machine: ${meta.cpus} × ${meta.cpuModel}, ${meta.memTotalMiB} MiB, Node ${meta.node}, load average ${load0.join(" ")}` +
+    ` — shared machine: wall-clock figures are noisy, CPU figures come from /proc per process`);
+  console.log(`commit ${meta.commit}${meta.dirtyTree ? " (working tree has uncommitted changes)" : ""}; ${meta.prosody}`);
+
+  let prosody: ProsodyServer | undefined;
+  let shared: MucmuxProcess | undefined;
+  const results: ScenarioResult[] = [];
+  let failed = false;
+  try {
+    // Compile mucmux while Prosody starts; `prosody` is set as soon as it runs, so `finally` stops it either way.
+    const starting = startProsody({ users, muc: false });
+    starting.then((p) => void (prosody = p), () => {});
+    const runtime = await prepareRuntime(args.runtime).catch(async (e: unknown) => {
+      await starting.catch(() => {});
+      throw e;
+    });
+    const server = await starting;
+    meta.mucmuxRuntime = runtime;
+    console.log(`mucmux runs as: ${runtime}\n`);
+    const env: BenchEnv = {
+      quick: args.quick,
+      prosody: server,
+      ca: cert.cert,
+      password: (u) => users[u] ?? `${u}-bench-pw`,
+      async sharedMucmux() {
+        shared ??= await spawnMucmux(server.port);
+        return shared;
+      },
+      freshMucmux: () => spawnMucmux(server.port),
+      restartProsody: () => server.restart(),
+      log: (line) => console.log(line),
+    };
+    for (const sc of scenarios) {
+      const r: ScenarioResult = { id: sc.id, title: sc.title, method: sc.describe(env), figures: sc.figures, runs: [], summary: {} };
+      results.push(r);
+      console.log(`== ${sc.title} [${sc.id}]\n   ${r.method}`);
+      try {
+        for (let pair = 0; pair < pairs; pair++) {
+          for (const mode of MODES) {
+            const t0 = performance.now();
+            const sample = await sc.run(mode, env, pair);
+            const seconds = (performance.now() - t0) / 1000;
+            r.runs.push({ pair, mode, seconds, sample });
+            const shown = sc.figures.filter((f) => !f.only || f.only === mode).slice(0, 4)
+              .map((f) => `${f.key}=${fmt(sample[f.key], f.digits ?? 1)}`).join(" ");
+            console.log(`   pair ${pair + 1}/${pairs} ${mode.padEnd(6)} ${shown}  (${seconds.toFixed(1)} s)`);
+          }
+        }
+      } catch (e) {
+        failed = true;
+        r.error = e instanceof Error ? (e.stack ?? e.message) : String(e);
+        console.error(`   FAILED: ${r.error}`);
+      }
+      summarize(r, pairs);
+      printTable(r);
+      console.log("");
+    }
+  } catch (e) {
+    failed = true;
+    console.error(`bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+  } finally {
+    await shared?.stop().catch((e: unknown) => console.error(`bench: stopping mucmux: ${String(e)}`));
+    await prosody?.stop().catch((e: unknown) => console.error(`bench: stopping Prosody: ${String(e)}`));
+  }
+  meta.loadAvgEnd = loadAverage();
+  meta.seconds = Math.round((Date.now() - started) / 100) / 10;
+  fs.mkdirSync(path.dirname(RESULT_FILE), { recursive: true });
+  fs.writeFileSync(RESULT_FILE, JSON.stringify({ meta, scenarios: results }, (_k, v: unknown) =>
+    typeof v === "number" && !Number.isFinite(v) ? (Number.isNaN(v) ? null : String(v)) : v, 2) + "\n");
+  console.log(`done in ${meta.seconds} s; load average now ${meta.loadAvgEnd.join(" ")}; raw results: ${path.relative(process.cwd(), RESULT_FILE)}`);
+  return failed ? 1 : 0;
+}
+
+function prosodyVersion(): string {
+  try {
+    const out = execFileSync("dpkg-query", ["-W", "-f=${Version}", "prosody"], { encoding: "utf8", timeout: 5000, stdio: ["ignore", "pipe", "ignore"] });
+    return `Prosody ${out.trim()}`;
+  } catch {
+    return "Prosody (version unknown)";
+  }
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    console.error(`bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
+    process.exit(1);
+  },
+);

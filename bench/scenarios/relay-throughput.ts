@@ -1,0 +1,123 @@
+// Scenario: 1:1 chat relay at saturation. N sender/receiver pairs; each sender keeps at most WINDOW messages
+// in flight to its receiver (closed loop, so nothing piles up in socket buffers and mucmux never hits its
+// maxBufferedBytes cap), writing them in batches. CPU comes from /proc for Prosody and mucmux.
+import { cpuDelta, cpuSnapshot } from "../lib/procfs.js";
+import { metricSum } from "../lib/mucmux-process.js";
+import { envNumber, sleep, target, until } from "../lib/target.js";
+import type { BenchEnv, Mode, Sample, Scenario } from "../lib/types.js";
+import { BenchSession, DOMAIN, TagCounter, login, mapLimit } from "../lib/xmpp.js";
+
+// Messages in flight per pair. 64 left the mucmux path latency-bound (no process busy); 256 saturates Prosody
+// in both modes on the 2-core machine this was written on.
+const WINDOW = Math.round(envNumber("MUCMUX_BENCH_WINDOW", 256));
+const BATCH = 16; // messages per write (one TLS record of ~4.5 KB)
+// ~200 bytes of body text, ASCII, nothing to escape.
+const BODY = "The quick brown fox jumps over the lazy dog while mucmux relays every byte of this chat message. "
+  .repeat(3).slice(0, 200);
+
+function params(env: BenchEnv) {
+  return env.quick ? { pairs: 4, warmupMs: 1000, measureMs: 3000 } : { pairs: 8, warmupMs: 1500, measureMs: 8000 };
+}
+
+export const relayThroughput: Scenario = {
+  id: "relay-throughput",
+  title: "1:1 chat relay at saturation: throughput and CPU per stanza",
+  describe(env) {
+    const p = params(env);
+    return `${p.pairs} sender→receiver pairs (direct TLS, PLAIN), chat messages with a ${BODY.length}-byte body, ` +
+      `${WINDOW} in flight per pair, written ${BATCH} per write; ${p.warmupMs / 1000} s warm-up, ${p.measureMs / 1000} s measured. ` +
+      "A relayed stanza is one message in one direction (client→server or server→client): CPU-µs per stanza = CPU time / (sent + delivered).";
+  },
+  figures: [
+    { key: "msgPerSec", label: "messages delivered", unit: "msg/s", compare: "ratio", digits: 0 },
+    { key: "mucmuxUsPerStanza", label: "mucmux CPU per relayed stanza·direction", unit: "µs", only: "mucmux", digits: 1, target: "≤ 5 (acceptable ≤ 12)" },
+    { key: "prosodyUsPerStanza", label: "Prosody CPU per stanza·direction", unit: "µs", compare: "ratio", digits: 1 },
+    { key: "systemUsPerMsg", label: "Prosody + mucmux CPU per delivered message", unit: "µs", compare: "ratio", digits: 1 },
+    { key: "benchUsPerMsg", label: "load generator CPU per message", unit: "µs", compare: "ratio", digits: 1 },
+    { key: "mucmuxCores", label: "mucmux CPU use", unit: "cores", only: "mucmux", digits: 2 },
+    { key: "prosodyCores", label: "Prosody CPU use", unit: "cores", compare: "none", digits: 2 },
+    { key: "benchCores", label: "load generator CPU use", unit: "cores", compare: "none", digits: 2 },
+    { key: "foreignCores", label: "other work on the machine", unit: "cores", compare: "none", digits: 2 },
+    { key: "relayedCheck", label: "mucmux stanza counter / client count", unit: "×", only: "mucmux", digits: 3 },
+    { key: "lost", label: "messages not delivered", unit: "msg", compare: "none", digits: 0 },
+  ],
+  run: runOnce,
+};
+
+async function runOnce(mode: Mode, env: BenchEnv): Promise<Sample> {
+  const p = params(env);
+  const t = await target(mode, env);
+  const senders: BenchSession[] = [];
+  const receivers: BenchSession[] = [];
+  try {
+    await mapLimit([...Array(p.pairs).keys()], 8, async (i) => {
+      receivers[i] = await login({ port: t.port, user: "brecv", password: env.password("brecv"), resource: `r${i}`, ca: env.ca });
+      senders[i] = await login({ port: t.port, user: "bsend", password: env.password("bsend"), resource: `s${i}`, ca: env.ca });
+    });
+    const sent = new Array<number>(p.pairs).fill(0);
+    const recv = new Array<number>(p.pairs).fill(0);
+    const sum = (a: number[]) => a.reduce((x, y) => x + y, 0);
+    let running = true;
+    const heads = receivers.map((r) => `<message type='chat' to='brecv@${DOMAIN}/${r.jid.split("/")[1] ?? ""}' id='m`);
+    const tail = `'><body>${BODY}</body></message>`;
+    const pump = (i: number) => {
+      const s = senders[i];
+      if (!running || !s || s.isClosed) return;
+      const free = WINDOW - ((sent[i] ?? 0) - (recv[i] ?? 0));
+      for (let room = free; room > 0;) {
+        const k = Math.min(BATCH, room);
+        let out = "";
+        for (let j = 0; j < k; j++) out += heads[i] + String((sent[i] ?? 0) + j) + tail;
+        s.write(out);
+        sent[i] = (sent[i] ?? 0) + k;
+        room -= k;
+      }
+    };
+    receivers.forEach((r, i) => {
+      const counter = new TagCounter("</message>");
+      r.onData = (chunk) => {
+        recv[i] = (recv[i] ?? 0) + counter.count(chunk);
+        pump(i);
+      };
+    });
+    const before = t.mucmux ? await t.mucmux.metrics() : "";
+    const sent0 = sum(sent);
+    const recv0 = sum(recv);
+    for (let i = 0; i < p.pairs; i++) pump(i);
+    await sleep(p.warmupMs);
+    const c0 = cpuSnapshot(t.prosodyPid, t.mucmux?.pid);
+    const s0 = sum(sent), r0 = sum(recv);
+    await sleep(p.measureMs);
+    const c1 = cpuSnapshot(t.prosodyPid, t.mucmux?.pid);
+    const s1 = sum(sent), r1 = sum(recv);
+    running = false;
+    await until(() => sum(recv) >= sum(sent), 10_000);
+    const broken = [...senders, ...receivers].find((s) => s.isClosed);
+    if (broken) throw new Error(`${broken.jid}: stream closed during the run${broken.error ? ` (${broken.error.message})` : ""}`);
+    const d = cpuDelta(c0, c1);
+    const relayed = s1 - s0 + (r1 - r0);
+    const delivered = r1 - r0;
+    if (delivered === 0) throw new Error("no message was delivered in the measurement window");
+    let relayedCheck = Number.NaN;
+    if (t.mucmux) {
+      const after = await t.mucmux.metrics();
+      const count = (txt: string) => metricSum(txt, "mucmux_stanzas_total", { kind: "message", type: "chat" });
+      relayedCheck = (count(after) - count(before)) / (sum(sent) - sent0 + (sum(recv) - recv0));
+    }
+    return {
+      msgPerSec: delivered / d.seconds,
+      mucmuxUsPerStanza: t.mucmux ? (d.mucmux * 1e6) / relayed : Number.NaN,
+      prosodyUsPerStanza: (d.prosody * 1e6) / relayed,
+      systemUsPerMsg: ((d.prosody + d.mucmux) * 1e6) / delivered,
+      benchUsPerMsg: (d.bench * 1e6) / delivered,
+      mucmuxCores: t.mucmux ? d.mucmux / d.seconds : Number.NaN,
+      prosodyCores: d.prosody / d.seconds,
+      benchCores: d.bench / d.seconds,
+      foreignCores: d.foreignCores,
+      relayedCheck,
+      lost: sum(sent) - sum(recv),
+    };
+  } finally {
+    await Promise.all([...senders, ...receivers].map((s) => s.close()));
+  }
+}
