@@ -63,9 +63,16 @@ export class Wire {
   get socket(): Socket { return this.sock; }
   get isEnded(): boolean { return this.ended; }
 
+  /** The wire this one relays to: its writes are corked while one read is parsed, so the stanzas of one
+   * read leave in one write (one TLS record, one syscall) instead of one each. */
+  peer: Wire | undefined;
+
   private readonly onData = (chunk: Buffer) => {
     this.accounting.bytesIn(chunk.length);
+    const peer = this.peer;
+    peer?.sock.cork();
     this.parser.write(chunk);
+    peer?.sock.uncork();
   };
   private readonly onClose = () => this.finish(undefined);
   private readonly onErr = (e: Error) => this.finish(e);
