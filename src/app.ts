@@ -12,6 +12,7 @@ import { createStages } from "./stages/index.js";
 import { Link } from "./stream/link.js";
 import { connectUpstream } from "./stream/upstream.js";
 import { SqliteStore } from "./store/sqlite.js";
+import { instrumentStore } from "./store/instrumented.js";
 import type { Store } from "./store/store.js";
 import { AccountRegistry } from "./account/registry.js";
 import type { Credentials } from "./stream/link-deps.js";
@@ -20,11 +21,15 @@ export interface App {
   start(): Promise<void>;
   /** SPEC E6: stop accepting, close client streams with system-shutdown, flush the store. */
   drain(): Promise<void>;
+  /** SIGHUP: re-read the certificate files now (they are also watched and polled). */
+  reload(): Promise<void>;
   readonly listeners: readonly BoundListener[];
   readonly adminPort: number | undefined;
   readonly links: ReadonlySet<Link>;
   readonly metrics: Metrics;
   readonly accounts: AccountRegistry;
+  /** The durable store once started (tests reach it to simulate failures). */
+  readonly store: Store | undefined;
 }
 
 export function createApp(opts: { config: Config; log: Logger; build: BuildInfo }): App {
@@ -37,6 +42,7 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
   let store: Store | undefined;
   let draining = false;
   let nextId = 1;
+  let stopEventLoopMonitor: (() => void) | undefined;
 
   const upstreamDeps = { config, metrics, log };
   const accounts = new AccountRegistry({
@@ -44,7 +50,7 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
     metrics,
     connectUpstream: (domain, user, pw) => connectUpstream(upstreamDeps, domain, user, pw),
   });
-  const chain = createChainRunner({ stages: createStages({ config, metrics, log, accounts }), log });
+  const chain = createChainRunner({ stages: createStages({ config, metrics, log, accounts, store: () => store }), log });
   const linkDeps = {
     config,
     metrics,
@@ -65,6 +71,7 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
   };
 
   const upstreamProbe = createProbe(config.upstream.host, config.upstream.port);
+  metrics.setUpstreamProbe(upstreamProbe);
   async function readiness(): Promise<Readiness> {
     const reasons: string[] = [];
     if (draining) reasons.push("draining");
@@ -80,8 +87,10 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
     listeners,
     links,
     get adminPort() { return admin?.port; },
+    get store() { return store; },
     async start() {
-      store = new SqliteStore(config.store.path);
+      stopEventLoopMonitor = metrics.monitorEventLoop();
+      store = instrumentStore(new SqliteStore(config.store.path), { metrics, log: log.child({ component: "store" }) });
       tlsMaterial = await createTlsMaterial({
         config: { ...config.tls, names: [...config.domains] },
         log,
@@ -93,6 +102,9 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
       metrics.certExpiry.set(tlsMaterial.certExpiry().getTime() / 1000);
       admin = await startAdmin(config.admin.host, config.admin.port, { registry: metrics.registry, log, readiness });
       for (const spec of config.listeners) {
+        // Export every (listener, side) series from the start: dashboards and alerts see 0, not "no data".
+        for (const side of ["client", "upstream"]) metrics.connectionsOpen.inc({ listener: spec.tls, side }, 0);
+        metrics.connectionsAccepted.inc({ listener: spec.tls }, 0);
         listeners.push(await bindListener(spec, {
           metrics,
           log,
@@ -102,6 +114,9 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
         }));
       }
     },
+    async reload() {
+      if (tlsMaterial) log.info({ result: await tlsMaterial.reload() }, "certificate reload requested");
+    },
     async drain() {
       if (draining) return;
       draining = true;
@@ -109,12 +124,14 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
       log.info({ sessions: links.size }, "draining");
       for (const l of listeners) l.server.close();
       for (const link of [...links]) link.shutdown();
-      const deadline = Date.now() + Math.max(1000, (config.drain.timeoutSeconds - 2) * 1000);
+      // Leave a share of drain.timeoutSeconds for closing the rest (the CLI exits hard at the full timeout).
+      const deadline = Date.now() + config.drain.timeoutSeconds * 700;
       while (links.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       for (const link of links) link.client.destroy();
       accounts.closeAll();
       tlsMaterial?.close();
       store?.close();
+      stopEventLoopMonitor?.();
       await new Promise<void>((resolve) => (admin ? admin.server.close(() => resolve()) : resolve()));
       admin?.server.closeAllConnections();
       log.info("drained");

@@ -63,6 +63,7 @@ export async function main(argv: string[]): Promise<number> {
       hard.unref();
       app.drain().then(() => resolve(0), (err: unknown) => { log.error({ err }, "drain failed"); resolve(1); });
     };
+    process.on("SIGHUP", () => void app.reload());
     process.once("SIGTERM", () => stop("SIGTERM"));
     process.once("SIGINT", () => stop("SIGINT"));
   });

@@ -30,7 +30,9 @@ export class AccountRegistry {
   private readonly keepers: ((account: Account, roomJid: string) => boolean)[] = [];
   private readonly unjoined: ((account: Account, roomJid: string, el: Element) => void)[] = [];
   private readonly removals: ((account: Account, roomJid: string, codes: ReadonlySet<string>, destroyed: boolean) => void)[] = [];
+  private readonly bound: ((account: Account, link: Link) => void)[] = [];
   private joiner: ((account: Account, roomJid: string, nick: string) => void) | undefined;
+  private releaser: ((account: Account, roomJid: string) => void) | undefined;
 
   constructor(private readonly deps: RegistryDeps) {}
 
@@ -74,6 +76,23 @@ export class AccountRegistry {
     return true;
   }
 
+  /**
+   * A keeper's reason to keep a room went away (the offline flag was cleared, SPEC C5): the MUC stage
+   * treats the room like one whose last session departed (it lingers, then the anchor leaves).
+   */
+  provideKeepReleaser(fn: (account: Account, roomJid: string) => void): void {
+    this.releaser = fn;
+  }
+
+  keepReleased(account: Account, roomJid: string): void {
+    this.releaser?.(account, roomJid);
+  }
+
+  /** Told when a session of an account bound its resource (SPEC D7: re-join kept rooms at the next login). */
+  addSessionBoundHandler(fn: (account: Account, link: Link) => void): void {
+    this.bound.push(fn);
+  }
+
   /** Room messages that reached the anchor while no session of the account was in the room (SPEC D). */
   addUnjoinedHandler(fn: (account: Account, roomJid: string, el: Element) => void): void {
     this.unjoined.push(fn);
@@ -102,6 +121,7 @@ export class AccountRegistry {
     }
     account.sessions.add(link);
     this.bySession.set(link, account);
+    for (const fn of this.bound) fn(account, link);
   }
 
   sessionClosed(link: Link): void {

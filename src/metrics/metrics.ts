@@ -1,5 +1,6 @@
 // Every mucmux metric is declared here, on a registry owned by the app (never prom-client's global one).
 // Label values are bounded: never a JID, room, nick, IP address or resource (docs/metrics.md).
+import { monitorEventLoopDelay } from "node:perf_hooks";
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from "prom-client";
 
 export interface BuildInfo { version: string; commit: string }
@@ -8,6 +9,8 @@ export function createMetrics(build: BuildInfo) {
   const registry = new Registry();
   // Sources read at scrape time (set by the parts that own the state).
   let roomStates: () => Iterable<[string, number]> = () => [];
+  let offlineQueueDepth: () => Promise<number | undefined> = async () => undefined;
+  let upstreamReachable: () => Promise<boolean | undefined> = async () => undefined;
   collectDefaultMetrics({ register: registry });
   const registers = [registry];
 
@@ -19,13 +22,23 @@ export function createMetrics(build: BuildInfo) {
   });
   buildInfo.set({ version: build.version, commit: build.commit, node_version: process.version }, 1);
 
+  const eventLoopLag = new Histogram({
+    name: "mucmux_event_loop_lag_seconds",
+    help: "Largest event-loop delay in each one-second window (perf_hooks.monitorEventLoopDelay, 10 ms sampling interval subtracted).",
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers,
+  });
+
   return {
     registry,
+    eventLoopLag,
+    /** Starts sampling event-loop lag into mucmux_event_loop_lag_seconds; returns the function that stops it. */
+    monitorEventLoop: (): (() => void) => sampleEventLoopLag(eventLoopLag),
     draining: new Gauge({ name: "mucmux_draining", help: "1 while mucmux drains after SIGTERM.", registers }),
     connectionsOpen: new Gauge({
       name: "mucmux_connections_open",
-      help: "Open connections by side (client streams, upstream legs).",
-      labelNames: ["side"] as const,
+      help: "Open connections by listener TLS mode (starttls, direct) and side (client streams, upstream legs).",
+      labelNames: ["listener", "side"] as const,
       registers,
     }),
     connectionsAccepted: new Counter({
@@ -41,8 +54,8 @@ export function createMetrics(build: BuildInfo) {
     }),
     connectionsClosed: new Counter({
       name: "mucmux_connections_closed_total",
-      help: "Closed connections by side and reason.",
-      labelNames: ["side", "reason"] as const,
+      help: "Closed client connections by listener TLS mode, side and reason.",
+      labelNames: ["listener", "side", "reason"] as const,
       registers,
     }),
     sessionDuration: new Histogram({
@@ -117,6 +130,18 @@ export function createMetrics(build: BuildInfo) {
       labelNames: ["reason"] as const,
       registers,
     }),
+    upstreamReachable: new Gauge({
+      name: "mucmux_upstream_reachable",
+      help: "1 when upstream.host:upstream.port accepts a TCP connection (checked at scrape time, cached 2 s), else 0.",
+      registers,
+      async collect() {
+        const ok = await upstreamReachable().catch(() => undefined);
+        if (ok !== undefined) this.set(ok ? 1 : 0);
+      },
+    }),
+    setUpstreamProbe(fn: () => Promise<boolean | undefined>): void {
+      upstreamReachable = fn;
+    },
     anchorsOpen: new Gauge({ name: "mucmux_anchors_open", help: "Open anchor streams (one per account in a room).", registers }),
     roomsManaged: new Gauge({
       name: "mucmux_rooms_managed",
@@ -159,6 +184,54 @@ export function createMetrics(build: BuildInfo) {
       help: "Room stanzas delivered to more than one session from one upstream copy (copies the server did not send).",
       registers,
     }),
+    offlineFlagChanges: new Counter({
+      name: "mucmux_offline_flag_changes_total",
+      help: "Offline-delivery flags stored (SPEC D3/D4, C7), by the value stored (on, off).",
+      labelNames: ["value"] as const,
+      registers,
+    }),
+    offlineQueued: new Counter({
+      name: "mucmux_offline_messages_queued_total",
+      help: "Room messages stored for accounts with no online session (SPEC D6b).",
+      registers,
+    }),
+    offlineDelivered: new Counter({
+      name: "mucmux_offline_messages_delivered_total",
+      help: "Offline room messages written to sessions, by mode: live (an online session not in the room) or queued.",
+      labelNames: ["mode"] as const,
+      registers,
+    }),
+    offlineDropped: new Counter({
+      name: "mucmux_offline_messages_dropped_total",
+      help: "Offline room messages dropped, by reason: cap_account, cap_room, ttl, store_error.",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
+    offlineQueueDepth: new Gauge({
+      name: "mucmux_offline_queue_depth",
+      help: "Unexpired messages in the offline queue, all accounts (read from the store at scrape time).",
+      registers,
+      async collect() {
+        const n = await offlineQueueDepth().catch(() => undefined);
+        if (n !== undefined) this.set(n);
+      },
+    }),
+    setOfflineQueueSource(fn: () => Promise<number | undefined>): void {
+      offlineQueueDepth = fn;
+    },
+    storeOperationDuration: new Histogram({
+      name: "mucmux_store_operation_duration_seconds",
+      help: "Duration of store operations, by operation.",
+      labelNames: ["op"] as const,
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5],
+      registers,
+    }),
+    storeErrors: new Counter({
+      name: "mucmux_store_errors_total",
+      help: "Store operations that failed (unavailable, read-only, full, ...), by operation.",
+      labelNames: ["op"] as const,
+      registers,
+    }),
     selfPings: new Counter({
       name: "mucmux_muc_self_pings_total",
       help: "XEP-0410 self-pings answered by mucmux, by result.",
@@ -169,3 +242,22 @@ export function createMetrics(build: BuildInfo) {
 }
 
 export type Metrics = ReturnType<typeof createMetrics>;
+
+/**
+ * Once a second, observes the largest event-loop delay of that second. monitorEventLoopDelay samples with a
+ * libuv timer every `resolution` ms and reports the time between samples, so the interval is subtracted.
+ */
+function sampleEventLoopLag(histogram: Histogram): () => void {
+  const resolutionMs = 10;
+  const eld = monitorEventLoopDelay({ resolution: resolutionMs });
+  eld.enable();
+  const timer = setInterval(() => {
+    if (eld.count > 0) histogram.observe(Math.max(0, eld.max / 1e9 - resolutionMs / 1000));
+    eld.reset();
+  }, 1000);
+  timer.unref();
+  return () => {
+    clearInterval(timer);
+    eld.disable();
+  };
+}

@@ -4,12 +4,24 @@ import type { Logger } from "../log.js";
 import type { Config } from "../config/index.js";
 import type { Metrics } from "../metrics/metrics.js";
 import type { AccountRegistry } from "../account/registry.js";
+import type { Store } from "../store/store.js";
 import { createMucFoldStage } from "./muc-fold/index.js";
+import { createMucOfflineStage } from "./muc-offline/index.js";
 
-export interface StageDeps { config: Config; metrics: Metrics; log: Logger; accounts: AccountRegistry }
+export interface StageDeps {
+  config: Config;
+  metrics: Metrics;
+  log: Logger;
+  accounts: AccountRegistry;
+  /** The durable store, once the app opened it (undefined before start and when it could not be opened). */
+  store(): Store | undefined;
+}
 
 export function createStages(deps: StageDeps): Stage[] {
   return [
+    // Before muc-fold: c2s it sees room registration IQs before they are routed via the anchor; s2c (reverse
+    // order) it sees their answers after muc-fold mapped them back to the session (SPEC D2–D4).
+    createMucOfflineStage({ ...deps, log: deps.log.child({ stage: "muc-offline" }) }), // offline delivery (SPEC D)
     createMucFoldStage({ ...deps, log: deps.log.child({ stage: "muc-fold" }) }), // account-level MUC (SPEC B, C)
   ];
 }

@@ -1,8 +1,67 @@
 // The durable store behind a small interface, so a networked store can implement it later (DESIGN.md).
-// The relay itself keeps nothing durable; the MUC offline issue adds flags and queued messages here.
+// Everything but the two lifecycle calls is asynchronous for that reason, even though the embedded
+// SQLite store answers synchronously. Keys are lower-cased bare JIDs (account) and room JIDs (room).
+
+/** One (account, room) registration as mucmux knows it (SPEC D2–D4). */
+export interface RoomRegistration {
+  account: string;
+  room: string;
+  /** The registered room nick (what the client submitted as muc#register_roomnick). */
+  nick: string;
+  /** OfflineFlag(A,R): the value of `{http://tigase.org/protocol/muc}offline`. */
+  offline: boolean;
+  /** The upstream registration was created by a form mucmux forwarded (SPEC D4: only then is `<remove/>` forwarded). */
+  createdViaMucmux: boolean;
+}
+
+/** A room message kept for an account with no online session (SPEC D6b). Times are Unix milliseconds. */
+export interface QueuedMessage {
+  /** Increasing, never reused: delivery order and the handle to remove it once written. */
+  id: number;
+  account: string;
+  room: string;
+  /** The stanza as mucmux's canonical XML, without `to` (set per receiving session). */
+  stanza: string;
+  receivedAt: number;
+  expiresAt: number;
+}
+
+export type NewQueuedMessage = Omit<QueuedMessage, "id">;
+
+export interface QueueLimits {
+  maxPerAccount: number;
+  maxPerRoom: number;
+}
+
+export type DropReason = "cap_account" | "cap_room" | "ttl";
+
+export interface EnqueueOutcome {
+  /** False when a cap of 0 refused the message outright. */
+  queued: boolean;
+  /** Messages removed by this call, by reason (the oldest go first when a cap is reached; `ttl` counts any expired ones swept). */
+  dropped: Record<DropReason, number>;
+}
+
 export interface Store {
   /** Cheap liveness check used by /readyz. */
   healthy(): boolean;
   /** Flush and close (SIGTERM drain, SPEC E6). */
   close(): void;
+
+  /** Every registration of one account. */
+  registrations(account: string): Promise<RoomRegistration[]>;
+  /** Insert or replace the registration of (account, room). */
+  saveRegistration(r: RoomRegistration, now: number): Promise<void>;
+  deleteRegistration(account: string, room: string): Promise<void>;
+
+  /** Queue a message, sweeping expired ones and enforcing both caps in one transaction. */
+  enqueue(m: NewQueuedMessage, limits: QueueLimits, now: number): Promise<EnqueueOutcome>;
+  /** Unexpired messages of an account with id > afterId, oldest first, at most `limit`. */
+  pending(account: string, now: number, afterId: number, limit: number): Promise<QueuedMessage[]>;
+  /** Delete delivered messages (SPEC D6b: only after they were written to the client). */
+  remove(ids: readonly number[]): Promise<void>;
+  /** Delete every expired message; returns how many. */
+  expire(now: number): Promise<number>;
+  /** Unexpired queued messages, all accounts (a gauge read at scrape time). */
+  queueDepth(now: number): Promise<number>;
 }

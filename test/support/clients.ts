@@ -81,16 +81,15 @@ export async function connectClient(opts: ConnectOptions): Promise<TestClient> {
     for (const w of waiters) w.done(new Error("disconnected"));
   });
 
-  const destroy = () => {
-    const s = xmpp.socket;
-    if (s?.socket) s.socket.destroy();
-    else s?.destroy?.();
-  };
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
     stopped = true;
-    if (!(await within(xmpp.stop().catch(() => undefined), 5000))) destroy();
+    // @xmpp detaches (without destroying) a socket whose peer does not close in time: keep a handle to it
+    const s = xmpp.socket;
+    const raw = s?.socket ?? s;
+    await within(xmpp.stop().catch(() => undefined), 5000);
+    raw?.destroy?.();
   };
 
   let timer: NodeJS.Timeout | undefined;
@@ -129,7 +128,6 @@ export async function connectClient(opts: ConnectOptions): Promise<TestClient> {
     };
   } catch (e) {
     await stop();
-    destroy();
     const hint = /certificate|self.signed|verify/i.test(String(e))
       ? " (test CA not trusted? `npm test` puts test/.tmp/certs/cert.pem into NODE_EXTRA_CA_CERTS)" : "";
     throw new Error(`connectClient ${who}: ${(e as Error).message}${hint}${errors.length ? `; errors: ${errors.map((x) => x.message).join("; ")}` : ""}`);

@@ -8,7 +8,7 @@ import { CARBONS, FORWARD, isJoin } from "./xmlutil.js";
 import type { MucDeps } from "./context.js";
 import { onSessionStanza, CARBONS_ENABLED } from "./outbound.js";
 import { onAnchorStanza } from "./inbound.js";
-import { onSessionGone } from "./leave.js";
+import { onSessionGone, startLinger } from "./leave.js";
 import { rejoinAll } from "./rejoin.js";
 import { failJoin, joinKept } from "./join.js";
 import { Element as El } from "@xmpp/xml";
@@ -32,6 +32,11 @@ export function createMucFoldStage(m: MucDeps): Stage {
   });
   m.metrics.setRoomStateSource(() => roomStates(m));
   m.accounts.provideRoomJoiner((account, roomJid, nick) => joinKept(m, account, roomJid, nick));
+  // SPEC C5: a room kept only by a keeper (the offline flag was cleared) lingers like an implicit departure.
+  m.accounts.provideKeepReleaser((account, roomJid) => {
+    const room = account.rooms.get(bareKey(roomJid));
+    if (room?.state === "joined" && room.joined.size === 0 && room.burst.size === 0 && room.waiting.length === 0) startLinger(m, account, room);
+  });
 
   const linkOf = (s: SessionView) => s as Link;
   return {

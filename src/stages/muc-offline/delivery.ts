@@ -1,0 +1,83 @@
+// SPEC D5/D6, C12: room messages that reached the anchor while no session of the account was in the room.
+// Worth delivering: groupchat with content (flag on) and private messages to AccountNick (always). They go
+// to every online session at once, or into the durable queue when the account has none. Never upstream.
+import type { Element } from "@xmpp/xml";
+import type { Account } from "../../account/account.js";
+import type { Link } from "../../stream/link.js";
+import { bareKey } from "../../account/jid.js";
+import { serialize } from "../../xml/serialize.js";
+import { accountKey, ensureLoaded, type OfflineContext } from "./context.js";
+import { clone, DELAY, HINTS } from "./xml.js";
+import { AVAILABLE } from "./catchup.js";
+
+export type Kind = "groupchat" | "pm";
+
+const ENCRYPTED = new Set(["eu.siacs.conversations.axolotl", "urn:xmpp:omemo:2", "urn:xmpp:openpgp:0", "jabber:x:encrypted"]);
+
+/** SPEC D6: a body, an encrypted payload or a store hint, and no no-store hint; no chat states, markers, subjects. */
+export function worthKeeping(el: Element): boolean {
+  if (el.getChild("no-store", HINTS) || el.getChild("no-permanent-store", HINTS)) return false;
+  if (el.getChild("body") || el.getChild("store", HINTS)) return true;
+  return el.children.some((c) => typeof c !== "string" && ENCRYPTED.has(c.attrs.xmlns ?? ""));
+}
+
+/** What an unjoined room message is to the offline stage, if anything. */
+export function classify(el: Element): Kind | undefined {
+  if (el.name !== "message" || !worthKeeping(el)) return undefined;
+  const type = el.attrs.type;
+  const fromOccupant = (el.attrs.from ?? "").includes("/");
+  if (type === "groupchat") return el.getChild("subject") && !el.getChild("body") ? undefined : "groupchat";
+  if (type === "error" || type === "headline" || !fromOccupant) return undefined;
+  return "pm"; // SPEC C12: a private message to AccountNick
+}
+
+/** Sessions of the account that sent their initial presence and are still online. */
+export function onlineSessions(account: Account): Link[] {
+  return [...account.sessions].filter((l) => l.phase === "online" && l.jid !== undefined && l.slots.get(AVAILABLE) === true);
+}
+
+export function onUnjoined(ctx: OfflineContext, account: Account, roomJid: string, el: Element): void {
+  const kind = classify(el);
+  if (!kind) return;
+  const room = bareKey(roomJid);
+  const receivedAt = Date.now();
+  // The anchor's copy belongs to the MUC stage: keep our own, without its `to` (set per session).
+  const copy = clone(el);
+  delete copy.attrs.to;
+  const st = ctx.state(account);
+  void st.serial(async () => {
+    if (kind === "groupchat") {
+      if (!(await ensureLoaded(ctx, account))) return void ctx.metrics.offlineDropped.inc({ reason: "store_error" });
+      if (st.flags.get(room)?.offline !== true) return;
+    }
+    const online = onlineSessions(account);
+    if (online.length > 0) return deliverLive(ctx, online, copy); // SPEC D6a
+    await enqueue(ctx, account, room, copy, roomJid, receivedAt); // SPEC D6b
+  }).catch((err: unknown) => ctx.log.error({ err }, "offline delivery failed"));
+}
+
+function deliverLive(ctx: OfflineContext, links: Link[], el: Element): void {
+  for (const link of links) {
+    el.attrs.to = link.jid ?? "";
+    link.deliverRaw(serialize(el), (err) => { if (!err) ctx.metrics.offlineDelivered.inc({ mode: "live" }); });
+  }
+}
+
+async function enqueue(ctx: OfflineContext, account: Account, room: string, el: Element, roomJid: string, receivedAt: number): Promise<void> {
+  const store = ctx.store();
+  if (!store) return void ctx.metrics.offlineDropped.inc({ reason: "store_error" });
+  // SPEC D6b: the receipt time travels with the message as XEP-0203 delay.
+  if (!el.getChild("delay", DELAY)) el.c("delay", { xmlns: DELAY, from: roomJid, stamp: new Date(receivedAt).toISOString() });
+  const { ttlSeconds, maxPerAccount, maxPerRoom } = ctx.config.offline;
+  try {
+    const out = await store.enqueue(
+      { account: accountKey(account), room, stanza: serialize(el), receivedAt, expiresAt: receivedAt + ttlSeconds * 1000 },
+      { maxPerAccount, maxPerRoom },
+      Date.now(),
+    );
+    if (out.queued) ctx.metrics.offlineQueued.inc();
+    for (const [reason, n] of Object.entries(out.dropped)) if (n > 0) ctx.metrics.offlineDropped.inc({ reason }, n);
+  } catch {
+    ctx.metrics.offlineDropped.inc({ reason: "store_error" }); // logged and counted by the instrumented store
+  }
+}

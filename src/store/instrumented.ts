@@ -1,0 +1,35 @@
+// Wraps any Store with what operators need to see: the latency of every operation, and its failures
+// counted and logged (a read-only or unavailable store must never go unnoticed, nor take anything down).
+// Errors are re-thrown: the caller decides what a failure means (SPEC D6: nothing stored is lost).
+import type { Store } from "./store.js";
+import type { Metrics } from "../metrics/metrics.js";
+import type { Logger } from "../log.js";
+
+export function instrumentStore(inner: Store, deps: { metrics: Metrics; log: Logger }): Store {
+  const { metrics, log } = deps;
+  const timed = <A extends unknown[], R>(op: string, fn: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      const end = metrics.storeOperationDuration.startTimer({ op });
+      try {
+        return await fn(...args);
+      } catch (err) {
+        metrics.storeErrors.inc({ op });
+        log.warn({ op, err: err instanceof Error ? err.message : String(err) }, "store operation failed");
+        throw err;
+      } finally {
+        end();
+      }
+    };
+  return {
+    healthy: () => inner.healthy(),
+    close: () => inner.close(),
+    registrations: timed("registrations", (a) => inner.registrations(a)),
+    saveRegistration: timed("save_registration", (r, now) => inner.saveRegistration(r, now)),
+    deleteRegistration: timed("delete_registration", (a, r) => inner.deleteRegistration(a, r)),
+    enqueue: timed("enqueue", (m, l, now) => inner.enqueue(m, l, now)),
+    pending: timed("pending", (a, now, after, limit) => inner.pending(a, now, after, limit)),
+    remove: timed("remove", (ids) => inner.remove(ids)),
+    expire: timed("expire", (now) => inner.expire(now)),
+    queueDepth: timed("queue_depth", (now) => inner.queueDepth(now)),
+  };
+}

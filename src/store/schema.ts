@@ -1,0 +1,52 @@
+// SQLite schema and its migrations. The version lives in the `meta` table; each step runs in one
+// transaction, so a store is always at a version some mucmux understands.
+import type Database from "better-sqlite3";
+
+export const SCHEMA_VERSION = 2;
+
+const STEPS: Record<number, string> = {
+  // 1: the relay keeps nothing durable yet; only `meta` exists.
+  1: "",
+  // 2: MUC offline delivery (SPEC D): registrations with the offline flag, and the message queue.
+  2: `
+    CREATE TABLE offline_registrations (
+      account TEXT NOT NULL,
+      room TEXT NOT NULL,
+      nick TEXT NOT NULL,
+      offline INTEGER NOT NULL,
+      via_mucmux INTEGER NOT NULL,
+      updated_at INTEGER NOT NULL,
+      PRIMARY KEY (account, room)
+    ) WITHOUT ROWID;
+    -- AUTOINCREMENT: ids are never reused, so an id handed to a session names one message for good.
+    CREATE TABLE offline_queue (
+      id INTEGER PRIMARY KEY AUTOINCREMENT,
+      account TEXT NOT NULL,
+      room TEXT NOT NULL,
+      stanza TEXT NOT NULL,
+      received_at INTEGER NOT NULL,
+      expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX offline_queue_account ON offline_queue (account, id);
+    CREATE INDEX offline_queue_room ON offline_queue (account, room, id);
+    CREATE INDEX offline_queue_expiry ON offline_queue (expires_at);
+  `,
+};
+
+/** Bring `db` to SCHEMA_VERSION; refuses a store written by a newer mucmux. */
+export function migrate(db: Database.Database, path: string): void {
+  db.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+  const row = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string } | undefined;
+  const version = row ? Number(row.value) : 0;
+  if (version > SCHEMA_VERSION) {
+    throw new Error(`store ${path} has schema version ${version}; this mucmux understands up to ${SCHEMA_VERSION}`);
+  }
+  const setVersion = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)");
+  for (let v = version + 1; v <= SCHEMA_VERSION; v++) {
+    db.transaction(() => {
+      const sql = STEPS[v];
+      if (sql) db.exec(sql);
+      setVersion.run(String(v));
+    })();
+  }
+}

@@ -1,0 +1,82 @@
+// Helpers for the MUC offline delivery tests (SPEC D): the registration flow Siskin uses, metrics, and
+// mucmux as a real process (restart on the same store file).
+import { spawn } from "node:child_process";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { xml, type Element } from "@xmpp/xml";
+import type { TestClient } from "../support/clients.js";
+import { waitForPort } from "../support/ports.js";
+
+export const OFFLINE = "{http://tigase.org/protocol/muc}offline";
+export const REGISTER = "jabber:iq:register";
+const XDATA = "jabber:x:data";
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+export const discoInfo = (to: string) => xml("iq", { type: "get", to }, xml("query", { xmlns: "http://jabber.org/protocol/disco#info" }));
+export const features = (iq: Element) => iq.getChild("query")?.getChildren("feature").map((f) => f.attrs.var) ?? [];
+
+export function formField(iq: Element, name: string): Element | undefined {
+  return iq.getChild("query", REGISTER)?.getChild("x", XDATA)?.getChildren("field").find((f) => f.attrs.var === name);
+}
+
+export const getRegistration = (c: TestClient, room: string) => c.iq(xml("iq", { type: "get", to: room }, xml("query", { xmlns: REGISTER })));
+
+/** The form Siskin submits: FORM_TYPE, the nick and (unless undefined) the offline field. */
+export function submit(room: string, nick: string, offline?: string): Element {
+  const field = (v: string, value: string) => xml("field", { var: v }, xml("value", {}, value));
+  return xml("iq", { type: "set", to: room }, xml("query", { xmlns: REGISTER }, xml("x", { xmlns: XDATA, type: "submit" },
+    field("FORM_TYPE", "http://jabber.org/protocol/muc#register"), field("muc#register_roomnick", nick),
+    offline === undefined ? null : field(OFFLINE, offline))));
+}
+
+export const removeRegistration = (room: string) => xml("iq", { type: "set", to: room }, xml("query", { xmlns: REGISTER }, xml("remove")));
+
+/** One sample of a metric from /metrics (0 when absent); `labels` as written, e.g. `reason="ttl"`. */
+export async function metric(adminPort: number, name: string, labels?: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  const re = new RegExp(`^${name}${labels ? `\\{${labels.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\}` : ""} (\\S+)$`, "m");
+  return Number(re.exec(text)?.[1] ?? 0);
+}
+
+export async function until(what: string, check: () => Promise<boolean> | boolean, ms = 10_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+export const stanzaId = (el: Element | undefined) => el?.getChild("stanza-id", "urn:xmpp:sid:0")?.attrs.id;
+
+/** An offline copy (SPEC D6a/b): type groupchat from room/nick with this body. */
+export const isCopy = (room: string, body: string) => (el: Element) =>
+  el.name === "message" && el.attrs.type === "groupchat" && el.attrs.from?.split("/")[0] === room && el.getChildText("body") === body;
+
+export interface MucmuxProcess {
+  /** SIGTERM and wait for the exit code (SPEC E6). */
+  stop(): Promise<number | null>;
+  kill(): void;
+  output(): string;
+}
+
+/** mucmux as a real process (src/main.ts through tsx), on the ports of `configFile`. */
+export async function spawnMucmux(configFile: string, directPort: number): Promise<MucmuxProcess> {
+  const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "src", "main.ts"), "--config", configFile], {
+    cwd: ROOT, stdio: ["ignore", "pipe", "pipe"],
+  });
+  let out = "";
+  child.stdout.on("data", (d: Buffer) => { out += d.toString(); });
+  child.stderr.on("data", (d: Buffer) => { out += d.toString(); });
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  try {
+    await waitForPort(directPort, { timeoutMs: 30_000, failed: () => (child.exitCode !== null ? `mucmux exited:\n${out}` : undefined) });
+  } catch (e) {
+    child.kill("SIGKILL");
+    throw e;
+  }
+  return {
+    stop: async () => { child.kill("SIGTERM"); return exited; },
+    kill: () => { if (child.exitCode === null) child.kill("SIGKILL"); },
+    output: () => out,
+  };
+}
