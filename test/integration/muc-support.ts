@@ -71,3 +71,11 @@ export function upstreamCopies(server: XmppTestServer, account: string, id: stri
 export async function connectVia(port: number, user: string, resource: string): Promise<TestClient> {
   return connectClient({ service: `xmpps://127.0.0.1:${port}`, domain: "localhost", username: user, password: `${user}pw`, resource });
 }
+
+/** Wait (bounded) until the server's log shows the message to `account` at least once, then a little more. */
+export async function settledUpstreamCopies(server: XmppTestServer, account: string, id: string): Promise<number> {
+  const end = Date.now() + 20_000; // ejabberd's logger writes lazily
+  while (upstreamCopies(server, account, id) < 1 && Date.now() < end) await sleep(50);
+  await sleep(300);
+  return upstreamCopies(server, account, id);
+}

@@ -47,11 +47,12 @@ export function dropRoom(m: MucDeps, account: Account, room: Room): void {
 }
 
 /** An own unavailable presence for one session (SPEC C4): role none, the cached affiliation, 110. */
-export function localUnavailable(room: Room, link: Link, id: string | undefined): Element {
+export function localUnavailable(room: Room, link: Link | undefined, id: string | undefined, extraCode?: string): Element {
   const p = new Element("presence", { type: "unavailable", from: `${room.jid}/${room.nick}`, ...(id ? { id } : {}) });
   const affiliation = room.self?.getChild("x", MUC_USER)?.getChild("item")?.attrs.affiliation ?? "none";
   const x = p.c("x", { xmlns: MUC_USER });
-  x.c("item", { affiliation, role: "none", jid: link.jid ?? "" });
+  x.c("item", { affiliation, role: "none", jid: link?.jid ?? "" }); // fan-out puts each session's JID here
   x.c("status", { code: "110" });
+  if (extraCode) x.c("status", { code: extraCode });
   return p;
 }

@@ -131,7 +131,7 @@ function onGroupchat(m: MucDeps, account: Account, room: Room, el: Element): voi
     return;
   }
   const delayed = el.getChild("delay", DELAY);
-  if (room.rejoin && delayed) return onRejoinHistory(m, room, el);
+  if (room.rejoin && delayed) return onRejoinHistory(m, account, room, el);
   if (isHistoryWorthy(el)) {
     const cached = clone(el);
     // Live messages get a delay stamped at receipt so that later replays carry it (SPEC B4).

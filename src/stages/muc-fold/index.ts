@@ -11,6 +11,8 @@ import { onAnchorStanza } from "./inbound.js";
 import { onSessionGone, startLinger } from "./leave.js";
 import { rejoinAll } from "./rejoin.js";
 import { failJoin, joinKept } from "./join.js";
+import { fanOut } from "./fanout.js";
+import { dropRoom, localUnavailable } from "./context.js";
 import { Element as El } from "@xmpp/xml";
 
 export function createMucFoldStage(m: MucDeps): Stage {
@@ -25,6 +27,11 @@ export function createMucFoldStage(m: MucDeps): Stage {
           const e = new El("presence", { type: "error" });
           e.c("error", { type: "wait" }).c(permanent ? "not-authorized" : "remote-server-timeout", { xmlns: "urn:ietf:params:xml:ns:xmpp-stanzas" });
           failJoin(m, account, room, e);
+        } else if (permanent) {
+          // The server refuses the account's credentials now (password changed): the anchor cannot come
+          // back, so joined sessions learn they are out (XEP-0045 333: technical reasons).
+          fanOut(localUnavailable(room, undefined, undefined, "333"), room.audience(), m.metrics, { rewriteItemJid: true });
+          dropRoom(m, account, room);
         }
       }
     },

@@ -47,7 +47,7 @@ export function onSessionIq(m: MucDeps, account: Account, room: Room, link: Link
     account.iqs.delete(id);
     el.attrs.id = original ?? "";
     el.attrs.from = link.jid ?? "";
-    sendTo(link, errorReply(el, "wait", "remote-server-timeout"));
+    link.deliverThroughChain(errorReply(el, "wait", "remote-server-timeout")); // like any answer (SPEC C10)
   }
 }
 

@@ -34,13 +34,14 @@ export function onRejoinOccupant(m: MucDeps, room: Room, nick: string, el: Eleme
 }
 
 /** A history message during a re-join: only messages the cache does not have reach the sessions. */
-export function onRejoinHistory(m: MucDeps, room: Room, el: Element): void {
+export function onRejoinHistory(m: MucDeps, account: Account, room: Room, el: Element): void {
   const sid = el.getChild("stanza-id", "urn:xmpp:sid:0")?.attrs.id;
   const stamp = el.getChild("delay", "urn:xmpp:delay")?.attrs.stamp;
   const last = room.lastStamp();
   if (sid !== undefined ? room.hasStanzaId(sid) : stamp !== undefined && last !== undefined && stamp <= last) return;
   room.addHistory(clone(el));
-  fanOut(el, room.audience(), m.metrics);
+  // Missed while the anchor was away: to the joined sessions, or to the offline handlers when none is in.
+  if (fanOut(el, room.audience(), m.metrics) === 0) m.accounts.unjoinedMessage(account, room.jid, el);
 }
 
 export function finishRejoin(m: MucDeps, account: Account, room: Room, previousSubject: string | undefined): void {
