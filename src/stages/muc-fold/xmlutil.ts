@@ -3,13 +3,12 @@ import { Element } from "@xmpp/xml";
 
 export const MUC = "http://jabber.org/protocol/muc";
 export const MUC_USER = "http://jabber.org/protocol/muc#user";
-export const DELAY = "urn:xmpp:delay";
 export const PING = "urn:xmpp:ping";
 export const CARBONS = "urn:xmpp:carbons:2";
 export const FORWARD = "urn:xmpp:forward:0";
-export const HINTS = "urn:xmpp:hints";
-export const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
-export const DISCO_INFO = "http://jabber.org/protocol/disco#info";
+export { DELAY, HINTS, STANZAS, DISCO_INFO } from "../../protocol/xep.js";
+export { clone } from "../../protocol/element.js";
+import { HINTS, STANZAS } from "../../protocol/xep.js";
 
 /** Status codes in the presence's `<x xmlns=muc#user>`. */
 export function statusCodes(el: Element): Set<string> {
@@ -20,13 +19,6 @@ export function statusCodes(el: Element): Set<string> {
 }
 
 export const isJoin = (el: Element) => el.name === "presence" && !el.attrs.type && !!el.getChild("x", MUC);
-
-/** Deep copy (caches keep their own elements; fan-out mutates `to`). */
-export function clone(el: Element): Element {
-  const copy = new Element(el.name, { ...el.attrs });
-  for (const c of el.children) copy.cnode(typeof c === "string" ? c : clone(c));
-  return copy;
-}
 
 /** Replace the status codes of a self-presence. */
 export function setStatusCodes(el: Element, codes: Iterable<string>): void {

@@ -3,20 +3,13 @@ import { Element } from "@xmpp/xml";
 
 export const REGISTER = "jabber:iq:register";
 export const XDATA = "jabber:x:data";
-export const DISCO_INFO = "http://jabber.org/protocol/disco#info";
-export const DELAY = "urn:xmpp:delay";
-export const HINTS = "urn:xmpp:hints";
-export const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
+export { DISCO_INFO, DELAY, HINTS, STANZAS } from "../../protocol/xep.js";
+export { clone } from "../../protocol/element.js";
+import { STANZAS } from "../../protocol/xep.js";
 export const MUC_REGISTER_FORM = "http://jabber.org/protocol/muc#register";
 /** The Tigase registration field (SPEC D) and the service feature announcing it (SPEC D1). */
 export const OFFLINE_FIELD = "{http://tigase.org/protocol/muc}offline";
 export const OFFLINE_FEATURE = "http://tigase.org/protocol/muc#offline";
-
-export function clone(el: Element): Element {
-  const copy = new Element(el.name, { ...el.attrs });
-  for (const c of el.children) copy.cnode(typeof c === "string" ? c : clone(c));
-  return copy;
-}
 
 /** The RFC 6120 §8.3 defined condition of an error stanza, if any. */
 export function errorCondition(el: Element): string | undefined {
