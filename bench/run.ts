@@ -16,21 +16,26 @@ import { MODES, type BenchEnv, type Figure, type Mode, type Sample, type Scenari
 import { relayThroughput } from "./scenarios/relay-throughput.js";
 import { pingLatency } from "./scenarios/ping-latency.js";
 import { idleMemory, IDLE_ACCOUNTS } from "./scenarios/idle-memory.js";
+import { mucCopies, COPY_ACCOUNTS, COPY_SENDER } from "./scenarios/muc-copies.js";
+import { mucFanout, FANOUT_ACCOUNT, FANOUT_SENDER } from "./scenarios/muc-fanout.js";
+import { writeReport, REPORT_FILE } from "./lib/report.js";
 
-const SCENARIOS: readonly Scenario[] = [relayThroughput, pingLatency, idleMemory];
+const SCENARIOS: readonly Scenario[] = [relayThroughput, pingLatency, idleMemory, mucCopies, mucFanout];
 const RESULT_FILE = path.join(TEST_TMP, "bench-latest.json");
 
-interface Args { quick: boolean; only: string[] | undefined; pairs: number | undefined; runtime: Runtime }
+interface Args { quick: boolean; only: string[] | undefined; pairs: number | undefined; runtime: Runtime; report: boolean }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { quick: false, only: undefined, pairs: undefined, runtime: "build" };
+  const args: Args = { quick: false, only: undefined, pairs: undefined, runtime: "build", report: false };
   for (const a of argv) {
     if (a === "--quick") args.quick = true;
     else if (a === "--tsx") args.runtime = "tsx";
+    else if (a === "--report") args.report = true;
     else if (a.startsWith("--only=")) args.only = a.slice(7).split(",").filter(Boolean);
     else if (a.startsWith("--pairs=")) args.pairs = Number(a.slice(8));
     else if (a === "--help" || a === "-h") {
-      console.log("usage: npm run bench -- [--quick] [--only=" + SCENARIOS.map((s) => s.id).join(",") + "] [--pairs=N] [--tsx]\n" +
+      console.log("usage: npm run bench -- [--quick] [--only=" + SCENARIOS.map((s) => s.id).join(",") + "] [--pairs=N] [--tsx] [--report]\n" +
+        "  --report: also regenerate docs/benchmarks.md from this run\n" +
         "  --tsx: run mucmux from src/ through tsx instead of a tsc build (faster start; memory reads high)\n" +
         "env: MUCMUX_BENCH_PING_RATE (default 500/s), MUCMUX_BENCH_IDLE_SESSIONS (default 1000, quick 500),\n" +
         "     MUCMUX_BENCH_WINDOW (messages in flight per pair, default 256),\n" +
@@ -54,7 +59,7 @@ function parseArgs(argv: string[]): Args {
   return args;
 }
 
-interface ScenarioResult {
+export interface ScenarioResult {
   id: string;
   title: string;
   method: string;
@@ -136,7 +141,7 @@ async function main(): Promise<number> {
   const cert = testCertificate();
   process.env.NODE_EXTRA_CA_CERTS = cert.certFile;
   const users: Record<string, string> = {};
-  for (const u of ["bsend", "brecv", "bping", ...Array.from({ length: IDLE_ACCOUNTS }, (_, i) => `idle${i}`)]) users[u] = `${u}-bench-pw`;
+  for (const u of ["bsend", "brecv", "bping", ...COPY_ACCOUNTS, COPY_SENDER, FANOUT_ACCOUNT, FANOUT_SENDER, ...Array.from({ length: IDLE_ACCOUNTS }, (_, i) => `idle${i}`)]) users[u] = `${u}-bench-pw`;
 
   const load0 = loadAverage();
   const meta = {
@@ -163,11 +168,12 @@ async function main(): Promise<number> {
 
   let prosody: ProsodyServer | undefined;
   let shared: MucmuxProcess | undefined;
+  let mucServer: Promise<{ prosody: ProsodyServer; mucmux: MucmuxProcess }> | undefined;
   const results: ScenarioResult[] = [];
   let failed = false;
   try {
     // Compile mucmux while Prosody starts; `prosody` is set as soon as it runs, so `finally` stops it either way.
-    const starting = startProsody({ users, muc: false });
+    const starting = startProsody({ users, muc: true });
     starting.then((p) => void (prosody = p), () => {});
     const runtime = await prepareRuntime(args.runtime).catch(async (e: unknown) => {
       await starting.catch(() => {});
@@ -187,6 +193,17 @@ async function main(): Promise<number> {
       },
       freshMucmux: () => spawnMucmux(server.port),
       restartProsody: () => server.restart(),
+      mucServer() {
+        mucServer ??= startProsody({ users, muc: true, debugLog: true }).then(async (prosody) => {
+          try {
+            return { prosody, mucmux: await spawnMucmux(prosody.port) };
+          } catch (e) {
+            await prosody.stop();
+            throw e;
+          }
+        });
+        return mucServer;
+      },
       log: (line) => console.log(line),
     };
     for (const sc of scenarios) {
@@ -219,6 +236,9 @@ async function main(): Promise<number> {
     console.error(`bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
   } finally {
     await shared?.stop().catch((e: unknown) => console.error(`bench: stopping mucmux: ${String(e)}`));
+    const muc = await mucServer?.catch(() => undefined);
+    await muc?.mucmux.stop().catch((e: unknown) => console.error(`bench: stopping mucmux: ${String(e)}`));
+    await muc?.prosody.stop().catch((e: unknown) => console.error(`bench: stopping Prosody: ${String(e)}`));
     await prosody?.stop().catch((e: unknown) => console.error(`bench: stopping Prosody: ${String(e)}`));
   }
   meta.loadAvgEnd = loadAverage();
@@ -226,6 +246,10 @@ async function main(): Promise<number> {
   fs.mkdirSync(path.dirname(RESULT_FILE), { recursive: true });
   fs.writeFileSync(RESULT_FILE, JSON.stringify({ meta, scenarios: results }, (_k, v: unknown) =>
     typeof v === "number" && !Number.isFinite(v) ? (Number.isNaN(v) ? null : String(v)) : v, 2) + "\n");
+  if (args.report) {
+    writeReport({ meta, scenarios: results });
+    console.log(`report: ${path.relative(process.cwd(), REPORT_FILE)}`);
+  }
   console.log(`done in ${meta.seconds} s; load average now ${meta.loadAvgEnd.join(" ")}; raw results: ${path.relative(process.cwd(), RESULT_FILE)}`);
   return failed ? 1 : 0;
 }

@@ -57,7 +57,7 @@ function ensureCert() {
   return certFile;
 }
 
-const dirs = unit ? ["test/unit", "test/transcripts", "src"] : ["test/unit", "test/transcripts", "test/integration", "src"];
+const dirs = unit ? ["test/unit", "test/transcripts", "src"] : ["test/unit", "test/transcripts", "test/integration", "test/adversarial", "src"];
 let files = [...new Set(dirs.flatMap(walk))].sort();
 if (filters.length) files = files.filter((f) => filters.some((x) => f === x || f.startsWith(x.endsWith("/") ? x : `${x}/`) || f.includes(x)));
 if (files.length === 0) {

@@ -7,6 +7,7 @@ import { createMetrics, type BuildInfo, type Metrics } from "./metrics/metrics.j
 import { startAdmin, type Readiness } from "./metrics/admin.js";
 import { createTlsMaterial, type TlsMaterial } from "./net/tls/index.js";
 import { bindListener, type BoundListener } from "./net/listeners.js";
+import { AuthFailureThrottle, IpGate } from "./net/ip-gate.js";
 import { createChainRunner } from "./chain/runner.js";
 import { createStages } from "./stages/index.js";
 import { Link } from "./stream/link.js";
@@ -64,6 +65,7 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
       links.delete(link);
       accounts.sessionClosed(link);
     },
+    authThrottle: new AuthFailureThrottle(config.limits.authFailuresPerIp, config.limits.authFailureWindowSeconds * 1000),
   };
   const requireTls = () => {
     if (!tlsMaterial) throw new Error("TLS material not loaded");
@@ -101,6 +103,7 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
       });
       metrics.certExpiry.set(tlsMaterial.certExpiry().getTime() / 1000);
       admin = await startAdmin(config.admin.host, config.admin.port, { registry: metrics.registry, log, readiness });
+      const gate = new IpGate(config.limits.maxConnectionsPerIp, config.limits.connectsPerIpPerSecond);
       for (const spec of config.listeners) {
         // Export every (listener, side) series from the start: dashboards and alerts see 0, not "no data".
         for (const side of ["client", "upstream"]) metrics.connectionsOpen.inc({ listener: spec.tls, side }, 0);
@@ -111,6 +114,7 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
           secureContext: () => requireTls().current(),
           accepting: () => !draining,
           onSocket: (socket, mode) => { links.add(new Link(nextId++, socket, mode, linkDeps)); },
+          gate,
         }));
       }
     },

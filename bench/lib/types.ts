@@ -19,6 +19,10 @@ export interface BenchEnv {
   freshMucmux(): Promise<MucmuxProcess>;
   /** Restart Prosody (same ports and accounts), for a clean memory baseline; the shared mucmux reconnects per session. */
   restartProsody(): Promise<void>;
+  /** A second Prosody with debug logging (every stanza it sends is logged) and a mucmux in front of it, for
+   * server-side counts; started on first use, stopped at the end. Debug logging costs Prosody CPU: use it
+   * only where stanzas are counted. */
+  mucServer(): Promise<{ prosody: ProsodyServer; mucmux: MucmuxProcess }>;
   log(line: string): void;
 }
 

@@ -104,6 +104,12 @@ export const configShape = z
       maxAttributes: integer(1).default(100).describe("most attributes accepted on one element"),
       maxChildren: integer(1).default(20000).describe("most child nodes accepted in one stanza"),
       maxBufferedBytes: integer(1).default(4194304).describe("bytes queued towards a slow peer before disconnecting it"),
+      stanzaSeconds: seconds().default(30).describe("time a client may take to finish one started stanza"),
+      writeStallSeconds: seconds().default(60).describe("time a client may leave mucmux's writes to it unread"),
+      maxConnectionsPerIp: integer(0).default(0).describe("concurrent client connections per remote address (0: no cap)"),
+      connectsPerIpPerSecond: integer(0).default(0).describe("new client connections per second per remote address (0: no cap)"),
+      authFailuresPerIp: integer(0).default(0).describe("failed logins per remote address per window before refusing (0: off)"),
+      authFailureWindowSeconds: seconds().default(300).describe("window for limits.authFailuresPerIp"),
     }),
     log: section({
       level: oneOf(LOG_LEVELS).default("info").describe(`log level: ${LOG_LEVELS.join("|")}`),

@@ -5,6 +5,7 @@ import type { SecureContext } from "node:tls";
 import type { Metrics } from "../metrics/metrics.js";
 import type { Logger } from "../log.js";
 import { wrapServerTls } from "./server-tls.js";
+import type { IpGate } from "./ip-gate.js";
 
 export interface ListenerSpec { host: string; port: number; tls: "starttls" | "direct" }
 
@@ -21,11 +22,24 @@ export interface ListenerDeps {
   secureContext(): SecureContext;
   accepting(): boolean;
   onSocket(socket: net.Socket, mode: ListenerSpec["tls"]): void;
+  /** Per-IP connection and accept-rate caps, shared by all listeners (issue 6 item 10). */
+  gate?: IpGate;
 }
 
 export async function bindListener(spec: ListenerSpec, deps: ListenerDeps): Promise<BoundListener> {
   const server = net.createServer({ noDelay: true, pauseOnConnect: false }, (socket) => {
     if (!deps.accepting()) { socket.destroy(); return; }
+    const gate = deps.gate;
+    if (gate?.enabled) {
+      const ip = socket.remoteAddress ?? "";
+      const verdict = gate.admit(ip);
+      if (verdict !== "ok") {
+        deps.log.debug({ ip, verdict, listener: spec.tls }, "connection refused at accept");
+        socket.destroy();
+        return;
+      }
+      socket.once("close", () => gate.release(ip));
+    }
     deps.metrics.connectionsAccepted.inc({ listener: spec.tls });
     socket.on("error", () => {}); // errors are handled by the Link's Wire; never let one escape
     const s = spec.tls === "direct" ? wrapServerTls(socket, "direct", deps.secureContext(), deps.metrics) : socket;

@@ -86,6 +86,13 @@ export class ClientNegotiation {
     if (typeof creds === "string") return this.fail(creds);
     const domain = link.domain ?? link.deps.config.domains[0] ?? "";
     if (!authzidAllowed(creds.authzid, creds.username, domain)) return this.fail("invalid-authzid");
+    // XEP-0205: an address that failed too often is refused without asking the server (whose own
+    // per-address ban, e.g. ejabberd's mod_fail2ban, would otherwise hit mucmux's address for everyone).
+    const throttle = link.deps.authThrottle;
+    const ip = link.client.socket.remoteAddress ?? "";
+    if (throttle?.blocked(ip)) {
+      return this.fail("temporary-auth-failure", "too many failed attempts from this address; try later");
+    }
     link.phase = "authenticating";
     const started = performance.now();
     link.deps.connectUpstream(domain, creds.username, creds.password).then(
@@ -102,6 +109,7 @@ export class ClientNegotiation {
         }
         if (!outcome.ok) {
           metrics.saslOutcomes.inc({ mechanism: outcome.mechanism, result: mapUpstreamFailure(outcome.condition) });
+          if (mapUpstreamFailure(outcome.condition) === "not-authorized") throttle?.recordFailure(ip);
           link.phase = "auth";
           return this.fail(mapUpstreamFailure(outcome.condition), outcome.text);
         }

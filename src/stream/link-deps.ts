@@ -6,6 +6,7 @@ import type { ChainRunner } from "../chain/runner.js";
 import type { UpstreamOutcome } from "./upstream.js";
 import type { SecureContext } from "node:tls";
 import type { Link } from "./link.js";
+import type { AuthFailureThrottle } from "../net/ip-gate.js";
 
 export interface Credentials { username: string; password: string }
 
@@ -24,4 +25,6 @@ export interface LinkDeps {
    */
   onBound(link: Link, credentials: Credentials): void;
   onClosed(link: Link): void;
+  /** Failed SASL attempts per client address (issue 6 item 10); absent: no throttling. */
+  authThrottle?: AuthFailureThrottle;
 }

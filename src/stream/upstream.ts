@@ -4,11 +4,12 @@ import net from "node:net";
 import tls from "node:tls";
 import type { Element } from "@xmpp/xml";
 import { streamHeader } from "../xml/serialize.js";
-import { Wire, type WireHandlers } from "./wire.js";
+import { sharedAccounting, Wire, type WireHandlers } from "./wire.js";
 import { ElementQueue, type NegotiationEvent } from "./element-queue.js";
 import { chooseMechanism, createSaslClient, type UpstreamMechanism } from "./sasl-client.js";
 import { NS } from "./ns.js";
 import { conditionOf } from "./stream-error.js";
+import { postAuthFeatures } from "./features.js";
 import type { Config } from "../config/index.js";
 import type { Metrics } from "../metrics/metrics.js";
 import type { Logger } from "../log.js";
@@ -22,11 +23,38 @@ export type UpstreamOutcome =
   | { ok: false; reason: "sasl"; condition: string; text: string | undefined; mechanism: UpstreamMechanism }
   | { ok: false; reason: "connect"; detail: string };
 
+/**
+ * The server's post-authentication features, reduced to what a session needs: the features mucmux sends its
+ * client after the stream restart, and the namespaces offered. Shared by every leg that got the same features
+ * (interned), so a session keeps no parsed tree and no string of its own (issue 7: memory per idle session).
+ */
+export interface LegFeatures {
+  /** `<stream:features>` for the client: the server's minus what mucmux withholds, plus mucmux's limits. */
+  readonly clientXml: string;
+  offers(xmlns: string): boolean;
+}
+
+const INTERNED = new Map<string, LegFeatures>();
+const INTERN_MAX = 64; // distinct feature sets (servers, configurations); beyond that, no sharing
+
+export function legFeatures(features: Element, maxStanzaBytes: number): LegFeatures {
+  const clientXml = postAuthFeatures(features, maxStanzaBytes);
+  const namespaces = features.getChildElements().map((c) => c.attrs.xmlns ?? "").sort().join(" ");
+  const key = `${namespaces}\n${clientXml}`;
+  let f = INTERNED.get(key);
+  if (!f) {
+    const offered = new Set(namespaces.split(" "));
+    f = { clientXml, offers: (xmlns) => offered.has(xmlns) };
+    if (INTERNED.size < INTERN_MAX) INTERNED.set(key, f);
+  }
+  return f;
+}
+
 /** An authenticated upstream stream, restarted, with its post-authentication features. */
 export class UpstreamLeg {
   constructor(
     readonly wire: Wire,
-    readonly features: Element,
+    readonly features: LegFeatures,
     private readonly dispatch: Dispatcher,
   ) {}
 
@@ -86,10 +114,7 @@ export async function connectUpstream(
         maxAttributes: limits.maxAttributes,
         maxChildren: limits.maxChildren,
       },
-      {
-        bytesIn: (n) => metrics.bytes.inc({ direction: "in", side: "upstream" }, n),
-        bytesOut: (n) => metrics.bytes.inc({ direction: "out", side: "upstream" }, n),
-      },
+      sharedAccounting(metrics.bytes, "upstream"),
       limits.maxBufferedBytes,
     );
     const q = dispatch.queue;
@@ -150,7 +175,7 @@ export async function connectUpstream(
     w.parser.reset();
     features = await open();
     metrics.upstreamConnectDuration.observe((performance.now() - started) / 1000);
-    return { ok: true, leg: new UpstreamLeg(w, features, dispatch), mechanism };
+    return { ok: true, leg: new UpstreamLeg(w, legFeatures(features, limits.maxStanzaBytes), dispatch), mechanism };
   } catch (err) {
     wire?.destroy();
     const detail = err instanceof Error ? err.message : String(err);

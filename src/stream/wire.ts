@@ -5,6 +5,11 @@ import type { Element } from "@xmpp/xml";
 import { StreamParser, type ParserLimits, type StreamHeader } from "../xml/parser.js";
 import { XmlStreamError } from "../xml/errors.js";
 import { serialize } from "../xml/serialize.js";
+import type { Counter } from "prom-client";
+import { lazyCounter } from "../metrics/lazy-counter.js";
+
+/** Characters per saxes write for big frames: ≤ ~3 ms each on the densest input measured (SPEC E1). */
+export const PARSE_SLICE_CHARS = 8192;
 
 export type Side = "client" | "upstream";
 
@@ -17,6 +22,14 @@ export interface WireHandlers {
   onSocketEnd(error: Error | undefined): void;
   /** The write buffer drained below the high-water mark (resume the other side). */
   onDrain(): void;
+  /** A deadline of WireTimeouts expired: "stanza" (a started stanza not finished), "write-stall" (peer does not read). */
+  onTimeout?(what: "stanza" | "write-stall"): void;
+}
+
+/** Slow-peer deadlines (issue 6 item 9); 0 or unset: off. */
+export interface WireTimeouts {
+  stanzaMs?: number;
+  writeStallMs?: number;
 }
 
 export interface WireAccounting {
@@ -29,6 +42,8 @@ export class Wire {
   private sock: Socket;
   private ended = false;
   private detached = false;
+  private parsing = false; // the parser is slicing a big frame: socket paused
+  private flowPaused = false; // paused for backpressure (SPEC E4)
 
   constructor(
     socket: Socket,
@@ -36,6 +51,7 @@ export class Wire {
     private limits: ParserLimits,
     private readonly accounting: WireAccounting,
     private readonly maxBufferedBytes: number,
+    private readonly timeouts: WireTimeouts = {},
   ) {
     this.sock = socket;
     this.parser = this.newParser(limits);
@@ -52,6 +68,22 @@ export class Wire {
         onError: (e) => h.onError(e),
       },
       limits,
+      {
+        // SPEC E1: big frames are parsed in slices; the socket is paused meanwhile, and the relayed
+        // stanzas of a slice still leave corked, as those of one read do.
+        sliceChars: PARSE_SLICE_CHARS,
+        defer: (fn) => void setImmediate(() => {
+          const peer = this.peer;
+          peer?.sock.cork();
+          fn();
+          peer?.sock.uncork();
+        }),
+        onBusy: (busy) => {
+          this.parsing = busy;
+          if (busy) this.sock.pause();
+          else if (!this.flowPaused && !this.ended) this.sock.resume();
+        },
+      },
     );
   }
 
@@ -73,10 +105,53 @@ export class Wire {
     peer?.sock.cork();
     this.parser.write(chunk);
     peer?.sock.uncork();
+    if (this.timeouts.stanzaMs) this.checkStanzaDeadline(this.timeouts.stanzaMs);
   };
+  private stanzaTimer: ReturnType<typeof setTimeout> | undefined;
+  private stanzaTimerFrames = 0;
+  private stallTimer: ReturnType<typeof setTimeout> | undefined;
+
+  /** Runs from the first byte of a frame to its end; restarted when a later frame is under way. */
+  private checkStanzaDeadline(ms: number): void {
+    const frames = this.parser.frames;
+    if (!this.parser.midFrame) {
+      clearTimeout(this.stanzaTimer);
+      this.stanzaTimer = undefined;
+      return;
+    }
+    if (this.stanzaTimer !== undefined && frames === this.stanzaTimerFrames) return;
+    clearTimeout(this.stanzaTimer);
+    this.stanzaTimerFrames = frames;
+    this.stanzaTimer = setTimeout(() => {
+      this.stanzaTimer = undefined;
+      if (!this.ended && this.parser.midFrame && this.parser.frames === frames) this.handlers.onTimeout?.("stanza");
+    }, ms);
+    this.stanzaTimer.unref();
+  }
+
+  private startStallTimer(): void {
+    const ms = this.timeouts.writeStallMs;
+    if (!ms || this.stallTimer !== undefined) return;
+    this.stallTimer = setTimeout(() => {
+      this.stallTimer = undefined;
+      if (!this.ended && this.sock.writableLength > 0) this.handlers.onTimeout?.("write-stall");
+    }, ms);
+    this.stallTimer.unref();
+  }
+
+  private clearTimers(): void {
+    clearTimeout(this.stanzaTimer);
+    clearTimeout(this.stallTimer);
+    this.stanzaTimer = undefined;
+    this.stallTimer = undefined;
+  }
   private readonly onClose = () => this.finish(undefined);
   private readonly onErr = (e: Error) => this.finish(e);
-  private readonly onDrainEvt = () => this.handlers.onDrain();
+  private readonly onDrainEvt = () => {
+    clearTimeout(this.stallTimer);
+    this.stallTimer = undefined;
+    this.handlers.onDrain();
+  };
 
   private attach(socket: Socket): void {
     this.sock = socket;
@@ -104,6 +179,7 @@ export class Wire {
    */
   replaceSocket(socket: Socket): void {
     this.parser.stop();
+    this.parsing = false;
     this.parser = this.newParser(this.limits);
     this.attach(socket);
   }
@@ -112,6 +188,7 @@ export class Wire {
     if (this.ended) return;
     this.ended = true;
     this.parser.stop();
+    this.clearTimers();
     this.handlers.onSocketEnd(err);
   }
 
@@ -125,7 +202,9 @@ export class Wire {
       return true;
     }
     this.accounting.bytesOut(Buffer.byteLength(data, "utf8"));
-    return this.sock.write(data, "utf8", onFlushed);
+    const ok = this.sock.write(data, "utf8", onFlushed);
+    if (!ok) this.startStallTimer(); // cleared by 'drain'
+    return ok;
   }
 
   writeElement(el: Element): boolean {
@@ -136,8 +215,8 @@ export class Wire {
   get buffered(): number { return this.sock.writableLength; }
   overCap(): boolean { return this.sock.writableLength > this.maxBufferedBytes; }
 
-  pause(): void { if (!this.ended) this.sock.pause(); }
-  resume(): void { if (!this.ended) this.sock.resume(); }
+  pause(): void { this.flowPaused = true; if (!this.ended) this.sock.pause(); }
+  resume(): void { this.flowPaused = false; if (!this.ended && !this.parsing) this.sock.resume(); }
 
   /** Half-close after flushing, with a hard stop if the peer does not close within `graceMs`. */
   end(graceMs = 2000): void {
@@ -150,6 +229,25 @@ export class Wire {
 
   destroy(): void {
     this.parser.stop();
+    this.clearTimers();
     this.sock.destroy();
   }
+}
+
+const ACCOUNTING = new WeakMap<object, Map<Side, WireAccounting>>();
+
+/**
+ * Byte accounting for every wire of one side, shared (one object per metrics registry and side, not two
+ * closures per session), counted into LazyCounters: prom-client hashes the label set on every inc(), which
+ * was a few per cent of the relay's CPU (issue 7).
+ */
+export function sharedAccounting(bytes: Counter<"direction" | "side">, side: Side): WireAccounting {
+  let bySide = ACCOUNTING.get(bytes);
+  if (!bySide) ACCOUNTING.set(bytes, (bySide = new Map()));
+  let a = bySide.get(side);
+  if (!a) {
+    const inC = lazyCounter(bytes, "in", side), outC = lazyCounter(bytes, "out", side);
+    bySide.set(side, (a = { bytesIn: (n) => inC.inc(n), bytesOut: (n) => outC.inc(n) }));
+  }
+  return a;
 }

@@ -70,6 +70,7 @@ export class Framer {
   private buf: Buffer = EMPTY;
   private pos = 0;
   private dead = false;
+  private suspended = false;
 
   private readonly limits: FramerLimits;
 
@@ -82,6 +83,11 @@ export class Framer {
 
   get failed(): boolean {
     return this.dead;
+  }
+
+  /** Some bytes of a frame have been seen and its end has not (for the stanza-completion deadline). */
+  get inFrame(): boolean {
+    return this.state !== TOP && this.state !== DONE && !this.dead;
   }
 
   /** Applies from the next byte on, including to the frame in progress. */
@@ -99,23 +105,39 @@ export class Framer {
     this.count = 0;
   }
 
+  /**
+   * Stop consuming the current chunk right after the frame being delivered; push() then returns the
+   * unread rest. Only meaningful from onFrame (the parser uses it to time-slice a large frame, SPEC E1).
+   */
+  suspend(): void {
+    this.suspended = true;
+  }
+
   /** Ignore the rest of the current chunk and all future input. Safe to call from onFrame. */
   stop(): void {
     this.dead = true;
     this.pending.clear();
   }
 
-  push(chunk: Buffer): void {
-    if (this.dead) return;
+  /** Consumes `chunk`; returns its unread rest when onFrame called suspend(), else an empty buffer. */
+  push(chunk: Buffer): Buffer {
+    if (this.dead) return EMPTY;
     this.buf = chunk;
     this.pos = 0;
     this.frameStart = 0;
+    this.suspended = false;
     const n = chunk.length;
-    while (this.pos < n && !this.dead) this.pos = this.step(chunk[this.pos] as number, this.pos);
+    while (this.pos < n && !this.dead && !this.suspended) this.pos = this.step(chunk[this.pos] as number, this.pos);
+    this.buf = EMPTY;
+    if (this.suspended && !this.dead) {
+      // A frame was just emitted, so the state is TOP or DONE and nothing is pending.
+      this.suspended = false;
+      return chunk.subarray(this.pos);
+    }
     if (!this.dead && this.state !== TOP && this.state !== DONE) {
       this.pending.append(chunk.subarray(this.frameStart)); // a copy: the chunk is not retained
     }
-    this.buf = EMPTY;
+    return EMPTY;
   }
 
   /** Consumes the byte at `i` (and possibly more); returns the index of the next unread byte. */

@@ -33,6 +33,29 @@ export interface ParserHandlers {
   onError(err: XmlStreamError): void;
 }
 
+export interface ParserOptions {
+  contentNamespace?: string;
+  /**
+   * SPEC E1 (no input blocks the event loop > 10 ms): frames longer than this many characters are
+   * fed to saxes in slices of this size, one per `defer` turn. Unset: every frame is parsed at once
+   * (synchronous callers such as parseStanza and tests).
+   */
+  sliceChars?: number;
+  /** Schedules the next slice (default setImmediate). */
+  defer?: (fn: () => void) => void;
+  /** true when slicing starts (input is only queued until it ends), false when the queue is drained. */
+  onBusy?: (busy: boolean) => void;
+}
+
+/** A frame being parsed in slices. */
+interface SliceJob {
+  kind: FrameKind;
+  text: string;
+  offset: number;
+  byteLength: number;
+  ev: FrameEvents;
+}
+
 // XML 1.0 only (RFC 6120 §11): a declaration saying 1.1 must not relax the character rules.
 type SaxOptions = { xmlns: true; position: false; forceXMLVersion: true; defaultXMLVersion: "1.0" };
 type Sax = SaxesParser<SaxOptions>;
@@ -60,13 +83,22 @@ export class StreamParser {
   private errored = false;
   private writing = false;
   private queue: Buffer[] = [];
+  private job: SliceJob | null = null;
+  private busyReported = false;
+  private frameCount = 0;
+  private readonly sliceChars: number;
+  private readonly defer: (fn: () => void) => void;
+  private readonly onBusy: ((busy: boolean) => void) | undefined;
 
   constructor(
     private readonly handlers: ParserHandlers,
     limits: ParserLimits,
-    opts?: { contentNamespace?: string },
+    opts?: ParserOptions,
   ) {
     this.limits = { ...limits };
+    this.sliceChars = opts?.sliceChars ?? Number.POSITIVE_INFINITY;
+    this.defer = opts?.defer ?? ((fn) => void setImmediate(fn));
+    this.onBusy = opts?.onBusy;
     this.contentNs = opts?.contentNamespace ?? "jabber:client";
     this.framer = new Framer(
       { onFrame: (kind, bytes) => this.onFrame(kind, bytes), onError: (err) => this.fail(err) },
@@ -80,26 +112,88 @@ export class StreamParser {
     return this.errored;
   }
 
+  /** Frames (stanzas, headers, closes) received so far. */
+  get frames(): number {
+    return this.frameCount;
+  }
+
+  /** A frame is incomplete or still being parsed (the stanza-completion deadline runs). */
+  get midFrame(): boolean {
+    return !this.dead && (this.job !== null || this.queue.length > 0 || this.framer.inFrame);
+  }
+
+  /** True while a large frame is being parsed in slices; later input is queued (SPEC E1). */
+  get busy(): boolean {
+    return this.job !== null;
+  }
+
   write(chunk: Buffer): void {
-    if (this.writing) {
-      this.queue.push(chunk); // a handler wrote more input: keep byte order
-      return;
-    }
+    if (this.dead) return;
+    this.queue.push(chunk); // byte order is kept: a handler or a slice in progress only queues
+    if (!this.writing && this.job === null) this.drain();
+  }
+
+  private drain(): void {
     this.writing = true;
     try {
-      for (let next: Buffer | undefined = chunk; next !== undefined && !this.dead; next = this.queue.shift()) {
-        this.framer.push(next);
+      while (!this.dead && this.job === null) {
+        const next = this.queue.shift();
+        if (next === undefined) break;
+        const rest = this.framer.push(next);
+        if (rest.length > 0) this.queue.unshift(rest); // a slice job started: the rest waits for it
       }
     } catch (err) {
       this.fail(new XmlStreamError("internal-server-error", `parser failure: ${String(err)}`));
     } finally {
       this.writing = false;
-      this.queue = [];
+    }
+    if (this.dead) this.queue = [];
+    else if (this.job === null && this.busyReported) {
+      this.busyReported = false;
+      this.onBusy?.(false);
     }
   }
 
+  /** One slice of the frame in progress, then yield; the frame completes in its last slice. */
+  private readonly sliceStep = (): void => {
+    const job = this.job;
+    if (job === null || this.dead) return;
+    const len = job.text.length;
+    let end = Math.min(len, job.offset + this.sliceChars);
+    // Never split a surrogate pair between two saxes writes.
+    const last = job.text.charCodeAt(end - 1);
+    if (end < len && last >= 0xd800 && last <= 0xdbff) end++;
+    this.ev = job.ev;
+    this.writing = true;
+    try {
+      try {
+        this.sax.write(job.text.slice(job.offset, end));
+      } catch (err) {
+        if (err !== ABORT) throw err;
+      }
+      job.offset = end;
+      if (job.ev.error === null && end < len) {
+        this.defer(this.sliceStep);
+        return;
+      }
+      this.job = null;
+      this.finishFrame(job.kind, job.byteLength, job.ev);
+    } catch (err) {
+      this.job = null;
+      this.fail(new XmlStreamError("internal-server-error", `parser failure: ${String(err)}`));
+    } finally {
+      this.writing = false;
+    }
+    if (this.job === null) this.drain();
+  };
+
   /** Stream restart (RFC 6120 §4.3.3): the next bytes, even within the current chunk, start a new stream. */
   reset(): void {
+    if (this.job !== null) {
+      // The frame being sliced belonged to the old stream; queued input continues under the new one.
+      this.job = null;
+      if (!this.writing) this.defer(() => this.drain());
+    }
     this.framer.reset();
     this.sax = this.newSax();
     this.tree = new TreeBuilder(this.limits, this.contentNs);
@@ -114,10 +208,13 @@ export class StreamParser {
   /** Ignore the rest of the current chunk and all future input, without reporting an error. */
   stop(): void {
     this.dead = true;
+    this.job = null;
+    this.queue = [];
     this.framer.stop();
   }
 
   private onFrame(kind: FrameKind, bytes: Buffer): void {
+    this.frameCount++;
     let text: string;
     try {
       text = this.decoder.decode(bytes);
@@ -125,14 +222,30 @@ export class StreamParser {
       return this.fail(new XmlStreamError("unsupported-encoding", "invalid UTF-8")); // SPEC E2
     }
     const ev: FrameEvents = { error: null, header: null, closed: false };
+    if (text.length > this.sliceChars) {
+      // SPEC E1: a dense maximum-size frame costs tens of ms in saxes; parse it in slices, yielding to
+      // the event loop between them, and hold later input (the framer stops right after this frame).
+      this.framer.suspend();
+      this.job = { kind, text, offset: 0, byteLength: bytes.length, ev };
+      if (!this.busyReported) {
+        this.busyReported = true;
+        this.onBusy?.(true);
+      }
+      this.defer(this.sliceStep);
+      return;
+    }
     this.ev = ev;
     try {
       this.sax.write(text);
     } catch (err) {
       if (err !== ABORT) throw err;
     }
+    this.finishFrame(kind, bytes.length, ev);
+  }
+
+  private finishFrame(kind: FrameKind, byteLength: number, ev: FrameEvents): void {
     if (ev.error !== null) return this.fail(ev.error);
-    if (kind === "element") return this.deliverElement(bytes.length);
+    if (kind === "element") return this.deliverElement(byteLength);
     if (kind === "decl") return this.checkXmlDecl();
     if (kind === "header") {
       if (ev.header === null) return this.malformed("stream header");

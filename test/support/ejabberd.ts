@@ -18,6 +18,9 @@ function yml(d: string, port: number, tlsPort: number | undefined, o: StartServe
   const c2s = "module: ejabberd_c2s, access: c2s, shaper: c2s_shaper, max_stanza_size: 262144";
   return `hosts: [localhost]
 loglevel: ${o.debugLog ? "debug" : "info"}
+# Tests count deliveries in the debug log: ejabberd's default burst limit (500 lines/s) would drop lines.
+log_burst_limit_count: 10000000
+log_burst_limit_window_time: 1
 ${tls ? `certfiles: ["${d}/conf/server.pem"]` : ""}
 listen:
   - {port: ${port}, ip: "127.0.0.1", ${c2s}, starttls: ${tls}, starttls_required: false}

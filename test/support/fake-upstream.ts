@@ -33,6 +33,8 @@ export class UpstreamConnection {
   /** Index in `received` of the first stanza after the bind request. */
   boundAt = 0;
   closed = false;
+  /** Every byte mucmux wrote on this connection, raw, in order (adversarial tests assert on it). */
+  readonly bytes: Buffer[] = [];
   private authed = false;
   private domain = "localhost";
   private readonly parser: StreamParser;
@@ -46,11 +48,20 @@ export class UpstreamConnection {
         onError: () => this.close("reset"),
       },
       LIMITS,
+      { sliceChars: 8192 }, // big stanzas do not stall the test process (event-loop tests measure mucmux)
     );
     socket.setNoDelay(true);
-    socket.on("data", (d: Buffer) => this.parser.write(d));
+    socket.on("data", (d: Buffer) => {
+      this.bytes.push(d);
+      this.parser.write(d);
+    });
     socket.on("close", () => { this.closed = true; });
     socket.on("error", () => { this.closed = true; });
+  }
+
+  /** The raw bytes received so far, as UTF-8 text. */
+  get rawText(): string {
+    return Buffer.concat(this.bytes).toString("utf8");
   }
 
   /** Resource of the bound JID. */
@@ -63,6 +74,10 @@ export class UpstreamConnection {
   get isAnchor(): boolean {
     return /^mucmux-[0-9a-f]{8}$/.test(this.resource ?? "");
   }
+
+  /** Stop / restart reading from mucmux (a server that stops reading: backpressure tests). */
+  pauseReading(): void { this.socket.pause(); }
+  resumeReading(): void { this.socket.resume(); }
 
   /** Write raw XML (one or more stanzas) on this connection. */
   send(xmlText: string): void {

@@ -5,6 +5,16 @@
 import { createHash, createPrivateKey, X509Certificate, type KeyObject } from "node:crypto";
 import { createSecureContext, type SecureContext } from "node:tls";
 
+/**
+ * TLS 1.2 suites: forward-secret AEAD only (no CBC, no RSA key exchange). TLS 1.3 suites are all AEAD
+ * and are configured separately by OpenSSL. TLS 1.0/1.1 are refused by minVersion.
+ */
+export const AEAD_CIPHERS = [
+  "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-RSA-AES128-GCM-SHA256",
+  "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-RSA-AES256-GCM-SHA384",
+  "ECDHE-ECDSA-CHACHA20-POLY1305", "ECDHE-RSA-CHACHA20-POLY1305",
+].join(":");
+
 export class TlsError extends Error {
   readonly code = "ERR_MUCMUX_TLS";
   constructor(message: string) {
@@ -55,7 +65,7 @@ export function buildPair(cert: Buffer | string, key: Buffer | string, source: P
   let context: SecureContext;
   try {
     // ALPN is chosen per socket by the listener (XEP-0368 'xmpp-client'), so it is not set here.
-    context = createSecureContext({ cert, key, minVersion: "TLSv1.2" });
+    context = createSecureContext({ cert, key, minVersion: "TLSv1.2", ciphers: AEAD_CIPHERS, honorCipherOrder: true });
   } catch (err) {
     throw new TlsError(`tls: cannot use ${source.cert} with ${source.key}: ${firstLine(err)}`);
   }

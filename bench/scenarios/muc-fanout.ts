@@ -1,0 +1,153 @@
+// Scenario: fan-out cost. N sessions of one account in one room, another account (always direct) sends
+// groupchat messages at a fixed open-loop rate. Per message: the time from its write until the last of the
+// N copies arrived (p50/p99); CPU per delivered copy; and in mucmux mode the CPU per *extra* copy, from a
+// 1-session phase and an N-session phase of the same run: (CPU/msg at N − CPU/msg at 1) / (N − 1).
+import { cpuDelta, cpuSnapshot } from "../lib/procfs.js";
+import { Collector, joinRoom } from "../lib/muc.js";
+import { percentileSorted, sortedCopy } from "../lib/stats.js";
+import { envNumber, sleep, target, until } from "../lib/target.js";
+import type { BenchEnv, Mode, Sample, Scenario } from "../lib/types.js";
+import { BenchSession, DOMAIN, login, mapLimit } from "../lib/xmpp.js";
+
+export const FANOUT_ACCOUNT = "mfan";
+export const FANOUT_SENDER = "mfsend";
+const BODY_PAD = "y".repeat(100);
+
+function params(env: BenchEnv) {
+  const n = Math.min(50, Math.round(envNumber("MUCMUX_BENCH_FANOUT_N", 50)));
+  const rate = envNumber("MUCMUX_BENCH_FANOUT_RATE", 100);
+  return env.quick ? { n, rate, warmupMs: 500, measureMs: 3000 } : { n, rate, warmupMs: 1000, measureMs: 6000 };
+}
+
+export const mucFanout: Scenario = {
+  id: "muc-fanout",
+  title: "MUC fan-out: CPU per delivered copy and time until the last copy, N sessions of one account",
+  describe(env) {
+    const p = params(env);
+    return `N = ${p.n} sessions of one account in one room (direct: N occupants with one nick; mucmux: one anchor, fan-out), ` +
+      `another account (always direct to Prosody) sends groupchat at ${p.rate}/s open-loop; ${p.measureMs / 1000} s measured per ` +
+      "phase. Last copy: from the sender's write to the arrival of the N-th copy (includes Prosody and the generator). " +
+      "Extra copy: a 1-session phase then an N-session phase in the same run.";
+  },
+  figures: [
+    { key: "last50", label: "time until the last copy, p50", unit: "ms", compare: "delta", digits: 2 },
+    { key: "last99", label: "time until the last copy, p99", unit: "ms", compare: "delta", digits: 2 },
+    { key: "first50", label: "time until the first copy, p50", unit: "ms", compare: "delta", digits: 2 },
+    { key: "mucmuxUsPerMsg1", label: "mucmux CPU per room message with 1 session", unit: "µs", only: "mucmux", digits: 1 },
+    { key: "mucmuxUsPerCopy", label: "mucmux CPU per delivered copy (N sessions)", unit: "µs", only: "mucmux", digits: 1 },
+    { key: "mucmuxUsPerExtraCopy", label: "mucmux CPU per extra copy ((N − 1) more sessions)", unit: "µs", only: "mucmux", digits: 2, target: "≤ 3" },
+    { key: "prosodyUsPerMsg", label: "Prosody CPU per room message (N sessions)", unit: "µs", compare: "ratio", digits: 1 },
+    { key: "systemUsPerMsg", label: "Prosody + mucmux CPU per room message (N sessions)", unit: "µs", compare: "ratio", digits: 1 },
+    { key: "lost", label: "copies not delivered", unit: "copies", compare: "none", digits: 0 },
+    { key: "foreignCores", label: "other work on the machine", unit: "cores", compare: "none", digits: 2 },
+  ],
+  run: runOnce,
+};
+
+interface Phase { usMucmux: number; usProsody: number; last: Float64Array; first: Float64Array; lost: number; foreign: number }
+
+async function runOnce(mode: Mode, env: BenchEnv, iteration: number): Promise<Sample> {
+  const p = params(env);
+  const t = await target(mode, env);
+  const opened: BenchSession[] = [];
+  try {
+    const sender = await login({ port: env.prosody.directTlsPort ?? 0, user: FANOUT_SENDER, password: env.password(FANOUT_SENDER), resource: `f${mode}${iteration}`, ca: env.ca });
+    opened.push(sender);
+    const senderC = new Collector(sender, 1 << 16);
+    const phase = async (n: number): Promise<Phase> => {
+      const room = `fanout-${mode}-${iteration}-${n}-${Date.now().toString(36)}@conference.${DOMAIN}`;
+      await joinRoom(senderC, room, "sender");
+      const sessions = await mapLimit([...Array(n).keys()], 16, (i) =>
+        login({ port: t.port, user: FANOUT_ACCOUNT, password: env.password(FANOUT_ACCOUNT), resource: `f${mode}${iteration}-${n}-${i}`, ca: env.ca }));
+      opened.push(...sessions);
+      for (const s of sessions) await joinRoom(new Collector(s, 1 << 16), room, "reader");
+      await sleep(300);
+      // Message k: written at sentAt[k]; copies[k] counts arrivals, first/last arrival times.
+      const cap = Math.ceil(((p.warmupMs + p.measureMs) / 1000) * p.rate) + 16;
+      const sentAt = new Float64Array(cap), firstAt = new Float64Array(cap), lastAt = new Float64Array(cap);
+      const copies = new Uint16Array(cap);
+      const marker = "<body>k";
+      for (const s of sessions) {
+        let carry = "";
+        s.onData = (chunk) => {
+          const now = performance.now();
+          const text = carry + chunk.toString("latin1");
+          let i = text.indexOf(marker);
+          let consumed = 0;
+          while (i !== -1) {
+            const end = text.indexOf(" ", i + marker.length);
+            if (end === -1) break;
+            const k = Number(text.slice(i + marker.length, end));
+            if (k >= 0 && k < cap) {
+              if (copies[k] === 0) firstAt[k] = now;
+              copies[k] = (copies[k] ?? 0) + 1;
+              if (copies[k] === n) lastAt[k] = now;
+            }
+            consumed = end;
+            i = text.indexOf(marker, end);
+          }
+          carry = text.slice(Math.max(consumed, text.length - 64));
+        };
+      }
+      let k = 0;
+      const t0 = performance.now();
+      const total = Math.floor(((p.warmupMs + p.measureMs) / 1000) * p.rate);
+      const warm = Math.floor((p.warmupMs / 1000) * p.rate);
+      let c0: ReturnType<typeof cpuSnapshot> | undefined;
+      await new Promise<void>((resolve) => {
+        const tick = () => {
+          const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * p.rate) + 1);
+          while (k < due) {
+            if (k === warm) c0 = cpuSnapshot(t.prosodyPid, t.mucmux?.pid);
+            sentAt[k] = performance.now();
+            sender.write(`<message to='${room}' type='groupchat' id='f${k}'><body>k${k} ${BODY_PAD}</body></message>`);
+            k++;
+          }
+          if (k >= total) return resolve();
+          setTimeout(tick, 1);
+        };
+        tick();
+      });
+      await until(() => copies[total - 1] === n, 5000);
+      await sleep(200);
+      const c1 = cpuSnapshot(t.prosodyPid, t.mucmux?.pid);
+      if (!c0) throw new Error("no warm-up boundary");
+      // CPU window: messages warm..total-1 (their copies have arrived by c1).
+      const msgs = total - warm;
+      const d = cpuDelta(c0, c1);
+      const last: number[] = [], first: number[] = [];
+      let lost = 0;
+      for (let j = warm; j < total; j++) {
+        lost += n - (copies[j] ?? 0);
+        if (copies[j] === n) last.push((lastAt[j] ?? 0) - (sentAt[j] ?? 0));
+        if ((copies[j] ?? 0) > 0) first.push((firstAt[j] ?? 0) - (sentAt[j] ?? 0));
+      }
+      await Promise.all(sessions.map((s) => s.close()));
+      senderC.session.write(`<presence to='${room}/sender' type='unavailable'/>`);
+      return {
+        usMucmux: (d.mucmux * 1e6) / msgs,
+        usProsody: (d.prosody * 1e6) / msgs,
+        last: sortedCopy(last),
+        first: sortedCopy(first),
+        lost,
+        foreign: d.foreignCores,
+      };
+    };
+    const one = mode === "mucmux" ? await phase(1) : undefined;
+    const many = await phase(p.n);
+    return {
+      last50: percentileSorted(many.last, 50),
+      last99: percentileSorted(many.last, 99),
+      first50: percentileSorted(many.first, 50),
+      mucmuxUsPerMsg1: one ? one.usMucmux : Number.NaN,
+      mucmuxUsPerCopy: mode === "mucmux" ? many.usMucmux / p.n : Number.NaN,
+      mucmuxUsPerExtraCopy: one ? (many.usMucmux - one.usMucmux) / (p.n - 1) : Number.NaN,
+      prosodyUsPerMsg: many.usProsody,
+      systemUsPerMsg: many.usProsody + many.usMucmux,
+      lost: many.lost,
+      foreignCores: many.foreign,
+    };
+  } finally {
+    await Promise.all(opened.map((s) => s.close()));
+  }
+}
