@@ -15,7 +15,7 @@
 // same value (`{scansion:any}` matches any value), its text (if any) must be equal, and its child
 // elements must match, in order, a subsequence of the received element's children. Extra attributes
 // and children in what was received are allowed; use a predicate to pin down absence.
-// `receives` is strict like scansion: the *next* unread stanza must match, unless `{ skip: true }`.
+// `receives` is strict like scansion: the *next* unread stanza must match, unless `{ scan: true }`.
 // Client bytes are parsed with mucmux's own StreamParser (canonical elements, SASL restart honoured).
 import assert from "node:assert/strict";
 import type { Element } from "@xmpp/xml";
@@ -42,7 +42,7 @@ const LIMITS = { maxStanzaBytes: 1 << 20, maxDepth: 64, maxAttributes: 100, maxC
 const HEADER = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
 
 export type Expect = string | ((el: Element) => boolean);
-export interface WaitOptions { timeoutMs?: number; skip?: boolean }
+export interface WaitOptions { timeoutMs?: number; scan?: boolean }
 
 /** Parse XML text (one or more stanzas in the jabber:client namespace) into canonical elements. */
 export function parseStanzas(xmlText: string): Element[] {
@@ -117,13 +117,13 @@ async function take(who: string, get: () => Log | undefined, expect: Expect, opt
     if (log?.broken) assert.fail(`${who}: ${log.broken}`);
     if (log) {
       const unread = log.all.slice(log.cursor);
-      // strict (scansion): the next unread stanza must match; with skip: the first matching one
-      const at = opts.skip ? unread.findIndex(ok) : unread.length > 0 && ok(unread[0] as Element) ? 0 : -1;
+      // strict (scansion): the next unread stanza must match; with scan: the first matching one, passing over the others
+      const at = opts.scan ? unread.findIndex(ok) : unread.length > 0 && ok(unread[0] as Element) ? 0 : -1;
       if (at >= 0) {
         log.cursor += at + 1;
         return unread[at] as Element;
       }
-      if (!opts.skip && unread.length > 0) assert.fail(`${who} received something else.\n  expected: ${label}\n  unread:\n${list(unread)}`);
+      if (!opts.scan && unread.length > 0) assert.fail(`${who} received something else.\n  expected: ${label}\n  unread:\n${list(unread)}`);
     }
     if (Date.now() > end) {
       assert.fail(`${who} received nothing matching within ${opts.timeoutMs ?? fallbackMs} ms.\n  expected: ${label}\n` +
@@ -173,14 +173,14 @@ class ClientSession implements Log {
   async login(user: string, resource: string, timeoutMs: number): Promise<void> {
     const who = `${user}/${resource} (login)`;
     this.raw.open(DOMAIN);
-    await take(who, () => this, (el) => el.name === "stream:features", { skip: true }, timeoutMs);
+    await take(who, () => this, (el) => el.name === "stream:features", { scan: true }, timeoutMs);
     const b64 = Buffer.from(`\0${user}\0${user}pw`).toString("base64");
     this.raw.send(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${b64}</auth>`);
     await take(who, () => this, (el) => el.name === "success", {}, timeoutMs);
     this.raw.open(DOMAIN);
-    await take(who, () => this, (el) => el.name === "stream:features", { skip: true }, timeoutMs);
+    await take(who, () => this, (el) => el.name === "stream:features", { scan: true }, timeoutMs);
     this.raw.send(`<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>${resource}</resource></bind></iq>`);
-    const bound = await take(who, () => this, (el) => el.name === "iq" && el.attrs.id === "bind1", { skip: true }, timeoutMs);
+    const bound = await take(who, () => this, (el) => el.name === "iq" && el.attrs.id === "bind1", { scan: true }, timeoutMs);
     this.jid = bound.getChild("bind")?.getChildText("jid") ?? "";
     assert.ok(this.jid, `${who}: no JID bound: ${show(bound)}`);
   }
@@ -281,7 +281,7 @@ export class Transcript {
   async collect(who: string, until: Expect, timeoutMs = this.timeoutMs): Promise<Element[]> {
     const s = this.session(who);
     const start = s.cursor;
-    await take(`${who} (client)`, () => s, until, { skip: true, timeoutMs }, timeoutMs);
+    await take(`${who} (client)`, () => s, until, { scan: true, timeoutMs }, timeoutMs);
     return s.all.slice(start, s.cursor);
   }
 
@@ -401,7 +401,7 @@ export async function firstJoin(t: Transcript, who: string, o: { room?: string; 
   const room = o.room ?? ROOM;
   const anchor = `${who.split("/")[0] ?? ""}/anchor`;
   await t.sends(who, joinXml(room, o.nick, o.id, "", o.joinChildren));
-  await t.upstreamReceives(anchor, `<presence to='${room}/${o.nick}'><x xmlns='${MUC}'/></presence>`, { skip: true });
+  await t.upstreamReceives(anchor, `<presence to='${room}/${o.nick}'><x xmlns='${MUC}'/></presence>`, { scan: true });
   await t.upstreamSends(anchor, (o.burst ?? "") +
     selfPresenceXml({ room, nick: o.nick, jid: t.jid(anchor), id: o.id, extra: o.selfExtra ?? "" }) + subjectXml(room, o.subject ?? "Welcome"));
   return t.collect(who, isSubject);
