@@ -21,9 +21,9 @@ export function createChainRunner(deps: { stages: readonly Stage[]; log: Logger;
     run(direction, session, stanza, delivery) {
       const stages = direction === "c2s" ? c2s : s2c;
       // Pass-through fast path: nothing wants it, so no context object and no loop.
-      let wanted = false;
-      for (const s of stages) if (s.wants(stanza, direction, session)) { wanted = true; break; }
-      if (!wanted) { delivery.onward(stanza); return; }
+      let first = 0;
+      while (first < stages.length && !(stages[first] as Stage).wants(stanza, direction, session)) first++;
+      if (first === stages.length) { delivery.onward(stanza); return; }
       const ctx: StanzaContext = {
         direction,
         session,
@@ -31,8 +31,10 @@ export function createChainRunner(deps: { stages: readonly Stage[]; log: Logger;
         reply: (el) => delivery.back(el),
         forward: (el) => delivery.onward(el),
       };
-      for (const s of stages) {
-        if (!s.wants(ctx.stanza, direction, session)) continue;
+      for (let i = first; i < stages.length; i++) {
+        const s = stages[i] as Stage;
+        // The first stage's wants() was just asked; later ones see the stanza as earlier stages left it.
+        if (i !== first && !s.wants(ctx.stanza, direction, session)) continue;
         const handler = direction === "c2s" ? s.c2s : s.s2c;
         try {
           if (handler?.call(s, ctx) === DROP) return;
