@@ -158,3 +158,19 @@ test("SPEC C13: occupant-id and stanza-id pass through untouched; a synthesized 
     assert.deepEqual(h1.getChildren("occupant-id", OCCUPANT_ID).map((e) => e.attrs.id), ["bob-oid"]);
     assert.equal(h2.getChildren("stanza-id", SID).length, 0, `mucmux invented a stanza-id: ${show(h2)}`);
   }));
+
+test("SPEC C1 (isolation): room traffic from a room the account never joined is not fanned out to anyone", T, () =>
+  withTranscript({ users: { alice: ["a1"] } }, async (t) => {
+    await firstJoin(t, "alice/a1", { nick: "alice", id: "j1", burst: occupantXml(ROOM, "bob") });
+    const other = "never-joined@conference.localhost";
+    // The server (or someone spoofing through it) sends the anchor traffic of another room.
+    await t.upstreamSends("alice/anchor",
+      `<message type='groupchat' from='${other}/mallory' id='f1'><body>forged</body></message>` +
+      `<presence from='${other}/mallory'><x xmlns='${MUC_USER}'><item affiliation='none' role='participant'/></x></presence>` +
+      `<message type='chat' from='${other}/mallory' id='f2'><body>forged pm</body><x xmlns='${MUC_USER}'/></message>`);
+    // ... while a real room message still arrives: only that one reaches the session.
+    await t.upstreamSends("alice/anchor", `<message type='groupchat' from='${ROOM}/bob' id='real'><body>real</body></message>`);
+    const got = await t.receives("alice/a1", (el: Element) => el.name === "message" && el.attrs.id === "real");
+    assert.equal(got.getChildText("body"), "real");
+    await t.receivesNothing("alice/a1", 400);
+  }));
