@@ -135,6 +135,31 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       }
     });
 
+    it("isolation (issue 6 item 12): one account can never read, change or delete another's offline registration", async () => {
+      const r = room();
+      const [al, eve] = [await fresh(), await fresh()];
+      const bob = await connect(mux.directPort, "bob", "iso");
+      await join(bob, r, "bob");
+      for (const u of [al, eve]) {
+        await bob.iq(xml("iq", { type: "set", to: r }, xml("query", { xmlns: MUC_ADMIN }, xml("item", { jid: `${u}@localhost`, affiliation: "member" }))));
+      }
+      const a = await connect(mux.directPort, al, "iso-a");
+      const e = await connect(mux.directPort, eve, "iso-e");
+      await join(a, r, al);
+      await join(e, r, eve);
+      await a.iq(submit(r, al, "1"));
+      assert.equal(await flagOf(mux, al, r), true);
+      // eve reads: she sees her own (unset) flag, never al's
+      assert.equal(formField(await getRegistration(e, r), OFFLINE)?.getChildText("value"), "0");
+      // eve removes and sets "0": only her own row changes
+      await e.iq(removeRegistration(r)).catch(() => undefined);
+      await e.iq(submit(r, eve, "0")).catch(() => undefined);
+      assert.equal(await flagOf(mux, al, r), true, "al's row untouched");
+      const rows = await mux.app.store?.registrations(`${eve}@localhost`);
+      assert.ok(!(rows ?? []).some((x) => x.offline), "eve has no flag set");
+      assert.deepEqual(await queued(mux, eve), []);
+    });
+
     it("SPEC D5/D6a, C12: an online session not in the room gets exactly the body messages and PMs", async () => {
       const r = room();
       const al = await fresh();
