@@ -9,6 +9,7 @@ const INSTALL: Record<string, string> = {
   promtool: "apt-get install prometheus (Debian; .ci/run installs it)",
   prometheus: "apt-get install prometheus (Debian; .ci/run installs it)",
   yamllint: "apt-get install yamllint (.ci/run installs it)",
+  "systemd-analyze": "apt-get install systemd (.ci/run installs it)",
 };
 
 /** Fails (never skips) when a tool the checks rely on is missing, with the install hint. */
