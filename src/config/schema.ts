@@ -103,6 +103,7 @@ export const configShape = z
       maxDepth: integer(1).default(64).describe("deepest element nesting accepted in a stanza"),
       maxAttributes: integer(1).default(100).describe("most attributes accepted on one element"),
       maxChildren: integer(1).default(20000).describe("most child nodes accepted in one stanza"),
+      maxElements: integer(1).default(10000).describe("most elements in one stanza from a client (bounds the work one stanza causes)"),
       maxBufferedBytes: integer(1).default(4194304).describe("bytes queued towards a slow peer before disconnecting it"),
       stanzaSeconds: seconds().default(30).describe("time a client may take to finish one started stanza"),
       writeStallSeconds: seconds().default(60).describe("time a client may leave mucmux's writes to it unread"),

@@ -62,7 +62,7 @@ export class Link implements SessionView {
         onTimeout: (what) => this.closeWithError("policy-violation", "mucmux",
           what === "stanza" ? "stanza not completed in time" : "client does not read its stream"),
       },
-      { maxStanzaBytes: limits.maxUnauthedStanzaBytes, maxDepth: limits.maxDepth, maxAttributes: limits.maxAttributes, maxChildren: limits.maxChildren },
+      { maxStanzaBytes: limits.maxUnauthedStanzaBytes, maxDepth: limits.maxDepth, maxAttributes: limits.maxAttributes, maxChildren: limits.maxChildren, maxElements: limits.maxElements },
       sharedAccounting(deps.metrics.bytes, "client"),
       limits.maxBufferedBytes,
       { stanzaMs: limits.stanzaSeconds * 1000, writeStallMs: limits.writeStallSeconds * 1000 },

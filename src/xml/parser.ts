@@ -17,6 +17,8 @@ export interface ParserLimits {
   maxDepth: number;
   maxAttributes: number;
   maxChildren: number;
+  /** Elements in one stanza (unset: no cap); see TreeLimits. */
+  maxElements?: number;
 }
 
 export interface StreamHeader {

@@ -18,6 +18,9 @@ export interface TreeLimits {
   maxDepth: number;
   maxAttributes: number;
   maxChildren: number;
+  /** Elements in one top-level element, itself included; unset: no cap (SPEC E1: bounds the tree that
+   * one stanza builds, and so the time its serialization and collection take). */
+  maxElements?: number;
 }
 
 interface Open {
@@ -30,6 +33,7 @@ interface Open {
 
 export class TreeBuilder {
   private stack: Open[] = [];
+  private elements = 0;
   private done: Element | null = null;
   private completedCount = 0;
 
@@ -109,6 +113,11 @@ export class TreeBuilder {
     }
     if (parent !== undefined && ++parent.children > this.limits.maxChildren) {
       return new XmlStreamError("policy-violation", `more than ${this.limits.maxChildren} child elements`);
+    }
+    if (parent === undefined) this.elements = 0;
+    const max = this.limits.maxElements;
+    if (max !== undefined && ++this.elements > max) {
+      return new XmlStreamError("policy-violation", `more than ${max} elements in one stanza`);
     }
     return null;
   }

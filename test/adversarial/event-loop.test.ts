@@ -80,7 +80,9 @@ describe("SPEC E1: the 10 ms rule for dense maximum-size stanzas", () => {
 
 describe("SPEC E1 through mucmux: a dense 256 KiB stanza is relayed intact, in order, canary unaffected", () => {
   let env: Env;
-  before(async () => { env = await startEnv(); });
+  // The element cap (limits.maxElements, default 10000) refuses such a stanza outright (next test); raised
+  // here so that the time-sliced path is exercised end to end.
+  before(async () => { env = await startEnv({ limits: { maxElements: 1_000_000 } }); });
   after(async () => { await env?.stop(); });
 
   test("dense stanza followed by a small one in the same segment", async (t) => {
@@ -98,5 +100,20 @@ describe("SPEC E1 through mucmux: a dense 256 KiB stanza is relayed intact, in o
     t.diagnostic(`event loop delay while relaying: max ${(h.max / 1e6).toFixed(1)} ms, p99 ${(h.percentile(99) / 1e6).toFixed(1)} ms`);
     await env.canary.check();
     o.client.close();
+  });
+});
+
+describe("SPEC E1: with the default element cap, the same stanza is refused before it is relayed", () => {
+  let env: Env;
+  before(async () => { env = await startEnv(); });
+  after(async () => { await env?.stop(); });
+
+  test("policy-violation, nothing upstream, canary unaffected", async () => {
+    const o = await offender(env);
+    o.client.send(WORST["elements with an attribute"] as string);
+    await o.client.waitClosed(5000);
+    assert.match(o.client.text, /<policy-violation xmlns='urn:ietf:params:xml:ns:xmpp-streams'\/>.*more than 10000 elements in one stanza/s);
+    assert.equal(o.leg.received.length, o.markStanzas, "nothing of it reached the upstream");
+    await env.canary.check();
   });
 });

@@ -31,7 +31,7 @@ describe("loadConfig defaults", () => {
       store: { path: "./mucmux.sqlite" },
       limits: {
         maxStanzaBytes: 262144, maxUnauthedStanzaBytes: 10000, handshakeSeconds: 30, maxDepth: 64,
-        maxAttributes: 100, maxChildren: 20000, maxBufferedBytes: 4194304, stanzaSeconds: 30, writeStallSeconds: 60,
+        maxAttributes: 100, maxChildren: 20000, maxElements: 10000, maxBufferedBytes: 4194304, stanzaSeconds: 30, writeStallSeconds: 60,
         maxConnectionsPerIp: 0, connectsPerIpPerSecond: 0, authFailuresPerIp: 0, authFailureWindowSeconds: 300,
       },
       log: { level: "info" },

@@ -121,3 +121,29 @@ describe("parser: performance guard (SPEC E1)", () => {
     assert.equal(out.trim(), "true");
   });
 });
+
+describe("element cap per stanza (SPEC E1)", () => {
+  const stream = (body: string) =>
+    Buffer.from(`<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='x' version='1.0'>${body}`);
+  const run = (body: string, maxElements?: number) => {
+    const got: { elements: number; error?: string } = { elements: 0 };
+    const p = new StreamParser(
+      { onStreamOpen() {}, onElement() { got.elements++; }, onStreamClose() {}, onError(e) { got.error = `${e.condition}: ${e.message}`; } },
+      { maxStanzaBytes: 100_000, maxDepth: 8, maxAttributes: 8, maxChildren: 1000, ...(maxElements === undefined ? {} : { maxElements }) },
+    );
+    p.write(stream(body));
+    return got;
+  };
+  const stanza = (n: number) => `<message><x>${"<a/>".repeat(n - 2)}</x></message>`; // n elements in all
+
+  it("a stanza of exactly maxElements passes; one more is a policy-violation; the count restarts per stanza", () => {
+    assert.deepEqual(run(stanza(10) + stanza(10), 10), { elements: 2 });
+    const over = run(stanza(11), 10);
+    assert.equal(over.elements, 0);
+    assert.match(over.error ?? "", /^policy-violation: more than 10 elements in one stanza/);
+  });
+
+  it("without maxElements there is no cap (the server's side)", () => {
+    assert.deepEqual(run(stanza(500)), { elements: 1 });
+  });
+});
