@@ -9,7 +9,8 @@ import { MUC_USER } from "./xmlutil.js";
 // U+0001 cannot occur in XML 1.0 content, so it can never collide with anything parsed.
 const MARK = "\u0001";
 
-function write(el: Element, links: Iterable<Link>, rewriteItemJid: boolean): number {
+function write(el: Element, links: readonly Link[], rewriteItemJid: boolean): number {
+  if (links.length === 0) return 0; // a kept room with nobody in it: nothing to serialize
   const to = el.attrs.to;
   el.attrs.to = MARK;
   const item = rewriteItemJid ? el.getChild("x", MUC_USER)?.getChild("item") : undefined;
@@ -33,7 +34,7 @@ function write(el: Element, links: Iterable<Link>, rewriteItemJid: boolean): num
  * Write `el` to every link with `to` (and, for own presences, `<item jid>`) set to that link's JID
  * (SPEC B3, C1).
  */
-export function fanOut(el: Element, links: Iterable<Link>, metrics: Metrics, opts: { rewriteItemJid?: boolean } = {}): number {
+export function fanOut(el: Element, links: readonly Link[], metrics: Metrics, opts: { rewriteItemJid?: boolean } = {}): number {
   const n = write(el, links, opts.rewriteItemJid ?? false);
   metrics.fanoutRecipients.observe(n);
   metrics.fanoutDeliveries.inc(n);
