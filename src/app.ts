@@ -8,10 +8,13 @@ import { startAdmin, type Readiness } from "./metrics/admin.js";
 import { createTlsMaterial, type TlsMaterial } from "./net/tls/index.js";
 import { bindListener, type BoundListener } from "./net/listeners.js";
 import { AuthFailureThrottle, IpGate } from "./net/ip-gate.js";
+import { TrustList } from "./net/ip-address.js";
+import type { ClientOrigin } from "./net/client-origin.js";
 import { createChainRunner } from "./chain/runner.js";
 import { createStages } from "./stages/index.js";
 import { Link } from "./stream/link.js";
-import { connectUpstream } from "./stream/upstream.js";
+import { connectUpstream, localProxyHeader } from "./stream/upstream.js";
+import { ConnectLimiter, limitConnects } from "./stream/connect-limiter.js";
 import { SqliteStore } from "./store/sqlite.js";
 import { instrumentStore } from "./store/instrumented.js";
 import type { Store } from "./store/store.js";
@@ -46,10 +49,18 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
   let stopEventLoopMonitor: (() => void) | undefined;
 
   const upstreamDeps = { config, metrics, log };
+  // Every new upstream connection, logins and anchors alike, passes the rate cap (upstream.connectsPerSecond).
+  const connectLimiter = new ConnectLimiter({
+    perSecond: config.upstream.connectsPerSecond,
+    burst: config.upstream.connectBurst,
+    loginWaitMs: config.upstream.connectWaitSeconds * 1000,
+    onLimited: (kind, outcome) => metrics.upstreamConnectsLimited.inc({ kind, outcome }),
+  });
+  for (const [kind, outcome] of [["login", "waited"], ["login", "refused"], ["anchor", "waited"]] as const) metrics.upstreamConnectsLimited.inc({ kind, outcome }, 0);
   const accounts = new AccountRegistry({
     log,
     metrics,
-    connectUpstream: (domain, user, pw) => connectUpstream(upstreamDeps, domain, user, pw),
+    connectUpstream: limitConnects(connectLimiter, "anchor", (domain: string, user: string, pw: string) => connectUpstream(upstreamDeps, domain, user, pw)),
   });
   const chain = createChainRunner({ stages: createStages({ config, metrics, log, accounts, store: () => store }), log });
   const linkDeps = {
@@ -58,7 +69,8 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
     log,
     chain,
     secureContext: () => requireTls().current(),
-    connectUpstream: (domain: string, user: string, pw: string) => connectUpstream(upstreamDeps, domain, user, pw),
+    connectUpstream: limitConnects(connectLimiter, "login",
+      (domain: string, user: string, pw: string, origin?: ClientOrigin) => connectUpstream(upstreamDeps, domain, user, pw, origin)),
     isDraining: () => draining,
     onBound: (link: Link, creds: Credentials) => accounts.sessionBound(link, creds),
     onClosed: (link: Link) => {
@@ -72,7 +84,8 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
     return tlsMaterial;
   };
 
-  const upstreamProbe = createProbe(config.upstream.host, config.upstream.port);
+  // A server expecting PROXY headers gets a LOCAL one, not a connection it logs as broken.
+  const upstreamProbe = createProbe(config.upstream.host, config.upstream.port, config.upstream.proxyProtocol === "v2" ? localProxyHeader : undefined);
   metrics.setUpstreamProbe(upstreamProbe);
   async function readiness(): Promise<Readiness> {
     const reasons: string[] = [];
@@ -92,7 +105,9 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
     get store() { return store; },
     async start() {
       stopEventLoopMonitor = metrics.monitorEventLoop();
-      store = instrumentStore(new SqliteStore(config.store.path), { metrics, log: log.child({ component: "store" }) });
+      const sqlite = new SqliteStore(config.store.path); // refuses a damaged file or non-durable commits
+      log.info({ store: config.store.path, ...sqlite.pragmas(), quickCheck: "ok" }, "store opened");
+      store = instrumentStore(sqlite, { metrics, log: log.child({ component: "store" }) });
       tlsMaterial = await createTlsMaterial({
         config: { ...config.tls, names: [...config.domains] },
         log,
@@ -104,6 +119,7 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
       metrics.certExpiry.set(tlsMaterial.certExpiry().getTime() / 1000);
       admin = await startAdmin(config.admin.host, config.admin.port, { registry: metrics.registry, log, readiness });
       const gate = new IpGate(config.limits.maxConnectionsPerIp, config.limits.connectsPerIpPerSecond);
+      const proxy = { trusted: new TrustList(config.proxyProtocol.trusted ?? []), timeoutMs: config.limits.handshakeSeconds * 1000 };
       for (const spec of config.listeners) {
         // Export every (listener, side) series from the start: dashboards and alerts see 0, not "no data".
         for (const side of ["client", "upstream"]) metrics.connectionsOpen.inc({ listener: spec.tls, side }, 0);
@@ -113,8 +129,9 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
           log,
           secureContext: () => requireTls().current(),
           accepting: () => !draining,
-          onSocket: (socket, mode) => { links.add(new Link(nextId++, socket, mode, linkDeps)); },
+          onSocket: (socket, mode, origin) => { links.add(new Link(nextId++, socket, mode, linkDeps, origin)); },
           gate,
+          proxy,
         }));
       }
     },
@@ -127,6 +144,7 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
       metrics.draining.set(1);
       log.info({ sessions: links.size }, "draining");
       for (const l of listeners) l.server.close();
+      connectLimiter.close();
       for (const link of [...links]) link.shutdown();
       // Leave a share of drain.timeoutSeconds for closing the rest (the CLI exits hard at the full timeout).
       const deadline = Date.now() + config.drain.timeoutSeconds * 700;
@@ -134,6 +152,8 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
       for (const link of links) link.client.destroy();
       accounts.closeAll();
       tlsMaterial?.close();
+      // Offline work already started (a message being queued) finishes on microtasks: let it commit first.
+      await new Promise((r) => setImmediate(r));
       store?.close();
       stopEventLoopMonitor?.();
       await new Promise<void>((resolve) => (admin ? admin.server.close(() => resolve()) : resolve()));
@@ -144,7 +164,7 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
 }
 
 /** TCP reachability of the upstream server, cached briefly so /readyz stays cheap under frequent probes. */
-function createProbe(host: string, port: number): () => Promise<boolean> {
+function createProbe(host: string, port: number, hello?: (s: net.Socket) => Buffer): () => Promise<boolean> {
   let cached: { at: number; ok: boolean } | undefined;
   return async () => {
     if (cached && Date.now() - cached.at < 2000) return cached.ok;
@@ -152,7 +172,7 @@ function createProbe(host: string, port: number): () => Promise<boolean> {
       const s = net.connect({ host, port });
       const done = (v: boolean) => { clearTimeout(t); s.destroy(); resolve(v); };
       const t = setTimeout(() => done(false), 1000);
-      s.once("connect", () => done(true));
+      s.once("connect", () => (hello ? s.end(hello(s), () => done(true)) : done(true)));
       s.once("error", () => done(false));
     });
     cached = { at: Date.now(), ok };

@@ -118,7 +118,9 @@ export class Anchor {
       return;
     }
     this.state = "backoff";
-    const delay = BACKOFF_MS[Math.min(this.attempt++, BACKOFF_MS.length - 1)] as number;
+    // ±25 % jitter: anchors dropped together (a server restart) do not come back in lockstep waves; the
+    // connect rate cap (upstream.connectsPerSecond) bounds what is left.
+    const delay = (BACKOFF_MS[Math.min(this.attempt++, BACKOFF_MS.length - 1)] as number) * (0.75 + Math.random() * 0.5);
     this.timer = setTimeout(() => void this.connect(), delay);
     this.timer.unref();
   }

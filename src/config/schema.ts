@@ -4,8 +4,10 @@
  * so they cannot drift apart. Messages are written for operators: "must be …", the key path is added
  * by issues.ts.
  */
+import { isIP } from "node:net";
 import { z } from "zod";
 import { crossChecks } from "./checks.js";
+import { parseCidr } from "../net/ip-address.js";
 
 // Timers take milliseconds in a signed 32-bit int (setTimeout clamps anything larger to 1 ms), so
 // durations that end up in a timer are capped at that many seconds.
@@ -45,6 +47,13 @@ const domain = z
   .regex(DOMAIN, "must be a domain name (ASCII/punycode, e.g. example.org)")
   .transform((name) => name.toLowerCase());
 
+// upstream.seeOtherHostAllow: a host as a see-other-host value names it, without the port.
+const REDIRECT_HOST_MESSAGE = "must be a host name or IP address without a port (e.g. xmpp2.example.org)";
+const redirectHost = z
+  .string({ invalid_type_error: REDIRECT_HOST_MESSAGE })
+  .transform((h) => h.replace(/^\[(.*)\]$/, "$1").toLowerCase())
+  .refine((h) => DOMAIN.test(h) || isIP(h) !== 0, REDIRECT_HOST_MESSAGE);
+
 /** A YAML mapping; `.default({})` lets a whole section be omitted and still be fully defaulted. */
 function section<T extends z.ZodRawShape>(shape: T) {
   const object = z.object(shape).strict();
@@ -59,6 +68,12 @@ const listener = z
     tls: oneOf(["starttls", "direct"]).default("starttls").describe("starttls (RFC 6120 §5) or direct TLS (XEP-0368)"),
   })
   .strict();
+
+/** An IPv4/IPv6 CIDR or single address (issue 6 item 11: peers trusted to send a PROXY header). */
+const cidr = z.string({ invalid_type_error: "must be a CIDR string" }).superRefine((text, ctx) => {
+  const c = parseCidr(text);
+  if (typeof c === "string") ctx.addIssue({ code: z.ZodIssueCode.custom, message: c });
+});
 
 export const LOG_LEVELS = ["trace", "debug", "info", "warn", "error", "fatal", "silent"] as const;
 
@@ -77,6 +92,12 @@ export const configShape = z
         { host: "0.0.0.0", port: 5223, tls: "direct" },
       ])
       .describe("client listeners: a list of {host, port, tls: starttls|direct}"),
+    proxyProtocol: section({
+      trusted: z
+        .array(cidr, { invalid_type_error: "must be a list of CIDRs" })
+        .optional()
+        .describe("load balancers (CIDRs) that must send a PROXY protocol v1/v2 header; nobody else may (unset: off)"),
+    }),
     tls: section({
       cert: text().optional().describe("PEM certificate chain file, leaf first (unset: self-signed in memory)"),
       key: text().optional().describe("PEM private key file for tls.cert"),
@@ -88,6 +109,16 @@ export const configShape = z
       tls: oneOf(["none", "starttls", "direct"]).default("none").describe("TLS towards the XMPP server"),
       verify: bool().default(true).describe("verify the server's certificate when upstream.tls is not none"),
       connectTimeoutSeconds: seconds().default(10).describe("give up connecting to the server after this long"),
+      connectsPerSecond: z.number({ invalid_type_error: "must be a number >= 0" }).finite("must be a number >= 0").min(0, "must be a number >= 0")
+        .default(100).describe("new server connections per second, logins and anchors together (0: no cap)"),
+      connectBurst: integer(1).default(200).describe("server connections allowed at once before upstream.connectsPerSecond applies"),
+      connectWaitSeconds: seconds({ allowZero: true }).default(5)
+        .describe("how long a login waits for a connection slot before temporary-auth-failure"),
+      seeOtherHostAllow: z
+        .array(redirectHost, { invalid_type_error: "must be a list of host names or IP addresses" })
+        .optional()
+        .describe("hosts a server's see-other-host redirect may name to be relayed to clients (unset: never relayed)"),
+      proxyProtocol: oneOf(["off", "v2"]).default("off").describe("v2: send a PROXY protocol v2 header with the client's address first on every server connection"),
     }),
     admin: section({
       host: text().default("127.0.0.1").describe("address of the admin HTTP server (/metrics, /healthz, /readyz)"),

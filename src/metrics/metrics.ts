@@ -47,6 +47,12 @@ export function createMetrics(build: BuildInfo) {
       labelNames: ["listener"] as const,
       registers,
     }),
+    proxyHeaders: new Counter({
+      name: "mucmux_proxy_headers_total",
+      help: "PROXY protocol headers read from trusted peers, by result (proxy_v1, proxy_v2, local; missing, invalid, timeout, closed: connection closed).",
+      labelNames: ["result"] as const,
+      registers,
+    }),
     streamsAuthenticated: new Counter({
       name: "mucmux_streams_authenticated_total",
       help: "Client streams that completed authentication.",
@@ -128,6 +134,12 @@ export function createMetrics(build: BuildInfo) {
       name: "mucmux_upstream_connect_failures_total",
       help: "Upstream connection attempts that failed before authentication, by reason.",
       labelNames: ["reason"] as const,
+      registers,
+    }),
+    upstreamConnectsLimited: new Counter({
+      name: "mucmux_upstream_connects_limited_total",
+      help: "Upstream connects held back by upstream.connectsPerSecond, by kind (login, anchor) and outcome (waited: connected after a wait; refused: a login's wait passed upstream.connectWaitSeconds).",
+      labelNames: ["kind", "outcome"] as const,
       registers,
     }),
     upstreamReachable: new Gauge({

@@ -31,5 +31,7 @@ export function instrumentStore(inner: Store, deps: { metrics: Metrics; log: Log
     remove: timed("remove", (ids) => inner.remove(ids)),
     expire: timed("expire", (now) => inner.expire(now)),
     queueDepth: timed("queue_depth", (now) => inner.queueDepth(now)),
+    markSeen: timed("mark_seen", (a, r, k, now) => inner.markSeen(a, r, k, now)),
+    catchUpFrom: timed("catch_up_from", (a, r) => inner.catchUpFrom(a, r)),
   };
 }

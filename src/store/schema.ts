@@ -2,7 +2,7 @@
 // transaction, so a store is always at a version some mucmux understands.
 import type Database from "better-sqlite3";
 
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 const STEPS: Record<number, string> = {
   // 1: the relay keeps nothing durable yet; only `meta` exists.
@@ -30,6 +30,16 @@ const STEPS: Record<number, string> = {
     CREATE INDEX offline_queue_account ON offline_queue (account, id);
     CREATE INDEX offline_queue_room ON offline_queue (account, room, id);
     CREATE INDEX offline_queue_expiry ON offline_queue (expires_at);
+  `,
+  // 3: exactly once across crashes (issue 6 item 15). Queued messages carry their stable id (the room's
+  // stanza-id; at most once per account and room), and each registration remembers the newest stable id
+  // the account's anchor received in that room: the point from which the room's archive is read after a
+  // restart.
+  3: `
+    ALTER TABLE offline_queue ADD COLUMN key TEXT;
+    CREATE UNIQUE INDEX offline_queue_key ON offline_queue (account, room, key) WHERE key IS NOT NULL;
+    ALTER TABLE offline_registrations ADD COLUMN last_key TEXT;
+    ALTER TABLE offline_registrations ADD COLUMN last_at INTEGER;
   `,
 };
 

@@ -1,13 +1,25 @@
 // SQLite store (the embedded default): one file, WAL mode, schema versioned in a meta table (schema.ts).
 // better-sqlite3 is synchronous; the async Store methods just run the statement and settle.
+//
+// Durability (issue 6 item 15): journal_mode=WAL and synchronous=FULL, read back at start-up — a commit is
+// on disk before the call returns, so a queued message survives a crash or power loss, and mucmux refuses
+// to start where the file system does not give it that. `PRAGMA quick_check` runs at every start and a
+// damaged file is refused: on a 100k-message store (80 MB) quick_check took 62 ms here, integrity_check
+// 215 ms; quick_check finds what a crash or a torn write leaves behind (bad pages, bad records, broken
+// b-trees), integrity_check adds the index-vs-table comparison, which an operator can run offline.
 import Database from "better-sqlite3";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import type { EnqueueOutcome, NewQueuedMessage, QueuedMessage, QueueLimits, RoomRegistration, Store } from "./store.js";
+import type { CatchUpPoint, EnqueueOutcome, NewQueuedMessage, QueuedMessage, QueueLimits, RoomRegistration, Store } from "./store.js";
 import { migrate } from "./schema.js";
 
 interface RegistrationRow { account: string; room: string; nick: string; offline: number; via_mucmux: number }
 interface QueueRow { id: number; account: string; room: string; stanza: string; received_at: number; expires_at: number }
+
+/** The store cannot be opened safely; mucmux does not start (exit code 1). */
+export class StoreError extends Error {
+  readonly code = "ERR_MUCMUX_STORE";
+}
 
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
@@ -18,11 +30,25 @@ export class SqliteStore implements Store {
   constructor(path: string) {
     if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
     this.db = new Database(path);
-    this.db.pragma("journal_mode = WAL");
-    this.db.pragma("synchronous = NORMAL");
-    this.db.pragma("busy_timeout = 2000");
-    migrate(this.db, path);
-    this.q = statements(this.db);
+    try {
+      checkDurability(this.db, path);
+      checkIntegrity(this.db, path);
+      this.db.pragma("busy_timeout = 2000");
+      migrate(this.db, path);
+      this.q = statements(this.db);
+    } catch (err) {
+      this.db.close();
+      if (err instanceof StoreError) throw err;
+      throw new StoreError(`store ${path}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  /** What the durability pragmas are now (tests and operators' checks). */
+  pragmas(): { journalMode: string; synchronous: number } {
+    return {
+      journalMode: String(this.db.pragma("journal_mode", { simple: true })),
+      synchronous: Number(this.db.pragma("synchronous", { simple: true })),
+    };
   }
 
   healthy(): boolean {
@@ -59,16 +85,31 @@ export class SqliteStore implements Store {
     return this.db.transaction((): EnqueueOutcome => {
       const dropped = { cap_account: 0, cap_room: 0, ttl: this.q.expire.run(now).changes };
       // A cap of 0 keeps nothing: the message itself is the one dropped.
-      if (limits.maxPerRoom === 0) return { queued: false, dropped: { ...dropped, cap_room: 1 } };
-      if (limits.maxPerAccount === 0) return { queued: false, dropped: { ...dropped, cap_account: 1 } };
-      this.q.insert.run(m.account, m.room, m.stanza, m.receivedAt, m.expiresAt);
+      if (limits.maxPerRoom === 0) return { queued: false, duplicate: false, dropped: { ...dropped, cap_room: 1 } };
+      if (limits.maxPerAccount === 0) return { queued: false, duplicate: false, dropped: { ...dropped, cap_account: 1 } };
+      // A key queued already: the same message came again (an archive catch-up overlapping what was queued).
+      if (this.q.insert.run(m.account, m.room, m.stanza, m.receivedAt, m.expiresAt, m.key ?? null).changes === 0) {
+        return { queued: false, duplicate: true, dropped };
+      }
+      // The catch-up point moves in the same transaction: after a crash, both or neither.
+      if (m.key !== undefined) this.q.mark.run(m.key, m.receivedAt, m.account, m.room);
       // Full: the oldest messages make room (the newest are what the user needs; MAM has the rest).
       const inRoom = (this.q.countRoom.get(m.account, m.room) as { n: number }).n;
       if (inRoom > limits.maxPerRoom) dropped.cap_room = this.q.trimRoom.run(m.account, m.room, inRoom - limits.maxPerRoom).changes;
       const inAccount = (this.q.countAccount.get(m.account) as { n: number }).n;
       if (inAccount > limits.maxPerAccount) dropped.cap_account = this.q.trimAccount.run(m.account, inAccount - limits.maxPerAccount).changes;
-      return { queued: true, dropped };
+      return { queued: true, duplicate: false, dropped };
     })();
+  }
+
+  async markSeen(account: string, room: string, key: string, at: number): Promise<void> {
+    this.q.mark.run(key, at, account, room);
+  }
+
+  async catchUpFrom(account: string, room: string): Promise<CatchUpPoint | undefined> {
+    const r = this.q.catchUp.get(account, room) as { last_key: string | null; last_at: number | null; updated_at: number } | undefined;
+    if (!r) return undefined;
+    return r.last_key !== null && r.last_at !== null ? { key: r.last_key, at: r.last_at } : { key: undefined, at: r.updated_at };
   }
 
   async pending(account: string, now: number, afterId: number, limit: number): Promise<QueuedMessage[]> {
@@ -94,10 +135,14 @@ export class SqliteStore implements Store {
 function statements(db: Database.Database) {
   return {
     registrations: db.prepare("SELECT account, room, nick, offline, via_mucmux FROM offline_registrations WHERE account = ?"),
+    // An upsert, not a replace: saving the form again keeps the room's catch-up point.
     saveRegistration: db.prepare(
-      "INSERT OR REPLACE INTO offline_registrations (account, room, nick, offline, via_mucmux, updated_at) VALUES (?, ?, ?, ?, ?, ?)"),
+      "INSERT INTO offline_registrations (account, room, nick, offline, via_mucmux, updated_at) VALUES (?, ?, ?, ?, ?, ?) " +
+        "ON CONFLICT (account, room) DO UPDATE SET nick = excluded.nick, offline = excluded.offline, " +
+        "via_mucmux = excluded.via_mucmux, updated_at = excluded.updated_at"),
     deleteRegistration: db.prepare("DELETE FROM offline_registrations WHERE account = ? AND room = ?"),
-    insert: db.prepare("INSERT INTO offline_queue (account, room, stanza, received_at, expires_at) VALUES (?, ?, ?, ?, ?)"),
+    insert: db.prepare("INSERT INTO offline_queue (account, room, stanza, received_at, expires_at, key) VALUES (?, ?, ?, ?, ?, ?) " +
+      "ON CONFLICT (account, room, key) WHERE key IS NOT NULL DO NOTHING"),
     countRoom: db.prepare("SELECT count(*) AS n FROM offline_queue WHERE account = ? AND room = ?"),
     countAccount: db.prepare("SELECT count(*) AS n FROM offline_queue WHERE account = ?"),
     trimRoom: db.prepare(
@@ -108,5 +153,35 @@ function statements(db: Database.Database) {
     remove: db.prepare("DELETE FROM offline_queue WHERE id = ?"),
     expire: db.prepare("DELETE FROM offline_queue WHERE expires_at <= ?"),
     depth: db.prepare("SELECT count(*) AS n FROM offline_queue WHERE expires_at > ?"),
+    mark: db.prepare("UPDATE offline_registrations SET last_key = ?, last_at = ? WHERE account = ? AND room = ?"),
+    catchUp: db.prepare("SELECT last_key, last_at, updated_at FROM offline_registrations WHERE account = ? AND room = ?"),
   };
+}
+
+/**
+ * WAL and synchronous=FULL, read back: a file system that cannot give WAL (no shared memory, some network
+ * file systems) or a build that ignores the setting is refused rather than run with weaker guarantees.
+ * ':memory:' keeps nothing anyway; its journal mode is `memory`.
+ */
+function checkDurability(db: Database.Database, path: string): void {
+  const wanted = path === ":memory:" ? "memory" : "wal";
+  const mode = String(db.pragma("journal_mode = WAL", { simple: true })).toLowerCase();
+  db.pragma("synchronous = FULL");
+  const sync = Number(db.pragma("synchronous", { simple: true }));
+  const problems = [
+    ...(mode === wanted ? [] : [`journal_mode is '${mode}', not '${wanted}' (does the file system support WAL?)`]),
+    ...(sync === 2 ? [] : [`synchronous is ${sync}, not 2 (FULL)`]),
+  ];
+  if (problems.length > 0) throw new StoreError(`store ${path}: refusing to run without durable commits: ${problems.join("; ")}`);
+}
+
+/** PRAGMA quick_check at start-up: a damaged file is refused, with SQLite's first findings (no row contents). */
+function checkIntegrity(db: Database.Database, path: string): void {
+  const rows = db.pragma("quick_check(5)") as { quick_check: string }[];
+  const findings = rows.map((r) => r.quick_check.replace(/\s*\n\s*/g, "; "));
+  if (findings.length === 1 && findings[0] === "ok") return;
+  throw new StoreError(
+    `store ${path} failed its integrity check (PRAGMA quick_check: ${findings.join("; ")}); ` +
+      "restore it from a backup, or move it away to start with an empty store (queued offline messages are lost then)",
+  );
 }

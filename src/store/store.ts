@@ -26,7 +26,14 @@ export interface QueuedMessage {
   expiresAt: number;
 }
 
-export type NewQueuedMessage = Omit<QueuedMessage, "id">;
+export type NewQueuedMessage = Omit<QueuedMessage, "id"> & {
+  /**
+   * The message's stable id (the room's stanza-id), if it has one: a message whose key is queued for
+   * (account, room) already is not queued again, and queuing moves the room's catch-up point to it in the
+   * same transaction (issue 6 item 15).
+   */
+  key?: string | undefined;
+};
 
 export interface QueueLimits {
   maxPerAccount: number;
@@ -36,10 +43,21 @@ export interface QueueLimits {
 export type DropReason = "cap_account" | "cap_room" | "ttl";
 
 export interface EnqueueOutcome {
-  /** False when a cap of 0 refused the message outright. */
+  /** False when a cap of 0 refused the message outright, or it was a duplicate. */
   queued: boolean;
+  /** A message with its key is queued for (account, room) already: nothing was stored. */
+  duplicate: boolean;
   /** Messages removed by this call, by reason (the oldest go first when a cap is reached; `ttl` counts any expired ones swept). */
   dropped: Record<DropReason, number>;
+}
+
+/**
+ * The newest room message the account's anchor is known to have received: its stable id and when, or
+ * (`key` undefined) when the registration was saved, if no message with a stable id arrived since.
+ */
+export interface CatchUpPoint {
+  key: string | undefined;
+  at: number;
 }
 
 export interface Store {
@@ -64,4 +82,9 @@ export interface Store {
   expire(now: number): Promise<number>;
   /** Unexpired queued messages, all accounts (a gauge read at scrape time). */
   queueDepth(now: number): Promise<number>;
+
+  /** The account's anchor received the room message with stable id `key` at `at` (the newest so far). */
+  markSeen(account: string, room: string, key: string, at: number): Promise<void>;
+  /** Where a catch-up from the room's archive starts (undefined without a registration). */
+  catchUpFrom(account: string, room: string): Promise<CatchUpPoint | undefined>;
 }

@@ -89,13 +89,13 @@ export class ClientNegotiation {
     // XEP-0205: an address that failed too often is refused without asking the server (whose own
     // per-address ban, e.g. ejabberd's mod_fail2ban, would otherwise hit mucmux's address for everyone).
     const throttle = link.deps.authThrottle;
-    const ip = link.client.socket.remoteAddress ?? "";
+    const ip = link.origin.source.address; // behind a trusted balancer: the PROXY header's (issue 6 item 11)
     if (throttle?.blocked(ip)) {
       return this.fail("temporary-auth-failure", "too many failed attempts from this address; try later");
     }
     link.phase = "authenticating";
     const started = performance.now();
-    link.deps.connectUpstream(domain, creds.username, creds.password).then(
+    link.deps.connectUpstream(domain, creds.username, creds.password, link.origin).then(
       (outcome) => {
         if (this.abandoned || link.phase !== "authenticating") {
           if (outcome.ok) outcome.leg.wire.destroy();

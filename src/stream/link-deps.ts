@@ -7,6 +7,7 @@ import type { UpstreamOutcome } from "./upstream.js";
 import type { SecureContext } from "node:tls";
 import type { Link } from "./link.js";
 import type { AuthFailureThrottle } from "../net/ip-gate.js";
+import type { ClientOrigin } from "../net/client-origin.js";
 
 export interface Credentials { username: string; password: string }
 
@@ -17,7 +18,8 @@ export interface LinkDeps {
   chain: ChainRunner;
   /** The current server TLS context (swapped in place when certificates are reloaded). */
   secureContext(): SecureContext;
-  connectUpstream(domain: string, username: string, password: string): Promise<UpstreamOutcome>;
+  /** `origin`: the client's address, for the PROXY header upstream (upstream.proxyProtocol). */
+  connectUpstream(domain: string, username: string, password: string, origin?: ClientOrigin): Promise<UpstreamOutcome>;
   isDraining(): boolean;
   /**
    * The session's resource is bound: the account registry takes the credentials (SPEC A3: memory only,

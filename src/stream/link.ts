@@ -15,6 +15,9 @@ import type { Metrics } from "../metrics/metrics.js";
 import type { LinkDeps, Credentials } from "./link-deps.js";
 import { ClientNegotiation } from "./link-auth.js";
 import { lazyCounter, type LazyCounter } from "../metrics/lazy-counter.js";
+import { serverNameOf } from "../net/tls/sni.js";
+import { allowedRedirect, redirectXml } from "./redirect.js";
+import type { ClientOrigin } from "../net/client-origin.js";
 
 export type Phase = "tls" | "auth" | "authenticating" | "bind" | "online" | "closing" | "closed";
 export type CloseReason = "client_close" | "upstream_close" | "stream_error" | "timeout" | "tls_error" | "drain" | "other";
@@ -45,8 +48,11 @@ export class Link implements SessionView {
     socket: Socket,
     readonly mode: "starttls" | "direct",
     readonly deps: LinkDeps,
+    /** The client's address: the socket's peer, or the PROXY header's behind a trusted balancer. */
+    readonly origin: ClientOrigin,
   ) {
     this.log = deps.log.child({ link: id });
+    this.log.debug({ ip: origin.source.address, port: origin.source.port, via: origin.via, listener: mode }, "client connected");
     this.phase = mode === "starttls" ? "tls" : "auth";
     const limits = deps.config.limits;
     this.client = new Wire(
@@ -83,6 +89,13 @@ export class Link implements SessionView {
       return this.closeWithError("host-unknown", "mucmux", "the restarted stream names another domain");
     }
     if (!domain) return this.closeWithError("host-unknown", "mucmux", "this server does not serve that domain");
+    // XEP-0368 §3: the client sets SNI to the JID's domain, i.e. the stream's 'to'. A server name mucmux
+    // does not serve, or another of its domains than the stream's, is refused like an unknown 'to'.
+    const sni = serverNameOf(this.client.socket);
+    if (sni !== undefined && sni !== domain.toLowerCase()) {
+      const served = this.deps.config.domains.some((d) => d.toLowerCase() === sni);
+      return this.closeWithError("host-unknown", "mucmux", served ? "the stream's 'to' is not the TLS server name (SNI)" : "this server does not serve the TLS server name (SNI)");
+    }
     this.domain = domain;
     this.sendHeader();
     if (h.attrs.version !== "1.0") return this.closeWithError("unsupported-version", "mucmux", "XMPP 1.0 streams only");
@@ -220,10 +233,15 @@ export class Link implements SessionView {
     if (el.name === "stream:error") {
       let condition = safeCondition(conditionOf(el));
       this.deps.metrics.streamErrors.inc({ condition, origin: "upstream" });
-      // The redirect target names an upstream-internal host; clients must not be sent there.
-      if (condition === "see-other-host") condition = "reset";
+      const text = el.getChildText("text", NS.streams) ?? undefined;
+      if (condition === "see-other-host") {
+        // Issue 6 item 6: relayed only to allow-listed hosts; any other target may be upstream-internal.
+        const target = allowedRedirect(el, this.deps.config.upstream.seeOtherHostAllow);
+        if (target !== undefined) return this.closeWithError(condition, "upstream", text, undefined, redirectXml(target, text));
+        condition = "reset";
+      }
       // Relay the server's verdict (e.g. conflict when the resource is taken over) unchanged.
-      return this.closeWithError(condition, "upstream", el.getChildText("text", NS.streams) ?? undefined);
+      return this.closeWithError(condition, "upstream", text);
     }
     this.log.debug({ element: el.name }, "dropped stream-level element from upstream");
   }
@@ -266,7 +284,8 @@ export class Link implements SessionView {
 
   // ---- closing ---------------------------------------------------------------------------------
 
-  closeWithError(condition: StreamErrorCondition, origin: Origin, text?: string, app?: AppCondition): void {
+  /** `errorXml` replaces the generated `<stream:error>` (a relayed see-other-host carries its target). */
+  closeWithError(condition: StreamErrorCondition, origin: Origin, text?: string, app?: AppCondition, errorXml?: string): void {
     if (this.phase === "closing" || this.phase === "closed") return;
     if (origin !== "upstream") this.deps.metrics.streamErrors.inc({ condition, origin });
     if (this.closeReason === "other") {
@@ -274,7 +293,7 @@ export class Link implements SessionView {
     }
     if (!this.headerSent) this.sendHeader();
     this.phase = "closing";
-    this.client.write(streamErrorXml(condition, text, app)); // includes </stream:stream>
+    this.client.write(errorXml ?? streamErrorXml(condition, text, app)); // includes </stream:stream>
     this.closeSent = true;
     this.finishClose();
   }

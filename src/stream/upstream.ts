@@ -1,5 +1,6 @@
 // Upstream connector: opens one authenticated c2s stream to the legacy server (a session's leg, or later
-// the anchor). TCP → optional TLS (direct or STARTTLS) → SASL (SPEC A2) → stream restart → features.
+// the anchor). TCP → optional PROXY v2 header → optional TLS (direct or STARTTLS) → SASL (SPEC A2) →
+// stream restart → features.
 import net from "node:net";
 import tls from "node:tls";
 import type { Element } from "@xmpp/xml";
@@ -13,6 +14,8 @@ import { postAuthFeatures } from "./features.js";
 import type { Config } from "../config/index.js";
 import type { Metrics } from "../metrics/metrics.js";
 import type { Logger } from "../log.js";
+import type { ClientOrigin } from "../net/client-origin.js";
+import { encodeProxyV2, PROXY_V2_LOCAL } from "../net/proxy-protocol.js";
 
 export interface UpstreamDeps { config: Config; metrics: Metrics; log: Logger }
 
@@ -94,6 +97,8 @@ export async function connectUpstream(
   domain: string,
   username: string,
   password: string,
+  /** The client this stream is for; absent for mucmux's own streams (the anchor). */
+  origin?: ClientOrigin,
 ): Promise<UpstreamOutcome> {
   const { config, metrics } = deps;
   const up = config.upstream;
@@ -102,6 +107,9 @@ export async function connectUpstream(
   let wire: Wire | undefined;
   try {
     let socket: net.Socket = await tcpConnect(up.host, up.port, timeoutMs);
+    // Issue 6 item 11: the server sees the client's address (its per-address bans, e.g. ejabberd's
+    // mod_fail2ban, then hit that client and not mucmux); mucmux's own streams say LOCAL.
+    if (up.proxyProtocol === "v2") socket.write((origin && encodeProxyV2(origin)) ?? localProxyHeader(socket));
     if (up.tls === "direct") socket = await tlsWrap(socket, domain, up.verify, timeoutMs);
     const dispatch = new Dispatcher();
     const limits = config.limits;
@@ -183,6 +191,15 @@ export async function connectUpstream(
     deps.log.warn({ detail }, "upstream connection failed");
     return { ok: false, reason: "connect", detail };
   }
+}
+
+/** PROXY v2 LOCAL for mucmux's own connection `socket` (its endpoints as the ignored address block). */
+export function localProxyHeader(socket: net.Socket): Buffer {
+  const own = {
+    source: { address: socket.localAddress ?? "", port: socket.localPort ?? 0 },
+    destination: { address: socket.remoteAddress ?? "", port: socket.remotePort ?? 0 },
+  };
+  return encodeProxyV2(own, "local") ?? PROXY_V2_LOCAL;
 }
 
 const b64 = (s: string) => (s === "" ? "=" : Buffer.from(s, "utf8").toString("base64"));

@@ -5,11 +5,13 @@
 //   offending input (asserted on the raw bytes the fake upstream recorded), and the offender gets a
 //   stream error, the stream close and TCP close within 1 s.
 import assert from "node:assert/strict";
+import net from "node:net";
 import type { Element } from "@xmpp/xml";
 import { FakeUpstream, type UpstreamConnection } from "../support/fake-upstream.js";
 import { startMucmux, type TestMucmux } from "../support/mucmux.js";
 import { RawClient } from "../support/raw-client.js";
 import { StreamParser } from "../../src/xml/parser.js";
+import { readFileSync } from "node:fs";
 
 export const NS_PING = "urn:xmpp:ping";
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -36,7 +38,7 @@ export class Canary {
 
   private constructor(readonly client: RawClient, private readonly upstream: FakeUpstream) {}
 
-  static async start(env: { mux: TestMucmux; upstream: FakeUpstream }, intervalMs = 50): Promise<Canary> {
+  static async start(env: { mux: Pick<TestMucmux, "directPort">; upstream: FakeUpstream }, intervalMs = 50): Promise<Canary> {
     const client = await RawClient.connect(env.mux.directPort);
     await client.login("canary", "canarypw", "canary");
     const c = new Canary(client, env.upstream);
@@ -182,4 +184,21 @@ export function topLevel(streamText: string): { elements: Element[]; error: stri
   );
   p.write(Buffer.from(streamText));
   return { elements, error };
+}
+
+/**
+ * The socket of a fake upstream connection, for writing with backpressure (UpstreamConnection.send
+ * ignores it, which would buffer an unbounded amount in the test process).
+ */
+export function legSocket(leg: UpstreamConnection): net.Socket {
+  const socket = (leg as unknown as { socket: unknown }).socket;
+  assert.ok(socket instanceof net.Socket, "UpstreamConnection keeps its socket in `socket`");
+  return socket;
+}
+
+/** Resident set size of a process in bytes, from /proc (Linux). */
+export function rssOf(pid: number): number {
+  const m = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, "utf8"));
+  assert.ok(m, `no VmRSS for ${pid}`);
+  return Number(m[1]) * 1024;
 }

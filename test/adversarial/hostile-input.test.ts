@@ -2,13 +2,18 @@
 // (harness.ts), and valid input, however segmented, reaching the recording fake upstream identical.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
+import { SaxesParser } from "saxes";
+import { RawClient } from "../support/raw-client.js";
 import { assertPunished, cut, offender, sendParts, startEnv, topLevel, upstreamSince, waitUntil, type Env } from "./harness.js";
 
 const LIMIT = 4096; // limits.maxStanzaBytes for this file: small, so that limit tests stay fast
 let env: Env;
 
 before(async () => {
-  env = await startEnv({ limits: { maxStanzaBytes: LIMIT, maxUnauthedStanzaBytes: 4000, maxDepth: 8, maxAttributes: 10, maxChildren: 50 } });
+  env = await startEnv({
+    limits: { maxStanzaBytes: LIMIT, maxUnauthedStanzaBytes: 4000, maxDepth: 8, maxAttributes: 10, maxChildren: 50 },
+    upstream: { seeOtherHostAllow: ["xmpp2.example.org", "[2001:db8::1]"] },
+  });
 });
 after(async () => { await env?.stop(); });
 
@@ -156,6 +161,97 @@ describe("item 5 and 12: namespaces and forged from", () => {
   });
 });
 
+describe("item 5: prefixes declared on the stream header", () => {
+  const HEADER = "<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xmlns='jabber:client' " +
+    "xmlns:stream='http://etherx.jabber.org/streams' xmlns:foo='urn:x' xmlns:c='jabber:client'>";
+
+  /** Like offender(), but every stream header (before and after SASL) declares the prefixes of HEADER. */
+  async function prefixedOffender(user: string) {
+    const client = await RawClient.connect(env.mux.directPort);
+    client.send(HEADER);
+    await client.waitFor(/<mechanism>PLAIN<\/mechanism>/);
+    client.send(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${Buffer.from(`\0${user}\0${user}pw`).toString("base64")}</auth>`);
+    await client.waitFor(/<success/);
+    client.text = "";
+    client.send(HEADER);
+    await client.waitFor(/<\/stream:features>/);
+    client.send("<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>pfx</resource></bind></iq>");
+    await client.waitFor(/<jid>/);
+    const leg = env.upstream.find(user, "pfx");
+    assert.ok(leg);
+    await new Promise((r) => setTimeout(r, 20));
+    client.text = "";
+    const raw = Buffer.concat(leg.bytes);
+    const upstreamHeader = [...raw.toString("utf8").matchAll(/<stream:stream[^>]*>/g)].pop()?.[0] ?? "";
+    return { client, leg, jid: "", mark: raw.length, markStanzas: leg.received.length, upstreamHeader };
+  }
+
+  /**
+   * Top-level elements of `fragment` in the namespace context of `header`, by a fresh namespace-aware
+   * parser (saxes), as expanded names: {uri}local, attributes {uri}local=value (declarations and `from`
+   * left out), text. Unbound prefixes show up in `errors`.
+   */
+  function expanded(header: string, fragment: string): { trees: string[]; errors: string[] } {
+    const p = new SaxesParser({ xmlns: true });
+    const trees: string[] = [];
+    const errors: string[] = [];
+    let depth = 0;
+    let cur: string[] = [];
+    p.on("error", (e) => void errors.push(e.message));
+    p.on("opentag", (t) => {
+      depth++;
+      if (depth < 2) return;
+      const attrs = Object.values(t.attributes)
+        .filter((a) => a.prefix !== "xmlns" && a.name !== "xmlns" && a.name !== "from")
+        .map((a) => `{${a.uri}}${a.local}=${a.value}`).sort();
+      cur.push(`${"  ".repeat(depth - 2)}{${t.uri ?? ""}}${t.local ?? ""} ${attrs.join(" ")}`);
+    });
+    p.on("text", (t) => { if (depth >= 2) cur.push(`${"  ".repeat(depth - 1)}"${t}"`); });
+    p.on("closetag", () => {
+      depth--;
+      if (depth === 1) {
+        trees.push(cur.join("\n"));
+        cur = [];
+      }
+    });
+    p.write(header + fragment);
+    return { trees, errors };
+  }
+
+  test("stanzas using prefixes of the client's stream header reach upstream declared, with the same expanded names", async () => {
+    const o = await prefixedOffender("prefixer");
+    const input = [
+      "<message to='bob@localhost' id='h1'><foo:bar/><body>x</body></message>",
+      "<message to='bob@localhost' id='h2' foo:a='v' xml:lang='de'><body foo:b='2'>y</body><foo:bar foo:c='3'><foo:baz>z</foo:baz><qux xmlns='urn:y'/></foo:bar></message>",
+      "<message to='bob@localhost' id='h3' xmlns:foo='urn:other'><foo:bar foo:d='4'/></message>",
+      "<c:message to='bob@localhost' id='h4' from='victim@localhost/x'><c:body>w</c:body><foo:bar/></c:message>",
+      "<iq type='get' id='h5' to='localhost'><foo:query/></iq>",
+    ].join("");
+    o.client.send(input);
+    await waitUntil(() => o.leg.received.length - o.markStanzas >= 5, 3000, "the prefixed stanzas upstream");
+    const wire = Buffer.concat(o.leg.bytes).subarray(o.mark).toString("utf8");
+    const got = expanded(o.upstreamHeader, wire);
+    const want = expanded(HEADER, input);
+    assert.equal(want.trees.length, 5);
+    assert.deepEqual(want.errors, []);
+    assert.deepEqual(got.errors, [], `the upstream got an undeclared prefix: ${wire}`);
+    assert.deepEqual(got.trees, want.trees);
+    assert.ok(got.trees.some((t) => t.includes("{urn:other}bar {urn:other}d=4")), "a prefix rebound in the stanza wins");
+    // Prefixes the upstream's own header does not declare are never used without a declaration.
+    for (const m of wire.matchAll(/<\/?([A-Za-z_][\w.-]*):/g)) assert.ok(m[1] === "stream" || new RegExp(`xmlns:${m[1]}=`).test(wire), `prefix ${m[1]} undeclared`);
+    assert.doesNotMatch(wire, /victim/);
+    o.client.close();
+    await env.canary.check();
+  });
+
+  test("a header prefix naming a stanza in a foreign namespace (<foo:message/>) is rejected, nothing forwarded", async () => {
+    const o = await prefixedOffender("prefixer2");
+    const t0 = Date.now();
+    o.client.send("<foo:message to='bob@localhost' id='h6'><body>x</body></foo:message>");
+    await assertPunished(env, o, "unsupported-stanza-type", { t0 });
+  });
+});
+
 describe("item 8: size, depth and count limits", () => {
   const padded = (total: number) => {
     const head = "<message to='bob@localhost' id='lim'><body>";
@@ -245,6 +341,54 @@ describe("item 6: injection toward clients", () => {
     await o.client.waitClosed(2000);
     assert.doesNotMatch(o.client.text, /i5|urn:evil/);
     assert.match(o.client.text, /<stream:error><reset /);
+    await env.canary.check();
+  });
+
+  const seeOtherHost = (value: string) =>
+    `<stream:error><see-other-host xmlns='urn:ietf:params:xml:ns:xmpp-streams'>${value}</see-other-host></stream:error></stream:stream>`;
+
+  test("an upstream see-other-host naming an allow-listed host is relayed with its target (upstream.seeOtherHostAllow)", async () => {
+    for (const target of ["xmpp2.example.org:5223", "XMPP2.Example.ORG", "[2001:DB8::1]:5222"]) {
+      const o = await offender(env);
+      const t0 = Date.now();
+      o.leg.send(seeOtherHost(target));
+      await o.client.waitClosed(1500);
+      assert.ok(Date.now() - t0 <= 1000, `${target}: closed after ${Date.now() - t0} ms`);
+      assert.equal(o.client.text, `<stream:error><see-other-host xmlns='urn:ietf:params:xml:ns:xmpp-streams'>${target}</see-other-host></stream:error></stream:stream>`);
+    }
+    await env.canary.check();
+  });
+
+  test("upstream.seeOtherHostAllow takes host names and IP addresses only, lower-cased; a port or junk is refused by name", async () => {
+    const { configSchema } = await import("../../src/config/schema.js");
+    const parsed = configSchema.parse({ domains: ["localhost"], upstream: { seeOtherHostAllow: ["XMPP2.Example.org", "[2001:DB8::1]", "192.0.2.7"] } });
+    assert.deepEqual(parsed.upstream.seeOtherHostAllow, ["xmpp2.example.org", "2001:db8::1", "192.0.2.7"]);
+    assert.equal(configSchema.parse({ domains: ["localhost"] }).upstream.seeOtherHostAllow, undefined, "unset by default: never relayed");
+    for (const bad of [["xmpp2.example.org:5222"], [""], ["a b"], ["user@host"]]) {
+      const r = configSchema.safeParse({ domains: ["localhost"], upstream: { seeOtherHostAllow: bad } });
+      assert.equal(r.success, false, JSON.stringify(bad));
+      assert.match(r.error?.issues[0]?.message ?? "", /must be a host name or IP address without a port/);
+      assert.deepEqual(r.error?.issues[0]?.path, ["upstream", "seeOtherHostAllow", 0]);
+    }
+  });
+
+  test("a see-other-host naming another host, or a malformed or empty one, ends the session with reset", async () => {
+    const refused = [
+      "internal.example:5222", "xmpp2.example.org.internal.example", "evil-xmpp2.example.org", "10.0.0.7:5222", "[2001:db8::2]:5222",
+      "", " ", "xmpp2.example.org:0", "xmpp2.example.org:65536", "xmpp2.example.org:5222:1", "2001:db8::1",
+      "user@xmpp2.example.org", "xmpp2.example.org/x", "xmpp2.example.org:5222 x", "xmpp2.example.org:",
+    ];
+    for (const target of refused) {
+      const o = await offender(env);
+      o.leg.send(seeOtherHost(target));
+      await o.client.waitClosed(1500);
+      assert.match(o.client.text, /^<stream:error><reset xmlns='urn:ietf:params:xml:ns:xmpp-streams'\/>/, `'${target}': ${o.client.text}`);
+      assert.doesNotMatch(o.client.text, /see-other-host|xmpp2|internal|2001|10\.0\.0\.7/, `'${target}' leaked`);
+    }
+    const o = await offender(env);
+    o.leg.send("<stream:error><see-other-host xmlns='urn:ietf:params:xml:ns:xmpp-streams'/></stream:error></stream:stream>");
+    await o.client.waitClosed(1500);
+    assert.match(o.client.text, /^<stream:error><reset /);
     await env.canary.check();
   });
 

@@ -1,6 +1,8 @@
-// Issue 6 item 13: no secrets in logs. Login flows at debug level (client PLAIN to mucmux; mucmux to the
+// Issue 6 item 13: no secrets in logs. Login flows at trace level (client PLAIN to mucmux; mucmux to the
 // upstream with PLAIN against the fake upstream and with SCRAM against Prosody; a failed login too);
 // every log line is grepped for the passwords, the base64 PLAIN payloads and SCRAM client messages.
+// The same audit (test/support/log-audit.ts) runs over every mucmux the rest of the suite starts; here
+// the lines are also kept, to prove that logging really ran.
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
 import { Writable } from "node:stream";
@@ -14,8 +16,10 @@ import { FakeUpstream } from "../support/fake-upstream.js";
 import { startProsody } from "../support/prosody.js";
 import { RawClient } from "../support/raw-client.js";
 import { connectClient } from "../support/clients.js";
+import { addTestSecret, findSecrets } from "../support/log-audit.js";
 
 const PASSWORD = "Sup3r-Secret-Passw0rd";
+addTestSecret(PASSWORD);
 
 async function withLoggedMucmux(upstreamPort: number, fn: (directPort: number) => Promise<void>): Promise<string[] & { metrics?: string }> {
   const lines: string[] & { metrics?: string } = [];
@@ -44,6 +48,7 @@ function secretsIn(lines: string[], user: string): string[] {
   const hits: string[] = [];
   for (const l of lines) for (const n of needles) if (l.includes(n)) hits.push(`${n} in ${l.slice(0, 200)}`);
   for (const l of lines) if (/\bp=[A-Za-z0-9+/]{20,}/.test(l)) hits.push(`SCRAM proof in ${l.slice(0, 200)}`);
+  for (const l of lines) for (const [kind] of findSecrets(l)) hits.push(`${kind} in a line of ${l.length} chars`);
   return hits;
 }
 
@@ -84,6 +89,59 @@ describe("item 13: no secrets in logs", () => {
       assert.deepEqual(secretsIn(lines, "scramuser"), []);
     } finally {
       await prosody.stop();
+    }
+  });
+});
+
+describe("item 13: the suite-wide log audit (test/support/log-audit.ts)", () => {
+  test("finds passwords, PLAIN payloads of any account and SCRAM messages, in clear and base64", () => {
+    const scramFinal = "c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts=";
+    const serverFirst = "r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096";
+    const cases: [string, RegExp][] = [
+      [`{"msg":"x","pw":"alicepw"}`, /test password/],
+      [`{"msg":"x","detail":"mallory17pw"}`, /password-shaped token/],
+      [`{"msg":"auth","b64":"${Buffer.from("\0someone\0whatever-secret").toString("base64")}"}`, /base64 SASL PLAIN payload/],
+      [`{"msg":"auth","b64":"${Buffer.from("\x01\x02\0alicepw").toString("base64")}"}`, /base64 PLAIN payload of a test password/],
+      [`{"msg":"auth","b64":"${Buffer.from("\0bob\0bobpw").toString("base64").slice(0, 14)}"}`, /base64 SASL PLAIN payload/],
+      [`{"msg":"x","b64":"${Buffer.from("\0carolina\0carolpw").toString("base64")}"}`, /PLAIN/],
+      [`{"msg":"scram","m":"${scramFinal}"}`, /SCRAM client-final/],
+      [`{"msg":"scram","m":"${Buffer.from(scramFinal).toString("base64")}"}`, /base64 SCRAM/],
+      [`{"msg":"scram","m":"${Buffer.from("n,,n=user,r=fyko+d2lbbFgONRv9qkxdawL").toString("base64")}"}`, /base64 SCRAM client-first/],
+      [`{"msg":"scram","m":"${Buffer.from(serverFirst).toString("base64")}"}`, /base64 SCRAM server-first/],
+      [`{"msg":"scram","m":"v=rmF9pqV8S7suAoZWja4dJRkFsKQ="}`, /SCRAM server signature/],
+    ];
+    for (const [line, want] of cases) {
+      const kinds = findSecrets(line).map(([k]) => k).join("; ");
+      assert.match(kinds, want, line);
+    }
+    for (const clean of [
+      `{"level":20,"time":1718000000000,"name":"mucmux","link":3,"ms":12,"msg":"authenticated"}`,
+      `{"level":30,"time":1718000000000,"name":"mucmux","host":"127.0.0.1","port":40121,"tls":"direct","msg":"listening"}`,
+      `{"level":30,"name":"mucmux","link":7,"side":"client","condition":"not-well-formed","reason":"unexpected end of input","msg":"XML input rejected"}`,
+      `{"level":20,"name":"mucmux","anchor":true,"resource":"mucmux-1a2b3c4d","msg":"anchor online"}`,
+      `{"jid":"al3xyzpw@localhost/r","msg":"a JID whose localpart ends in pw is not a password"}`,
+    ]) assert.deepEqual(findSecrets(clean), [], clean);
+  });
+
+  test("startMucmux runs at trace level and its stop() fails, naming the line, when a line held a secret", async () => {
+    const upstream = await FakeUpstream.start();
+    const { startMucmux } = await import("../support/mucmux.js");
+    try {
+      const mux = await startMucmux({ upstreamPort: upstream.port });
+      const c = await RawClient.connect(mux.directPort);
+      await c.login("audited", "auditedpw", "r");
+      c.close();
+      await new Promise((r) => setTimeout(r, 100));
+      const seen = mux.audit.lines;
+      assert.ok(seen >= 3, `only ${seen} lines reached the audit`);
+      // A line like the ones mucmux writes, with a password in it: the audit must fail stop().
+      mux.audit.write(`{"level":20,"name":"mucmux","link":1,"detail":"auditedpw","msg":"oops"}\n`);
+      await assert.rejects(mux.stop(), (e: Error) =>
+        /secrets in the log of in-process mucmux/.test(e.message) && new RegExp(`line ${seen + 1}: `).test(e.message) &&
+        /\[SECRET\]/.test(e.message) && !e.message.includes("auditedpw"));
+      mux.audit.violations.length = 0; // not reported again at exit: this one was planted
+    } finally {
+      await upstream.stop();
     }
   });
 });

@@ -2,8 +2,29 @@
 // never-finished stanza; a write-stall timeout (limits.writeStallSeconds) closes a client that never reads.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
+import { rmSync } from "node:fs";
+import type net from "node:net";
+import path from "node:path";
 import { RawClient } from "../support/raw-client.js";
-import { offender, startEnv, upstreamSince, waitUntil, type Env } from "./harness.js";
+import { FakeUpstream } from "../support/fake-upstream.js";
+import { spawnMucmuxProcess, writeTestConfig } from "../support/mucmux.js";
+import { freePorts } from "../support/ports.js";
+import { Canary, legSocket, offender, rssOf, startEnv, upstreamSince, waitUntil, type Env } from "./harness.js";
+
+/** Resolves on the socket's drain or close, or after `ms` (the loop re-checks), leaving no listener behind. */
+function drainOrClose(socket: net.Socket, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(t);
+      socket.off("drain", done);
+      socket.off("close", done);
+      resolve();
+    };
+    const t = setTimeout(done, ms);
+    socket.once("drain", done);
+    socket.once("close", done);
+  });
+}
 
 let env: Env;
 before(async () => { env = await startEnv({ limits: { stanzaSeconds: 1, writeStallSeconds: 1 } }); });
@@ -65,23 +86,58 @@ describe("item 9: slow peers", () => {
     o.client.close();
   });
 
-  test("a client that never reads while upstream streams at it is closed after the write-stall timeout", async () => {
-    const o = await offender(env);
-    o.client.socket.pause(); // never read again
-    const rss0 = process.memoryUsage().rss;
-    const chunk = `<message from='bob@localhost/x' to='${o.jid}' type='chat'><body>${"y".repeat(16_000)}</body></message>`;
-    let sent = 0;
-    const t0 = Date.now();
-    // Stream at it as fast as the leg accepts (the fake upstream writes; mucmux pauses reading the leg).
-    while (!o.leg.closed && Date.now() - t0 < 8000 && sent < 64 << 20) {
-      o.leg.send(chunk.repeat(8));
-      sent += chunk.length * 8;
-      await new Promise((r) => setImmediate(r));
+  test("a client that never reads while upstream offers 500 MiB: mucmux RSS grows < 64 MiB; closed after the write-stall timeout", async (t) => {
+    // mucmux as a real process, so that /proc shows its memory alone (not the test's or the fake upstream's).
+    const STALL_S = 2;
+    const OFFER = 500 * 2 ** 20;
+    const upstream = await FakeUpstream.start();
+    const [starttls = 0, direct = 0, admin = 0] = await freePorts(3);
+    const configFile = writeTestConfig({ upstreamPort: upstream.port, ports: { starttls, direct, admin }, extra: { limits: { writeStallSeconds: STALL_S } } });
+    const proc = await spawnMucmuxProcess(configFile, direct);
+    const canary = await Canary.start({ mux: { directPort: direct }, upstream });
+    const client = await RawClient.connect(direct);
+    let sampler: NodeJS.Timeout | undefined;
+    try {
+      const jid = await client.login("hoarder", "hoarderpw", "evil");
+      const leg = upstream.find("hoarder", "evil");
+      assert.ok(leg);
+      await new Promise((r) => setTimeout(r, 300));
+      const rss0 = rssOf(proc.pid);
+      let peak = rss0;
+      sampler = setInterval(() => { peak = Math.max(peak, rssOf(proc.pid)); }, 20);
+      client.socket.pause(); // never read again
+      const socket = legSocket(leg);
+      const stanza = `<message from='bob@localhost/x' to='${jid}' type='chat'><body>${"y".repeat(16_000)}</body></message>`;
+      const chunk = Buffer.from(stanza.repeat(16));
+      let offered = 0;
+      const t0 = Date.now();
+      // The fake upstream offers 500 MiB as fast as mucmux takes it, respecting its own socket's
+      // backpressure (else it would buffer the 500 MiB in this process): mucmux stops reading the leg.
+      while (offered < OFFER && !leg.closed && Date.now() - t0 < 20_000) {
+        offered += chunk.length;
+        if (!socket.write(chunk)) await drainOrClose(socket, 200);
+      }
+      await waitUntil(() => leg.closed, 10_000, "the session to be closed (upstream leg closed)");
+      const closedAfter = Date.now() - t0;
+      clearInterval(sampler);
+      peak = Math.max(peak, rssOf(proc.pid));
+      const growth = (peak - rss0) / 2 ** 20;
+      t.diagnostic(`mucmux RSS ${(rss0 / 2 ** 20).toFixed(0)} MiB, grew ${growth.toFixed(1)} MiB; upstream offered ${(offered / 2 ** 20).toFixed(1)} MiB; closed after ${closedAfter} ms`);
+      assert.ok(growth < 64, `mucmux RSS grew ${growth.toFixed(1)} MiB while upstream offered ${(offered / 2 ** 20).toFixed(0)} MiB`);
+      // Closed by the write-stall timeout: not before it, and not much after.
+      assert.ok(closedAfter >= STALL_S * 1000 - 100 && closedAfter <= STALL_S * 1000 + 2500, `closed after ${closedAfter} ms (writeStallSeconds ${STALL_S})`);
+      assert.ok(offered < OFFER, "backpressure: the 500 MiB were not all taken");
+      const metrics = await (await fetch(`http://127.0.0.1:${admin}/metrics`)).text();
+      assert.match(metrics, /mucmux_stream_errors_total\{condition="policy-violation",origin="mucmux"\} 1\b/);
+      await canary.check();
+    } finally {
+      clearInterval(sampler);
+      canary.stop();
+      client.close();
+      assert.equal(await proc.stop(), 0, proc.output());
+      await upstream.stop();
+      rmSync(path.dirname(configFile), { recursive: true, force: true });
     }
-    await waitUntil(() => o.leg.closed, 8000, "the session to be closed (upstream leg closed)");
-    const growth = (process.memoryUsage().rss - rss0) / 2 ** 20;
-    assert.ok(growth < 64 + sent / 2 ** 20, `RSS growth ${growth.toFixed(0)} MiB`); // loose: the fake upstream's own buffers are in this process
-    await env.canary.check();
   });
 });
 

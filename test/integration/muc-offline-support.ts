@@ -1,16 +1,12 @@
 // Helpers for the MUC offline delivery tests (SPEC D): the registration flow Siskin uses, metrics, and
 // mucmux as a real process (restart on the same store file).
-import { spawn } from "node:child_process";
-import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { xml, type Element } from "@xmpp/xml";
 import type { TestClient } from "../support/clients.js";
-import { waitForPort } from "../support/ports.js";
+import { spawnMucmuxProcess } from "../support/mucmux.js";
 
 export const OFFLINE = "{http://tigase.org/protocol/muc}offline";
 export const REGISTER = "jabber:iq:register";
 const XDATA = "jabber:x:data";
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 export const discoInfo = (to: string) => xml("iq", { type: "get", to }, xml("query", { xmlns: "http://jabber.org/protocol/disco#info" }));
 export const features = (iq: Element) => iq.getChild("query")?.getChildren("feature").map((f) => f.attrs.var) ?? [];
@@ -52,31 +48,7 @@ export const stanzaId = (el: Element | undefined) => el?.getChild("stanza-id", "
 export const isCopy = (room: string, body: string) => (el: Element) =>
   el.name === "message" && el.attrs.type === "groupchat" && el.attrs.from?.split("/")[0] === room && el.getChildText("body") === body;
 
-export interface MucmuxProcess {
-  /** SIGTERM and wait for the exit code (SPEC E6). */
-  stop(): Promise<number | null>;
-  kill(): void;
-  output(): string;
-}
+export type { MucmuxProcess } from "../support/mucmux.js";
 
-/** mucmux as a real process (src/main.ts through tsx), on the ports of `configFile`. */
-export async function spawnMucmux(configFile: string, directPort: number): Promise<MucmuxProcess> {
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "src", "main.ts"), "--config", configFile], {
-    cwd: ROOT, stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  child.stdout.on("data", (d: Buffer) => { out += d.toString(); });
-  child.stderr.on("data", (d: Buffer) => { out += d.toString(); });
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  try {
-    await waitForPort(directPort, { timeoutMs: 30_000, failed: () => (child.exitCode !== null ? `mucmux exited:\n${out}` : undefined) });
-  } catch (e) {
-    child.kill("SIGKILL");
-    throw e;
-  }
-  return {
-    stop: async () => { child.kill("SIGTERM"); return exited; },
-    kill: () => { if (child.exitCode === null) child.kill("SIGKILL"); },
-    output: () => out,
-  };
-}
+/** mucmux as a real process (src/main.ts through tsx), on the ports of `configFile`; its log is audited for secrets. */
+export const spawnMucmux = spawnMucmuxProcess;

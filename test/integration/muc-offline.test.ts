@@ -160,6 +160,64 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       assert.deepEqual(await queued(mux, eve), []);
     });
 
+    it("isolation (issue 6 item 12): one account can never read, change or delete another's queued messages", async () => {
+      const r = room();
+      const [al, eve] = [await fresh(), await fresh()];
+      const bob = await connect(mux.directPort, "bob", "isoq");
+      await join(bob, r, "bob");
+      for (const u of [al, eve]) {
+        await bob.iq(xml("iq", { type: "set", to: r }, xml("query", { xmlns: MUC_ADMIN }, xml("item", { jid: `${u}@localhost`, affiliation: "member" }))));
+      }
+      // Both register for offline delivery in the same room and go offline; bob's messages are queued for both.
+      for (const u of [al, eve]) {
+        const c = await connect(mux.directPort, u, "isoq-first");
+        await join(c, r, u);
+        await c.iq(submit(r, u, "1"));
+        await c.stop();
+      }
+      await sleep(300);
+      const reflections = await bobTalks(bob, r, "isoq");
+      await until("three queued for each", async () => (await queued(mux, al)).length === 3 && (await queued(mux, eve)).length === 3);
+      const alRows = await queued(mux, al);
+      const alRegistrations = await mux.app.store?.registrations(`${al}@localhost`);
+      assert.equal(new Set([...alRows, ...(await queued(mux, eve))].map((m) => m.id)).size, 6, "one row per account and message");
+      // eve logs in: she gets her own three copies (and her rows are deleted), never al's.
+      const e1 = await connect(mux.directPort, eve, "isoq-back", false);
+      const mark = e1.received.length;
+      await e1.send(xml("presence"));
+      await waitAfter(e1, mark, isCopy(r, "isoq 3"));
+      await sleep(500);
+      assertCopies(e1, mark, r, "isoq", reflections, true);
+      await until("eve's queue delivered", async () => (await queued(mux, eve)).length === 0);
+      // eve works the room: joins (no history), reads, clears and sets her registration, tries al's nick, chats.
+      await join(e1, r, eve, undefined, { maxstanzas: "0" });
+      assert.equal(formField(await getRegistration(e1, r), OFFLINE)?.getChildText("value"), "1", "eve reads her own flag");
+      await e1.iq(removeRegistration(r)).catch(() => undefined);
+      await e1.iq(submit(r, al, "0")).catch(() => undefined);
+      await e1.iq(submit(r, eve, "1")).catch(() => undefined);
+      await e1.iq(removeRegistration(r)).catch(() => undefined);
+      await e1.send(xml("message", { to: r, type: "groupchat" }, xml("composing", { xmlns: CHATSTATES })));
+      await e1.send(xml("presence", { to: `${r}/${eve}`, type: "unavailable" }));
+      await e1.stop();
+      const e2 = await connect(mux.directPort, eve, "isoq-again");
+      await sleep(700);
+      for (const c of [e1, e2]) {
+        const bodies = c.received.filter((el) => el.name === "message" && el.attrs.from?.split("/")[0] === r).map((el) => el.getChildText("body"));
+        assert.deepEqual(bodies.filter((b) => b !== null && b.startsWith("isoq")), c === e1 ? ["isoq 1", "isoq 2", "isoq 3"] : [], "only her own copies, once");
+      }
+      // al's rows and registration are exactly as they were.
+      assert.deepEqual(await queued(mux, al), alRows, "al's queued rows unchanged");
+      assert.deepEqual(await mux.app.store?.registrations(`${al}@localhost`), alRegistrations, "al's registration unchanged");
+      // al logs in and gets exactly her own three, once.
+      const a = await connect(mux.directPort, al, "isoq-back", false);
+      const aMark = a.received.length;
+      await a.send(xml("presence"));
+      await waitAfter(a, aMark, isCopy(r, "isoq 3"));
+      await sleep(500);
+      assertCopies(a, aMark, r, "isoq", reflections, true);
+      await until("al's queue delivered", async () => (await queued(mux, al)).length === 0);
+    });
+
     it("SPEC D5/D6a, C12: an online session not in the room gets exactly the body messages and PMs", async () => {
       const r = room();
       const al = await fresh();
@@ -327,7 +385,7 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
 
     it("SPEC D7: a real mucmux process restart between bob's messages and the login: the queued messages arrive once", async () => {
       const [starttls = 0, direct = 0, admin = 0] = await freePorts(3);
-      const configFile = writeTestConfig({ upstreamPort: server.port, ports: { starttls, direct, admin }, logLevel: "warn" });
+      const configFile = writeTestConfig({ upstreamPort: server.port, ports: { starttls, direct, admin } });
       let proc = await spawnMucmux(configFile, direct);
       try {
         const r = room();

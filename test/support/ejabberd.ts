@@ -1,7 +1,7 @@
 // Throwaway ejabberd 23.01 on loopback (TypeScript port of the planning recipe ejabberd-up.sh).
 // Traps: ejabberdctl as root runs as user `ejabberd` (the whole dir must be owned by it, and live outside
 // a checkout that user may not traverse, hence os.tmpdir()); the node name / dist port / dist interface are
-// read from ejabberdctl.cfg only (the environment is ignored); mod_fail2ban stays off.
+// read from ejabberdctl.cfg only (the environment is ignored); mod_fail2ban stays off unless asked for.
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
@@ -11,11 +11,23 @@ import { freePorts, waitForPort } from "./ports.js";
 import { commandExists, isRoot, pidAlive, run, sleep, track, trackDir, untrack, untrackDir, waitForExit } from "./proc.js";
 import { DEFAULT_USERS, keepTmp, type StartServerOptions, type XmppTestServer } from "./server.js";
 
-export type EjabberdServer = XmppTestServer & { readonly kind: "ejabberd" };
+export type EjabberdServer = XmppTestServer & {
+  readonly kind: "ejabberd";
+  /** With `proxyProtocol`: a c2s port like `port` that expects a PROXY v1/v2 header first (use_proxy_protocol). */
+  readonly proxyPort: number | undefined;
+};
 
-function yml(d: string, port: number, tlsPort: number | undefined, o: StartServerOptions): string {
+export interface EjabberdOptions extends StartServerOptions {
+  /** Also listen on `proxyPort` with `use_proxy_protocol: true` (issue 6 item 11). */
+  proxyProtocol?: boolean;
+  /** Enable mod_fail2ban (off by default here; ejabberd's example config enables it with 20 failures, 1 h). */
+  fail2ban?: { maxAuthFailures: number; banSeconds?: number };
+}
+
+function yml(d: string, port: number, tlsPort: number | undefined, proxyPort: number | undefined, o: EjabberdOptions): string {
   const tls = o.tls !== false;
   const c2s = "module: ejabberd_c2s, access: c2s, shaper: c2s_shaper, max_stanza_size: 262144";
+  const f2b = o.fail2ban;
   return `hosts: [localhost]
 loglevel: ${o.debugLog ? "debug" : "info"}
 # Tests count deliveries in the debug log: ejabberd's default burst limit (500 lines/s) would drop lines.
@@ -25,6 +37,7 @@ ${tls ? `certfiles: ["${d}/conf/server.pem"]` : ""}
 listen:
   - {port: ${port}, ip: "127.0.0.1", ${c2s}, starttls: ${tls}, starttls_required: false}
 ${tlsPort ? `  - {port: ${tlsPort}, ip: "127.0.0.1", ${c2s}, tls: true}` : ""}
+${proxyPort ? `  - {port: ${proxyPort}, ip: "127.0.0.1", ${c2s}, starttls: ${tls}, starttls_required: false, use_proxy_protocol: true}` : ""}
 acl:
   local: {user_regexp: ""}
   loopback: {ip: [127.0.0.0/8, "::1/128"]}
@@ -49,11 +62,12 @@ ${o.muc === false ? "" : "  mod_muc: {host: conference.localhost, access: [allow
   mod_ping: {}
   mod_roster: {}
   mod_stream_mgmt: {}
+${f2b ? `  mod_fail2ban: {c2s_max_auth_failures: ${f2b.maxAuthFailures}, c2s_auth_ban_lifetime: ${f2b.banSeconds ?? 3600}}` : ""}
 `.replace(/\n\n+/g, "\n");
 }
 
 /** Starts ejabberd on fresh loopback ports with users alice/bob/carol (or opts.users). Needs root or user ejabberd. */
-export async function startEjabberd(opts: StartServerOptions = {}): Promise<EjabberdServer> {
+export async function startEjabberd(opts: EjabberdOptions = {}): Promise<EjabberdServer> {
   if (!(await commandExists("ejabberdctl"))) {
     throw new Error("ejabberd is not installed: run .ci/run or `apt-get install ejabberd` (Debian bookworm: 23.01)");
   }
@@ -110,14 +124,16 @@ export async function startEjabberd(opts: StartServerOptions = {}): Promise<Ejab
 
   try {
     const cert = testCertificate();
-    const [port = 0, dist = 0, tlsPort] = await freePorts(opts.tls === false ? 2 : 3);
+    const [port = 0, dist = 0, ...more] = await freePorts(2 + (opts.tls === false ? 0 : 1) + (opts.proxyProtocol ? 1 : 0));
+    const tlsPort = opts.tls === false ? undefined : more.shift();
+    const proxyPort = opts.proxyProtocol ? more.shift() : undefined;
     for (const sub of ["conf", "spool", "logs"]) fs.mkdirSync(path.join(dir, sub));
     const inetrc = "/etc/ejabberd/inetrc";
     fs.writeFileSync(path.join(conf, "inetrc"), fs.existsSync(inetrc) ? fs.readFileSync(inetrc) : '{lookup,["file","native"]}.\n');
     fs.writeFileSync(path.join(conf, "server.pem"), cert.key + cert.cert, { mode: 0o600 });
     fs.writeFileSync(path.join(conf, "ejabberdctl.cfg"),
       `ERLANG_NODE=mucmux${port}@localhost\nINET_DIST_INTERFACE=127.0.0.1\nERL_DIST_PORT=${dist}\nEJABBERD_PID_PATH=${pidFile}\n`);
-    fs.writeFileSync(path.join(conf, "ejabberd.yml"), yml(dir, port, tlsPort, opts));
+    fs.writeFileSync(path.join(conf, "ejabberd.yml"), yml(dir, port, tlsPort, proxyPort, opts));
     if (isRoot) await run("chown", ["-R", "ejabberd:ejabberd", dir]);
 
     await launch(port, tlsPort);
@@ -125,7 +141,7 @@ export async function startEjabberd(opts: StartServerOptions = {}): Promise<Ejab
     await Promise.all(Object.entries(opts.users ?? DEFAULT_USERS).map(([u, pw]) => register(u, pw)));
     let stopped = false;
     return {
-      kind: "ejabberd", host: "127.0.0.1", port, directTlsPort: tlsPort, domain: "localhost",
+      kind: "ejabberd", host: "127.0.0.1", port, directTlsPort: tlsPort, proxyPort, domain: "localhost",
       mucDomain: "conference.localhost", dir, logFile, certFile: cert.certFile,
       get pid() {
         return pid;

@@ -1,6 +1,10 @@
-// Start mucmux in-process for integration tests, on ephemeral ports, in front of a given upstream.
+// Start mucmux in-process for integration tests, on ephemeral ports, in front of a given upstream; or as
+// a real process (src/main.ts through tsx) on the ports of a config file. Either way it logs at trace
+// level into a LogAudit, and stop() fails when a log line held a secret (issue 6 item 13).
+import { spawn } from "node:child_process";
 import { writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { loadConfig } from "../../src/config/index.js";
 import { createApp, type App } from "../../src/app.js";
 import { createLogger } from "../../src/log.js";
@@ -8,6 +12,15 @@ import { testCertificate } from "./certs.js";
 import { TEST_TMP } from "./certs.js";
 import { mkdirSync } from "node:fs";
 import { stringify } from "yaml";
+import { AUDIT_LEVEL, LogAudit } from "./log-audit.js";
+import { waitForPort } from "./ports.js";
+import { track, untrack } from "./proc.js";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+/** MUCMUX_TEST_LOG=<level>: run test mucmux instances at that level and echo their lines to stderr. */
+const ECHO_LEVEL = process.env.MUCMUX_TEST_LOG;
+const echo = ECHO_LEVEL ? (line: string) => void process.stderr.write(`${line}\n`) : undefined;
+let instances = 0;
 
 export interface TestMucmux {
   app: App;
@@ -15,6 +28,9 @@ export interface TestMucmux {
   directPort: number;
   adminPort: number;
   configFile: string;
+  /** The secret audit of its log lines (issue 6 item 13), checked by stop(). */
+  audit: LogAudit;
+  /** Drains; throws when a log line held a secret. */
   stop(): Promise<void>;
 }
 
@@ -23,6 +39,7 @@ export interface MucmuxOptions {
   domains?: string[];
   /** Config sections merged over the generated ones (e.g. { limits: { handshakeSeconds: 1 } }). */
   extra?: Record<string, Record<string, unknown>>;
+  /** Default: trace (audited for secrets), or MUCMUX_TEST_LOG. */
   logLevel?: string;
 }
 
@@ -42,7 +59,7 @@ export function writeTestConfig(opts: MucmuxOptions & { ports?: { starttls: numb
     upstream: { host: "127.0.0.1", port: opts.upstreamPort, tls: "none", connectTimeoutSeconds: 5 },
     admin: { host: "127.0.0.1", port: p.admin },
     store: { path: path.join(dir, "mucmux.sqlite") },
-    log: { level: opts.logLevel ?? process.env.MUCMUX_TEST_LOG ?? "silent" },
+    log: { level: opts.logLevel ?? ECHO_LEVEL ?? AUDIT_LEVEL },
   };
   for (const [section, values] of Object.entries(opts.extra ?? {})) {
     config[section] = { ...(config[section] as Record<string, unknown> | undefined), ...values };
@@ -55,18 +72,76 @@ export function writeTestConfig(opts: MucmuxOptions & { ports?: { starttls: numb
 export async function startMucmux(opts: MucmuxOptions): Promise<TestMucmux> {
   const configFile = writeTestConfig(opts);
   const config = loadConfig({ file: configFile });
-  const app = createApp({ config, log: createLogger(config.log.level), build: { version: "test", commit: "test" } });
+  const audit = new LogAudit(`in-process mucmux #${++instances} (${configFile})`, echo);
+  const app = createApp({ config, log: createLogger(config.log.level, audit.destination), build: { version: "test", commit: "test" } });
   await app.start();
   const port = (mode: string) => app.listeners.find((l) => l.spec.tls === mode)?.port ?? 0;
   return {
     app,
     configFile,
+    audit,
     starttlsPort: port("starttls"),
     directPort: port("direct"),
     adminPort: app.adminPort ?? 0,
     stop: async () => {
       await app.drain();
       if (process.env.MUCMUX_TEST_KEEP !== "1") rmSync(path.dirname(configFile), { recursive: true, force: true });
+      audit.check();
     },
+  };
+}
+
+export interface MucmuxProcess {
+  readonly pid: number;
+  /** SIGTERM and wait for the exit code (SPEC E6); throws when the log held a secret. */
+  stop(): Promise<number | null>;
+  /** SIGKILL (idempotent); throws when the log held a secret. */
+  kill(): void;
+  /** The last 256 KiB of its standard output and error. */
+  output(): string;
+}
+
+const OUTPUT_KEPT = 256 << 10;
+
+/** mucmux as a real process (src/main.ts through tsx) on the ports of `configFile`; ready once `directPort` accepts. */
+export async function spawnMucmuxProcess(configFile: string, directPort: number): Promise<MucmuxProcess> {
+  const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "src", "main.ts"), "--config", configFile], {
+    cwd: ROOT, stdio: ["ignore", "pipe", "pipe"],
+  });
+  const pid = child.pid ?? 0;
+  if (pid) {
+    track(pid, "mucmux"); // SIGKILLed if the test process dies first
+    child.once("exit", () => untrack(pid));
+  }
+  const audit = new LogAudit(`mucmux process ${pid} (${configFile})`, echo);
+  let out = "";
+  const take = (d: Buffer) => {
+    audit.write(d);
+    out += d.toString("utf8");
+    if (out.length > 2 * OUTPUT_KEPT) out = out.slice(-OUTPUT_KEPT);
+  };
+  child.stdout.on("data", take);
+  child.stderr.on("data", take);
+  // "close", not "exit": the audit must have seen the last lines.
+  const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
+  try {
+    await waitForPort(directPort, { timeoutMs: 30_000, failed: () => (child.exitCode !== null ? `mucmux exited:\n${out}` : undefined) });
+  } catch (e) {
+    child.kill("SIGKILL");
+    throw e;
+  }
+  return {
+    pid,
+    stop: async () => {
+      child.kill("SIGTERM");
+      const code = await exited;
+      audit.check();
+      return code;
+    },
+    kill: () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
+      audit.check();
+    },
+    output: () => out.slice(-OUTPUT_KEPT),
   };
 }

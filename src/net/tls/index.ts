@@ -2,3 +2,4 @@
 export { createTlsMaterial, TlsMaterial, type TlsLogger, type TlsMaterialOptions, type ReloadResult } from "./context.js";
 export { generateSelfSigned, type SelfSignedOptions } from "./selfsigned.js";
 export { TlsError } from "./pair.js";
+export { serverNameOf } from "./sni.js";

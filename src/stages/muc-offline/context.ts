@@ -27,6 +27,13 @@ export class AccountOffline {
   readonly noRejoin = new Set<string>();
   /** Rooms whose last registration GET said `<registered/>`: a registration that predates mucmux's form (SPEC D4). */
   readonly preRegistered = new Set<string>();
+  /** Stable ids (room stanza-ids) handled lately by this stage: a message fetched twice is handled once. */
+  readonly recent = new RecentKeys(1000);
+  /** Newest stable id each flagged room's anchor received, not yet written to the store (batched). */
+  readonly pendingMarks = new Map<string, { key: string; at: number }>();
+  markTimer: NodeJS.Timeout | undefined;
+  /** An archive catch-up is running: the catch-up point must not move before it ends. */
+  catchingUp = 0;
   private tail: Promise<unknown> = Promise.resolve();
 
   /** Run `fn` after every earlier task of this account, so that message order survives the awaits. */
@@ -34,6 +41,20 @@ export class AccountOffline {
     const run = this.tail.then(fn);
     this.tail = run.catch(() => undefined);
     return run;
+  }
+}
+
+/** A bounded set of the most recently added keys. */
+export class RecentKeys {
+  private readonly keys = new Set<string>();
+  constructor(private readonly max: number) {}
+  has(key: string): boolean {
+    return this.keys.has(key);
+  }
+  add(key: string): void {
+    this.keys.delete(key);
+    this.keys.add(key);
+    if (this.keys.size > this.max) this.keys.delete(this.keys.values().next().value as string);
   }
 }
 
@@ -47,6 +68,11 @@ export interface OfflineContext extends OfflineDeps {
   readonly toRemove: number[];
   /** MUC service domains learnt from disco#info answers (bounded). */
   readonly mucDomains: Set<string>;
+  /**
+   * A room message with this stable id reached sessions without being queued (fanned out to joined
+   * sessions, or delivered live): the room's catch-up point moves to it (batched; set by archive.ts).
+   */
+  noteSeen(account: Account, room: string, key: string): void;
 }
 
 export function createContext(deps: OfflineDeps): OfflineContext {
@@ -57,6 +83,7 @@ export function createContext(deps: OfflineDeps): OfflineContext {
     unremoved: new Set(),
     toRemove: [],
     mucDomains: new Set(),
+    noteSeen: () => {},
     state(account) {
       let s = states.get(account);
       if (!s) states.set(account, (s = new AccountOffline()));

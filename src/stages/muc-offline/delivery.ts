@@ -7,7 +7,7 @@ import type { Link } from "../../stream/link.js";
 import { bareKey } from "../../account/jid.js";
 import { serialize } from "../../xml/serialize.js";
 import { accountKey, ensureLoaded, type OfflineContext } from "./context.js";
-import { clone, DELAY, HINTS } from "./xml.js";
+import { clone, DELAY, HINTS, SID } from "./xml.js";
 import { AVAILABLE } from "./catchup.js";
 
 export type Kind = "groupchat" | "pm";
@@ -36,6 +36,13 @@ export function onlineSessions(account: Account): Link[] {
   return [...account.sessions].filter((l) => l.phase === "online" && l.jid !== undefined && l.slots.get(AVAILABLE) === true);
 }
 
+/** The room's stable id of a message: its XEP-0359 stanza-id assigned by the room (MUC MAM). */
+export function stableKey(el: Element, roomJid: string): string | undefined {
+  const room = bareKey(roomJid);
+  for (const sid of el.getChildren("stanza-id", SID)) if (sid.attrs.id && bareKey(sid.attrs.by ?? "") === room) return sid.attrs.id;
+  return undefined;
+}
+
 export function onUnjoined(ctx: OfflineContext, account: Account, roomJid: string, el: Element): void {
   const kind = classify(el);
   if (!kind) return;
@@ -44,16 +51,37 @@ export function onUnjoined(ctx: OfflineContext, account: Account, roomJid: strin
   // The anchor's copy belongs to the MUC stage: keep our own, without its `to` (set per session).
   const copy = clone(el);
   delete copy.attrs.to;
+  const key = kind === "groupchat" ? stableKey(copy, roomJid) : undefined;
   const st = ctx.state(account);
   void st.serial(async () => {
     if (kind === "groupchat") {
       if (!(await ensureLoaded(ctx, account))) return void ctx.metrics.offlineDropped.inc({ reason: "store_error" });
       if (st.flags.get(room)?.offline !== true) return;
     }
-    const online = onlineSessions(account);
-    if (online.length > 0) return deliverLive(ctx, online, copy); // SPEC D6a
-    await enqueue(ctx, account, room, copy, roomJid, receivedAt); // SPEC D6b
+    await deliverOrQueue(ctx, account, room, roomJid, copy, receivedAt, key);
   }).catch((err: unknown) => ctx.log.error({ err }, "offline delivery failed"));
+}
+
+/**
+ * SPEC D6a/b for one message (inside the account's serial order): to every online session, or into the
+ * queue. A stable id handled lately (an archive catch-up and the live copy of the same message) is
+ * handled once; the queue refuses a key it holds already.
+ */
+export async function deliverOrQueue(
+  ctx: OfflineContext, account: Account, room: string, roomJid: string, el: Element, receivedAt: number, key: string | undefined,
+): Promise<void> {
+  const st = ctx.state(account);
+  if (key !== undefined) {
+    if (st.recent.has(key)) return void ctx.metrics.offlineDropped.inc({ reason: "duplicate" });
+    st.recent.add(key);
+  }
+  const online = onlineSessions(account);
+  if (online.length > 0) {
+    deliverLive(ctx, online, el); // SPEC D6a
+    if (key !== undefined) ctx.noteSeen(account, room, key);
+    return;
+  }
+  await enqueue(ctx, account, room, el, roomJid, receivedAt, key); // SPEC D6b
 }
 
 function deliverLive(ctx: OfflineContext, links: Link[], el: Element): void {
@@ -63,7 +91,9 @@ function deliverLive(ctx: OfflineContext, links: Link[], el: Element): void {
   }
 }
 
-async function enqueue(ctx: OfflineContext, account: Account, room: string, el: Element, roomJid: string, receivedAt: number): Promise<void> {
+async function enqueue(
+  ctx: OfflineContext, account: Account, room: string, el: Element, roomJid: string, receivedAt: number, key: string | undefined,
+): Promise<void> {
   const store = ctx.store();
   if (!store) return void ctx.metrics.offlineDropped.inc({ reason: "store_error" });
   // SPEC D6b: the receipt time travels with the message as XEP-0203 delay.
@@ -71,11 +101,14 @@ async function enqueue(ctx: OfflineContext, account: Account, room: string, el: 
   const { ttlSeconds, maxPerAccount, maxPerRoom } = ctx.config.offline;
   try {
     const out = await store.enqueue(
-      { account: accountKey(account), room, stanza: serialize(el), receivedAt, expiresAt: receivedAt + ttlSeconds * 1000 },
+      { account: accountKey(account), room, stanza: serialize(el), receivedAt, expiresAt: receivedAt + ttlSeconds * 1000, key },
       { maxPerAccount, maxPerRoom },
       Date.now(),
     );
     if (out.queued) ctx.metrics.offlineQueued.inc();
+    if (out.duplicate) ctx.metrics.offlineDropped.inc({ reason: "duplicate" });
+    // Queuing moved the room's catch-up point to this key already.
+    if (key !== undefined && ctx.state(account).pendingMarks.get(room)?.key === key) ctx.state(account).pendingMarks.delete(room);
     for (const [reason, n] of Object.entries(out.dropped)) if (n > 0) ctx.metrics.offlineDropped.inc({ reason }, n);
   } catch {
     ctx.metrics.offlineDropped.inc({ reason: "store_error" }); // logged and counted by the instrumented store

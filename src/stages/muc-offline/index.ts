@@ -11,13 +11,14 @@ import { isPendingAnswer, onRegisterAnswer, onRegisterRequest } from "./register
 import { extendDiscoInfo } from "./disco.js";
 import { onUnjoined } from "./delivery.js";
 import { onBroadcastPresence } from "./catchup.js";
+import { createArchive, type Archive } from "./archive.js";
 import { DISCO_INFO, REGISTER } from "./xml.js";
 
 const NO_REJOIN = ["307", "321", "322"];
 
 export function createMucOfflineStage(deps: OfflineDeps): Stage {
   const ctx = createContext(deps);
-  for (const reason of ["cap_account", "cap_room", "ttl", "store_error"]) ctx.metrics.offlineDropped.inc({ reason }, 0);
+  for (const reason of ["cap_account", "cap_room", "ttl", "store_error", "duplicate"]) ctx.metrics.offlineDropped.inc({ reason }, 0);
   ctx.metrics.setOfflineQueueSource(async () => ctx.store()?.queueDepth(Date.now()));
   registerHooks(ctx);
 
@@ -58,6 +59,19 @@ export function createMucOfflineStage(deps: OfflineDeps): Stage {
 
 function registerHooks(ctx: OfflineContext): void {
   const { accounts } = ctx;
+  const archive: Archive = createArchive(ctx);
+  accounts.addHandlers({
+    onStanza: (account, el) => {
+      try {
+        archive.onAnchorStanza(account, el);
+      } catch (err) {
+        ctx.log.error({ err }, "offline archive bookkeeping failed"); // never the MUC stage's problem
+      }
+    },
+    onOnline: () => {},
+    onDown: () => {},
+    onSessionClosed: () => {},
+  });
   // SPEC C5: a flagged room stays joined with no session in it.
   accounts.addKeeper((account, roomJid) => ctx.state(account).flags.get(bareKey(roomJid))?.offline === true);
   accounts.addUnjoinedHandler((account, roomJid, el) => {
@@ -75,14 +89,15 @@ function registerHooks(ctx: OfflineContext): void {
       ctx.state(account).noRejoin.add(room);
     }
   });
-  // SPEC D7: at a login, flagged rooms the account is not in are joined again (after a restart, say).
+  // SPEC D7: at a login, flagged rooms the account is not in are joined again (after a restart, say), and
+  // what the room said meanwhile is read from its archive (issue 6 item 15).
   accounts.addSessionBoundHandler((account) => {
     void ensureLoaded(ctx, account).then((ok) => {
       if (!ok) return;
       const st = ctx.state(account);
       for (const reg of st.flags.values()) {
         if (!reg.offline || account.rooms.has(reg.room) || st.noRejoin.has(reg.room)) continue;
-        accounts.keepRoomJoined(account, reg.room, reg.nick || (account.bare.split("@")[0] ?? "user"));
+        if (accounts.keepRoomJoined(account, reg.room, reg.nick || (account.bare.split("@")[0] ?? "user"))) archive.catchUp(account, reg.room);
       }
     });
   });

@@ -6,6 +6,10 @@ export const XDATA = "jabber:x:data";
 export { DISCO_INFO, DELAY, HINTS, STANZAS } from "../../protocol/xep.js";
 export { clone } from "../../protocol/element.js";
 import { STANZAS } from "../../protocol/xep.js";
+export const SID = "urn:xmpp:sid:0";
+export const MAM = "urn:xmpp:mam:2";
+export const RSM = "http://jabber.org/protocol/rsm";
+export const FORWARD = "urn:xmpp:forward:0";
 export const MUC_REGISTER_FORM = "http://jabber.org/protocol/muc#register";
 /** The Tigase registration field (SPEC D) and the service feature announcing it (SPEC D1). */
 export const OFFLINE_FIELD = "{http://tigase.org/protocol/muc}offline";

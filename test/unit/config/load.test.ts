@@ -26,7 +26,11 @@ describe("loadConfig defaults", () => {
         { host: "0.0.0.0", port: 5223, tls: "direct" },
       ],
       tls: { reloadSeconds: 10 },
-      upstream: { host: "127.0.0.1", port: 15222, tls: "none", verify: true, connectTimeoutSeconds: 10 },
+      proxyProtocol: {},
+      upstream: {
+        host: "127.0.0.1", port: 15222, tls: "none", verify: true, connectTimeoutSeconds: 10,
+        connectsPerSecond: 100, connectBurst: 200, connectWaitSeconds: 5, proxyProtocol: "off",
+      },
       admin: { host: "127.0.0.1", port: 9464 },
       store: { path: "./mucmux.sqlite" },
       limits: {

@@ -1,10 +1,11 @@
 // SqliteStore (SPEC D6b, D7): registrations and the bounded offline queue, on `:memory:` and on a real
-// file (WAL, migration from schema 1, survives a reopen).
+// file (WAL, migration from schema 1, survives a reopen); durability checked at start-up, damaged files
+// refused, stable ids and the catch-up point (issue 6 item 15).
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { existsSync } from "node:fs";
+import { existsSync, openSync, closeSync, writeSync, statSync } from "node:fs";
 import Database from "better-sqlite3";
-import { SqliteStore } from "../../../src/store/sqlite.js";
+import { SqliteStore, StoreError } from "../../../src/store/sqlite.js";
 import type { NewQueuedMessage, Store } from "../../../src/store/store.js";
 import { tmpFile } from "./helpers.js";
 
@@ -61,7 +62,7 @@ describe("SqliteStore", () => {
     assert.deepEqual((await s.enqueue(msg(R2, 5), caps, NOW)).dropped, { cap_account: 1, cap_room: 0, ttl: 0 });
     assert.deepEqual(await bodies(s), ["3", "4", "5"]);
     const none = await s.enqueue(msg(R1, 6), { maxPerAccount: 10, maxPerRoom: 0 }, NOW);
-    assert.deepEqual(none, { queued: false, dropped: { cap_account: 0, cap_room: 1, ttl: 0 } });
+    assert.deepEqual(none, { queued: false, duplicate: false, dropped: { cap_account: 0, cap_room: 1, ttl: 0 } });
     s.close();
   });
 
@@ -93,7 +94,7 @@ describe("SqliteStore", () => {
     assert.deepEqual(await bodies(again), ["1"]);
     again.close();
     const raw = new Database(file, { readonly: true });
-    assert.equal((raw.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string }).value, "2");
+    assert.equal((raw.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string }).value, "3");
     assert.equal(raw.pragma("journal_mode", { simple: true }), "wal");
     raw.close();
   });
@@ -104,5 +105,64 @@ describe("SqliteStore", () => {
     db.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL); INSERT INTO meta VALUES ('schema_version', '99')");
     db.close();
     assert.throws(() => new SqliteStore(file), /schema version 99/);
+  });
+
+  it("start-up: journal_mode=wal and synchronous=FULL in effect (memory: 'memory'), read back", () => {
+    const file = tmpFile();
+    const s = new SqliteStore(file);
+    assert.deepEqual(s.pragmas(), { journalMode: "wal", synchronous: 2 });
+    s.close();
+    const m = new SqliteStore(":memory:");
+    assert.deepEqual(m.pragmas(), { journalMode: "memory", synchronous: 2 });
+    m.close();
+  });
+
+  it("start-up: a damaged file fails PRAGMA quick_check and is refused with a clear error", async () => {
+    const file = tmpFile();
+    const s = new SqliteStore(file);
+    const pad = "x".repeat(400);
+    for (let i = 0; i < 300; i++) await s.enqueue({ ...msg(R1, i), stanza: `<message><body>${i} ${pad}</body></message>` }, big, NOW);
+    s.close(); // checkpoints the WAL into the file
+    const size = statSync(file).size;
+    assert.ok(size > 40 * 4096, `several pages (${size} bytes)`);
+    // Garbage over interior pages (not page 1, so the file still opens as a database).
+    const fd = openSync(file, "r+");
+    for (const page of [5, 9, 17]) writeSync(fd, Buffer.alloc(4096, 0xa5), 0, 4096, page * 4096 + 0);
+    closeSync(fd);
+    assert.throws(() => new SqliteStore(file), (err: unknown) => {
+      assert.ok(err instanceof StoreError, String(err));
+      assert.equal(err.code, "ERR_MUCMUX_STORE");
+      assert.ok(err.message.includes(file), err.message);
+      assert.match(err.message, /integrity check|malformed/);
+      assert.doesNotMatch(err.message, /xxxx/, "no row contents in the message");
+      return true;
+    });
+  });
+
+  it("stable ids: a key queued already is not queued again; queuing moves the catch-up point", async () => {
+    const s = new SqliteStore(":memory:");
+    assert.equal(await s.catchUpFrom(A, R1), undefined, "no registration, no catch-up");
+    await s.saveRegistration({ account: A, room: R1, nick: "alice", offline: true, createdViaMucmux: false }, NOW);
+    assert.deepEqual(await s.catchUpFrom(A, R1), { key: undefined, at: NOW }, "from the registration on");
+    const first = await s.enqueue({ ...msg(R1, 1), key: "sid-1", receivedAt: NOW + 10 }, big, NOW);
+    assert.equal(first.queued, true);
+    const again = await s.enqueue({ ...msg(R1, 1), key: "sid-1", receivedAt: NOW + 20 }, big, NOW);
+    assert.deepEqual({ queued: again.queued, duplicate: again.duplicate }, { queued: false, duplicate: true });
+    assert.equal((await s.enqueue({ ...msg(R2, 1), key: "sid-1" }, big, NOW)).queued, true, "keys are per room");
+    assert.equal((await s.enqueue(msg(R1, 2), big, NOW)).queued, true, "no key, no de-duplication");
+    assert.equal((await s.enqueue(msg(R1, 3), big, NOW)).queued, true);
+    assert.deepEqual(await bodies(s), ["1", "1", "2", "3"]);
+    assert.deepEqual(await s.catchUpFrom(A, R1), { key: "sid-1", at: NOW + 10 });
+    await s.markSeen(A, R1, "sid-9", NOW + 30);
+    assert.deepEqual(await s.catchUpFrom(A, R1), { key: "sid-9", at: NOW + 30 });
+    // Saving the form again keeps the point (an upsert, not a replace).
+    await s.saveRegistration({ account: A, room: R1, nick: "alice", offline: true, createdViaMucmux: true }, NOW + 40);
+    assert.deepEqual(await s.catchUpFrom(A, R1), { key: "sid-9", at: NOW + 30 });
+    assert.equal((await s.registrations(A))[0]?.createdViaMucmux, true);
+    // A delivered (removed) message may come again with its key: it is new to the queue then; the
+    // stage's catch-up point keeps that from happening (test/integration/faults-kill.test.ts).
+    await s.deleteRegistration(A, R1);
+    assert.equal(await s.catchUpFrom(A, R1), undefined);
+    s.close();
   });
 });

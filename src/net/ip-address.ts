@@ -1,0 +1,159 @@
+// IP addresses as text and bytes, strictly (PROXY protocol §2.1: decimal IPv4 without leading zeros,
+// IPv6 with at most one "::", no zone ids), and the list of trusted CIDRs (issue 6 item 11).
+import net from "node:net";
+
+export type Family = 4 | 6;
+
+const DEC = /^(?:0|[1-9][0-9]{0,2})$/;
+const HEX = /^[0-9a-fA-F]{1,4}$/;
+
+export function parseIPv4(text: string): Buffer | undefined {
+  const parts = text.split(".");
+  if (parts.length !== 4) return undefined;
+  const out = Buffer.alloc(4);
+  for (let i = 0; i < 4; i++) {
+    const p = parts[i] as string;
+    if (!DEC.test(p) || Number(p) > 255) return undefined;
+    out[i] = Number(p);
+  }
+  return out;
+}
+
+/** 16 bytes, or undefined. Accepts the dotted IPv4 tail of mapped/compatible forms (`::ffff:1.2.3.4`). */
+export function parseIPv6(text: string): Buffer | undefined {
+  if (text.length < 2 || text.length > 45) return undefined;
+  const halves = text.split("::");
+  if (halves.length > 2) return undefined;
+  const groups = (s: string): number[] | undefined => {
+    if (s === "") return [];
+    const out: number[] = [];
+    const parts = s.split(":");
+    for (let i = 0; i < parts.length; i++) {
+      const p = parts[i] as string;
+      if (i === parts.length - 1 && p.includes(".")) {
+        const v4 = parseIPv4(p);
+        if (!v4) return undefined;
+        out.push(v4.readUInt16BE(0), v4.readUInt16BE(2));
+      } else if (HEX.test(p)) {
+        out.push(parseInt(p, 16));
+      } else {
+        return undefined;
+      }
+    }
+    return out;
+  };
+  const head = groups(halves[0] as string);
+  const tail = halves.length === 2 ? groups(halves[1] as string) : [];
+  if (!head || !tail) return undefined;
+  // A dotted tail is only allowed at the very end of the address.
+  if (halves.length === 2 && (halves[0] as string).includes(".")) return undefined;
+  const n = head.length + tail.length;
+  if (halves.length === 2 ? n > 7 : n !== 8) return undefined;
+  const all = [...head, ...new Array<number>(8 - n).fill(0), ...tail];
+  const out = Buffer.alloc(16);
+  all.forEach((g, i) => out.writeUInt16BE(g, i * 2));
+  return out;
+}
+
+export function parseIP(text: string): { family: Family; bytes: Buffer } | undefined {
+  const v4 = parseIPv4(text);
+  if (v4) return { family: 4, bytes: v4 };
+  const v6 = parseIPv6(text);
+  return v6 ? { family: 6, bytes: v6 } : undefined;
+}
+
+export function formatIPv4(b: Uint8Array): string {
+  return `${b[0]}.${b[1]}.${b[2]}.${b[3]}`;
+}
+
+const MAPPED_PREFIX = Buffer.from([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff]);
+
+/** The IPv4 address inside an IPv4-mapped IPv6 address (`::ffff:a.b.c.d`), else undefined. */
+export function unmapIPv4(b: Uint8Array): Buffer | undefined {
+  return b.length === 16 && MAPPED_PREFIX.equals(b.subarray(0, 12)) ? Buffer.from(b.subarray(12)) : undefined;
+}
+
+export function mapIPv4(b: Uint8Array): Buffer {
+  return Buffer.concat([MAPPED_PREFIX, b]);
+}
+
+/** RFC 5952 text, as Node prints socket addresses (IPv4-mapped addresses as `::ffff:a.b.c.d`). */
+export function formatIPv6(b: Uint8Array): string {
+  const v4 = unmapIPv4(b);
+  if (v4) return `::ffff:${formatIPv4(v4)}`;
+  const g: number[] = [];
+  for (let i = 0; i < 16; i += 2) g.push(((b[i] as number) << 8) | (b[i + 1] as number));
+  // The longest run of two or more zero groups (the first one on a tie) becomes "::".
+  let best = -1, bestLen = 1;
+  for (let i = 0; i < 8;) {
+    if (g[i] !== 0) { i++; continue; }
+    let j = i;
+    while (j < 8 && g[j] === 0) j++;
+    if (j - i > bestLen) { best = i; bestLen = j - i; }
+    i = j;
+  }
+  const hex = (xs: number[]) => xs.map((x) => x.toString(16)).join(":");
+  return best < 0 ? hex(g) : `${hex(g.slice(0, best))}::${hex(g.slice(best + bestLen))}`;
+}
+
+export interface Cidr { address: string; prefix: number; family: Family }
+
+/**
+ * `addr/prefix` or a bare address (a single host). Returns an operator-facing message when invalid:
+ * host bits set are refused because `10.0.0.1/8` almost always means a typo.
+ */
+export function parseCidr(text: string): Cidr | string {
+  const slash = text.indexOf("/");
+  const addr = slash < 0 ? text : text.slice(0, slash);
+  const ip = parseIP(addr);
+  if (!ip) return `must be an IPv4 or IPv6 address or CIDR (e.g. 10.0.0.0/8, fd00::/8), got "${text}"`;
+  const max = ip.family === 4 ? 32 : 128;
+  let prefix = max;
+  if (slash >= 0) {
+    const p = text.slice(slash + 1);
+    if (!/^(?:0|[1-9][0-9]{0,2})$/.test(p) || Number(p) > max) return `must have a prefix length 0–${max}, got "${text}"`;
+    prefix = Number(p);
+  }
+  const network = maskBytes(ip.bytes, prefix);
+  const shown = ip.family === 4 ? formatIPv4(network) : formatIPv6(network);
+  if (!network.equals(ip.bytes)) return `has host bits set: "${text}" (did you mean ${shown}/${prefix}?)`;
+  return { address: shown, prefix, family: ip.family };
+}
+
+function maskBytes(bytes: Buffer, prefix: number): Buffer {
+  const out = Buffer.from(bytes);
+  for (let i = 0; i < out.length; i++) {
+    const bits = Math.max(0, Math.min(8, prefix - i * 8));
+    out[i] = (out[i] as number) & ((0xff << (8 - bits)) & 0xff);
+  }
+  return out;
+}
+
+/**
+ * Peers allowed to send a PROXY protocol header. IPv4 entries also match IPv4-mapped IPv6 peers
+ * (`::ffff:10.0.0.1` on a dual-stack listener), as node:net's BlockList does.
+ */
+export class TrustList {
+  private readonly list = new net.BlockList();
+  readonly size: number;
+
+  constructor(cidrs: readonly string[]) {
+    for (const text of cidrs) {
+      const c = parseCidr(text);
+      if (typeof c === "string") throw new Error(`trusted proxy ${c}`);
+      this.list.addSubnet(c.address, c.prefix, c.family === 4 ? "ipv4" : "ipv6");
+    }
+    this.size = cidrs.length;
+  }
+
+  has(address: string | undefined): boolean {
+    if (this.size === 0 || !address) return false;
+    const family = net.isIPv4(address) ? "ipv4" : net.isIPv6(address) ? "ipv6" : undefined;
+    if (!family) return false;
+    try {
+      return this.list.check(address, family);
+    } catch {
+      return false; // e.g. a scoped (zone id) address BlockList does not take
+    }
+  }
+}
