@@ -8,20 +8,16 @@
 // what a session of the account saw live in the room does not come again after a crash.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, type ChildProcess } from "node:child_process";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import Database from "better-sqlite3";
 import { xml, type Element } from "@xmpp/xml";
 import { startProsody, type ProsodyServer } from "../support/prosody.js";
-import { writeTestConfig } from "../support/mucmux.js";
+import { spawnMucmuxChild, writeTestConfig } from "../support/mucmux.js";
 import { connectClient, type TestClient } from "../support/clients.js";
 import { freePorts, waitForPort } from "../support/ports.js";
-import { track, untrack } from "../support/proc.js";
 import { join, waitAfter } from "./muc-support.js";
 import { submit } from "./muc-offline-support.js";
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 const KILLS = 50;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const rand = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1));
@@ -30,23 +26,6 @@ let prosody: ProsodyServer;
 before(async () => { prosody = await startProsody({ muc: true }); });
 after(async () => { await prosody?.stop(); });
 
-interface Proc { child: ChildProcess; out: () => string; exited: Promise<number | null> }
-
-function spawnMux(configFile: string): Proc {
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "src", "main.ts"), "--config", configFile], {
-    cwd: ROOT, stdio: ["ignore", "pipe", "pipe"],
-  });
-  const pid = child.pid ?? 0;
-  if (pid) {
-    track(pid, "mucmux"); // SIGKILLed if the test process dies first
-    child.once("exit", () => untrack(pid));
-  }
-  let out = "";
-  child.stdout?.on("data", (d: Buffer) => { out += d.toString(); });
-  child.stderr?.on("data", (d: Buffer) => { out += d.toString(); });
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return { child, out: () => out, exited };
-}
 
 const bodyOf = (stanza: string) => /<body>([^<]*)<\/body>/.exec(stanza)?.[1] ?? "";
 
@@ -66,7 +45,7 @@ test(`${KILLS} SIGKILLs of mucmux while it queues offline messages: the store st
   // bob talks to Prosody directly: his messages do not depend on mucmux being up.
   const bob = await connectClient({ service: `xmpp://127.0.0.1:${prosody.port}`, domain: "localhost", username: "bob", password: "bobpw", resource: "kills" });
   const open: TestClient[] = [bob];
-  let proc = spawnMux(configFile);
+  let proc = spawnMucmuxChild(configFile);
   let sending = true;
   let sent = 0;
   let sender: Promise<void> = Promise.resolve();
@@ -102,16 +81,16 @@ test(`${KILLS} SIGKILLs of mucmux while it queues offline messages: the store st
     const kinds = { startup: 0, traffic: 0 };
     let held: string[] = [];
     for (let i = 0; i < KILLS; i++) {
-      if (i > 0) proc = spawnMux(configFile);
+      if (i > 0) proc = spawnMucmuxChild(configFile);
       const startup = i > 0 && i % 3 === 0;
       if (startup) {
         // A random point of the start-up (compiling, opening and checking the store, binding).
         await sleep(rand(100, 600));
         kinds.startup++;
       } else {
-        await waitForPort(direct, { timeoutMs: 20_000, failed: () => (proc.child.exitCode !== null ? `mucmux exited:\n${proc.out()}` : undefined) });
-        const opened = proc.out().split("\n").find((l) => l.includes('"store opened"'));
-        assert.ok(opened, `start ${i}: the store's start-up line\n${proc.out()}`);
+        await waitForPort(direct, { timeoutMs: 20_000, failed: () => (proc.child.exitCode !== null ? `mucmux exited:\n${proc.output()}` : undefined) });
+        const opened = proc.output().split("\n").find((l) => l.includes('"store opened"'));
+        assert.ok(opened, `start ${i}: the store's start-up line\n${proc.output()}`);
         const s = JSON.parse(opened) as { journalMode: string; synchronous: number; quickCheck: string };
         assert.deepEqual([s.journalMode, s.synchronous, s.quickCheck], ["wal", 2, "ok"], `start ${i}`);
         // al logs in without presence: the anchor joins the flagged room again and catches up; all is queued.
@@ -125,6 +104,7 @@ test(`${KILLS} SIGKILLs of mucmux while it queues offline messages: the store st
       }
       proc.child.kill("SIGKILL");
       await proc.exited;
+      proc.checkLog(); // every log line of every start is audited for secrets
       const q = queue();
       assert.equal(q.check, "ok", `integrity after kill ${i}`);
       assert.equal(new Set(q.bodies).size, q.bodies.length, `no message queued twice after kill ${i}`);
@@ -135,7 +115,7 @@ test(`${KILLS} SIGKILLs of mucmux while it queues offline messages: the store st
     assert.ok(kinds.startup >= 10 && kinds.traffic >= 30, JSON.stringify(kinds));
 
     // Last run: the login catches up on the final gap; then bob stops and every message is there once.
-    proc = spawnMux(configFile);
+    proc = spawnMucmuxChild(configFile);
     await waitForPort(direct, { timeoutMs: 20_000 });
     const last = await viaMux("last");
     open.push(last);
@@ -171,7 +151,8 @@ test(`${KILLS} SIGKILLs of mucmux while it queues offline messages: the store st
     assert.deepEqual(got, bodies, "each queued message written once, in queue order");
     assert.deepEqual([...got].sort(), [...expected].sort());
     proc.child.kill("SIGTERM");
-    assert.equal(await proc.exited, 0, proc.out().slice(-2000));
+    assert.equal(await proc.exited, 0, proc.output().slice(-2000));
+    proc.checkLog();
   } finally {
     sending = false;
     await sender.catch(() => undefined);
@@ -190,7 +171,7 @@ test("a restart after a session of the account saw the room live: the catch-up b
     connectClient({ service: `xmpps://127.0.0.1:${direct}`, domain: "localhost", username: al, password: `${al}pw`, resource, timeoutMs: 15_000 });
   const bob = await connectClient({ service: `xmpp://127.0.0.1:${prosody.port}`, domain: "localhost", username: "bob", password: "bobpw", resource: "seen" });
   const open: TestClient[] = [bob];
-  let proc = spawnMux(configFile);
+  let proc = spawnMucmuxChild(configFile);
   try {
     await join(bob, room, "bob");
     await waitForPort(direct, { timeoutMs: 20_000 });
@@ -205,9 +186,10 @@ test("a restart after a session of the account saw the room live: the catch-up b
     await sleep(1500); // the room's catch-up point follows within a second
     proc.child.kill("SIGKILL");
     await proc.exited;
+    proc.checkLog(); // every log line of every start is audited for secrets
     // While mucmux is down: missed.
     await bob.send(xml("message", { to: room, type: "groupchat", id: "m1" }, xml("body", {}, "missed 1")));
-    proc = spawnMux(configFile);
+    proc = spawnMucmuxChild(configFile);
     await waitForPort(direct, { timeoutMs: 20_000 });
     const back = await viaMux("back");
     open.push(back);
@@ -219,6 +201,7 @@ test("a restart after a session of the account saw the room live: the catch-up b
     assert.deepEqual(bodies, ["missed 1"], "only what nobody of the account saw");
     proc.child.kill("SIGTERM");
     assert.equal(await proc.exited, 0);
+    proc.checkLog();
   } finally {
     await Promise.allSettled(open.map((c) => c.stop()));
     if (proc.child.exitCode === null) proc.child.kill("SIGKILL");

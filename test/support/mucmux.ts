@@ -1,7 +1,7 @@
 // Start mucmux in-process for integration tests, on ephemeral ports, in front of a given upstream; or as
 // a real process (src/main.ts through tsx) on the ports of a config file. Either way it logs at trace
 // level into a LogAudit, and stop() fails when a log line held a secret (issue 6 item 13).
-import { spawn } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -103,8 +103,20 @@ export interface MucmuxProcess {
 
 const OUTPUT_KEPT = 256 << 10;
 
-/** mucmux as a real process (src/main.ts through tsx) on the ports of `configFile`; ready once `directPort` accepts. */
-export async function spawnMucmuxProcess(configFile: string, directPort: number): Promise<MucmuxProcess> {
+/** A started mucmux child process, not yet known to be listening (tests that kill it at random points use this). */
+export interface MucmuxChild {
+  readonly child: ChildProcess;
+  readonly pid: number;
+  /** Exit code once the process has exited and its output has been read to the end (audited). */
+  readonly exited: Promise<number | null>;
+  /** The last 256 KiB of its standard output and error. */
+  output(): string;
+  /** Throws when a line of its log held a secret (test/support/log-audit.ts). */
+  checkLog(): void;
+}
+
+/** Starts mucmux (src/main.ts through tsx) with `configFile`; every line it writes is audited for secrets. */
+export function spawnMucmuxChild(configFile: string): MucmuxChild {
   const child = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "src", "main.ts"), "--config", configFile], {
     cwd: ROOT, stdio: ["ignore", "pipe", "pipe"],
   });
@@ -120,12 +132,18 @@ export async function spawnMucmuxProcess(configFile: string, directPort: number)
     out += d.toString("utf8");
     if (out.length > 2 * OUTPUT_KEPT) out = out.slice(-OUTPUT_KEPT);
   };
-  child.stdout.on("data", take);
-  child.stderr.on("data", take);
+  child.stdout?.on("data", take);
+  child.stderr?.on("data", take);
   // "close", not "exit": the audit must have seen the last lines.
   const exited = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
+  return { child, pid, exited, output: () => out.slice(-OUTPUT_KEPT), checkLog: () => audit.check() };
+}
+
+/** mucmux as a real process (src/main.ts through tsx) on the ports of `configFile`; ready once `directPort` accepts. */
+export async function spawnMucmuxProcess(configFile: string, directPort: number): Promise<MucmuxProcess> {
+  const { child, pid, exited, output, checkLog } = spawnMucmuxChild(configFile);
   try {
-    await waitForPort(directPort, { timeoutMs: 30_000, failed: () => (child.exitCode !== null ? `mucmux exited:\n${out}` : undefined) });
+    await waitForPort(directPort, { timeoutMs: 30_000, failed: () => (child.exitCode !== null ? `mucmux exited:\n${output()}` : undefined) });
   } catch (e) {
     child.kill("SIGKILL");
     throw e;
@@ -135,13 +153,13 @@ export async function spawnMucmuxProcess(configFile: string, directPort: number)
     stop: async () => {
       child.kill("SIGTERM");
       const code = await exited;
-      audit.check();
+      checkLog();
       return code;
     },
     kill: () => {
       if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
-      audit.check();
+      checkLog();
     },
-    output: () => out.slice(-OUTPUT_KEPT),
+    output,
   };
 }
