@@ -14,31 +14,40 @@ import { prepareRuntime, ROOT, spawnMucmux, type MucmuxProcess, type Runtime } f
 import { median, minMax } from "./lib/stats.js";
 import { MODES, type BenchEnv, type Figure, type Mode, type Sample, type Scenario } from "./lib/types.js";
 import { relayThroughput } from "./scenarios/relay-throughput.js";
+import { relaySaturation } from "./scenarios/relay-saturation.js";
 import { pingLatency } from "./scenarios/ping-latency.js";
 import { idleMemory, IDLE_ACCOUNTS } from "./scenarios/idle-memory.js";
 import { mucCopies, COPY_ACCOUNTS, COPY_SENDER } from "./scenarios/muc-copies.js";
 import { mucFanout, FANOUT_ACCOUNT, FANOUT_SENDER } from "./scenarios/muc-fanout.js";
+import { worstInput } from "./scenarios/worst-input.js";
+import { mucHeavy } from "./scenarios/muc-heavy.js";
 import { writeReport, REPORT_FILE } from "./lib/report.js";
 
-const SCENARIOS: readonly Scenario[] = [relayThroughput, pingLatency, idleMemory, mucCopies, mucFanout];
+const SCENARIOS: readonly Scenario[] = [relayThroughput, relaySaturation, pingLatency, idleMemory, mucCopies, mucFanout, worstInput, mucHeavy];
 const RESULT_FILE = path.join(TEST_TMP, "bench-latest.json");
 
-interface Args { quick: boolean; only: string[] | undefined; pairs: number | undefined; runtime: Runtime; report: boolean }
+interface Args { quick: boolean; only: string[] | undefined; pairs: number | undefined; runtime: Runtime; report: boolean; reportOnly: boolean; note: string }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { quick: false, only: undefined, pairs: undefined, runtime: "build", report: false };
+  const args: Args = { quick: false, only: undefined, pairs: undefined, runtime: "build", report: false, reportOnly: false, note: "" };
   for (const a of argv) {
     if (a === "--quick") args.quick = true;
     else if (a === "--tsx") args.runtime = "tsx";
     else if (a === "--report") args.report = true;
+    else if (a === "--report-only") args.reportOnly = true;
+    else if (a.startsWith("--note=")) args.note = a.slice(7);
     else if (a.startsWith("--only=")) args.only = a.slice(7).split(",").filter(Boolean);
     else if (a.startsWith("--pairs=")) args.pairs = Number(a.slice(8));
     else if (a === "--help" || a === "-h") {
       console.log("usage: npm run bench -- [--quick] [--only=" + SCENARIOS.map((s) => s.id).join(",") + "] [--pairs=N] [--tsx] [--report]\n" +
         "  --report: also regenerate docs/benchmarks.md from this run\n" +
+        "  --report-only: regenerate docs/benchmarks.md from the last raw results (after editing bench/lib/report.ts); runs nothing\n" +
+        "  --note=TEXT: a sentence about this run for the report (e.g. what else ran on the machine)\n" +
         "  --tsx: run mucmux from src/ through tsx instead of a tsc build (faster start; memory reads high)\n" +
         "env: MUCMUX_BENCH_PING_RATE (default 500/s), MUCMUX_BENCH_IDLE_SESSIONS (default 1000, quick 500),\n" +
         "     MUCMUX_BENCH_WINDOW (messages in flight per pair, default 256),\n" +
+        "     MUCMUX_BENCH_BURST (worst-input logins at once, default 1000),\n" +
+        "     MUCMUX_BENCH_HEAVY_ACCOUNTS / _ROOMS / _RATE (muc-heavy: default 30 accounts × 3 sessions, 3 rooms, 15 msg/s),\n" +
         "     MUCMUX_BENCH_NODE_ARGS (extra node flags for mucmux, e.g. \"--cpu-prof --cpu-prof-dir=test/.tmp/prof\")\n" +
         `results: ${path.relative(process.cwd(), RESULT_FILE)}`);
       process.exit(0);
@@ -63,6 +72,8 @@ export interface ScenarioResult {
   id: string;
   title: string;
   method: string;
+  notes: readonly string[];
+  pairs: number;
   figures: readonly Figure[];
   runs: { pair: number; mode: Mode; seconds: number; sample: Sample }[];
   summary: Record<string, { direct: number; mucmux: number; compare?: "ratio" | "delta"; value?: number; range?: [number, number] }>;
@@ -128,6 +139,14 @@ function printTable(r: ScenarioResult): void {
 
 async function main(): Promise<number> {
   const args = parseArgs(process.argv.slice(2));
+  if (args.reportOnly) {
+    // Numbers that JSON cannot hold were written as null (NaN) or "Infinity"/"-Infinity": read them back.
+    const raw = JSON.parse(fs.readFileSync(RESULT_FILE, "utf8"), (_k, v: unknown) =>
+      v === null ? Number.NaN : v === "Infinity" ? Number.POSITIVE_INFINITY : v === "-Infinity" ? Number.NEGATIVE_INFINITY : v) as Parameters<typeof writeReport>[0];
+    writeReport(raw);
+    console.log(`report: ${path.relative(process.cwd(), REPORT_FILE)} from ${path.relative(process.cwd(), RESULT_FILE)}`);
+    return 0;
+  }
   const started = Date.now();
   const deadlineMs = (args.quick ? 6 : 45) * 60_000;
   const watchdog = setTimeout(() => {
@@ -135,7 +154,8 @@ async function main(): Promise<number> {
     process.exit(1);
   }, deadlineMs);
   watchdog.unref();
-  const pairs = args.pairs ?? (args.quick ? 3 : 5);
+  const defaultPairs = args.quick ? 2 : 5; // quick: 2 pairs keep the whole run near 3 minutes
+  const pairsOf = (sc: Scenario) => args.pairs ?? sc.pairs?.(args.quick) ?? defaultPairs;
   const scenarios = SCENARIOS.filter((s) => !args.only || args.only.includes(s.id));
 
   const cert = testCertificate();
@@ -147,7 +167,7 @@ async function main(): Promise<number> {
   const meta = {
     date: new Date().toISOString(),
     quick: args.quick,
-    pairs,
+    pairs: args.pairs ?? defaultPairs,
     node: process.version,
     cpus: os.cpus().length,
     cpuModel: os.cpus()[0]?.model ?? "unknown",
@@ -160,8 +180,10 @@ async function main(): Promise<number> {
     seconds: 0,
     prosody: prosodyVersion(),
     mucmuxRuntime: args.runtime as string,
+    note: args.note,
   };
-  console.log(`mucmux bench (${args.quick ? "quick" : "full"}): ${pairs} pairs per scenario, modes alternate direct/mucmux (A B A B …)`);
+  console.log(`mucmux bench (${args.quick ? "quick" : "full"}): ${meta.pairs} pairs per scenario unless a scenario sets fewer, ` +
+    "modes alternate direct/mucmux (A B A B …)");
   console.log(`machine: ${meta.cpus} × ${meta.cpuModel}, ${meta.memTotalMiB} MiB, Node ${meta.node}, load average ${load0.join(" ")}` +
     ` — shared machine: wall-clock figures are noisy, CPU figures come from /proc per process`);
   console.log(`commit ${meta.commit}${meta.dirtyTree ? " (working tree has uncommitted changes)" : ""}; ${meta.prosody}`);
@@ -191,7 +213,7 @@ async function main(): Promise<number> {
         shared ??= await spawnMucmux(server.port);
         return shared;
       },
-      freshMucmux: () => spawnMucmux(server.port),
+      freshMucmux: (opts) => spawnMucmux(server.port, opts),
       restartProsody: () => server.restart(),
       mucServer() {
         mucServer ??= startProsody({ users, muc: true, debugLog: true }).then(async (prosody) => {
@@ -207,7 +229,8 @@ async function main(): Promise<number> {
       log: (line) => console.log(line),
     };
     for (const sc of scenarios) {
-      const r: ScenarioResult = { id: sc.id, title: sc.title, method: sc.describe(env), figures: sc.figures, runs: [], summary: {} };
+      const pairs = pairsOf(sc);
+      const r: ScenarioResult = { id: sc.id, title: sc.title, method: sc.describe(env), notes: sc.notes ?? [], pairs, figures: sc.figures, runs: [], summary: {} };
       results.push(r);
       console.log(`== ${sc.title} [${sc.id}]\n   ${r.method}`);
       try {

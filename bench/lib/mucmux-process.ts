@@ -1,4 +1,4 @@
-// mucmux as a child process (`node test/.tmp/bench-build/dist/main.js --config FILE`, or src/main.ts via tsx),
+// mucmux as a child process (`node test/.tmp/bench-build-PID/dist/main.js --config FILE`, or src/main.ts via tsx),
 // so its CPU time and resident memory can be read from /proc without the load generator mixed in.
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
@@ -11,10 +11,11 @@ import { freePorts, waitForPort } from "../../test/support/ports.js";
 import { pidAlive, run, track, trackDir, untrack, untrackDir, within } from "../../test/support/proc.js";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
-const BUILD_DIR = path.join(ROOT, "test", ".tmp", "bench-build");
+// One build per benchmark process (removed at exit), so that two benchmarks run at once do not rebuild each other's.
+const BUILD_DIR = path.join(ROOT, "test", ".tmp", `bench-build-${process.pid}`);
 
 /**
- * How mucmux runs. "build": the sources compiled by tsc (tsconfig.build.json) into test/.tmp/bench-build/dist,
+ * How mucmux runs. "build": the sources compiled by tsc (tsconfig.build.json) into test/.tmp/bench-build-PID/dist,
  * as `npm ci` builds dist/ for production. "tsx": src/main.ts through tsx, which wraps every function in
  * esbuild's __name() helper (keepNames); that puts each closure's properties in dictionary mode, a few hundred
  * bytes per closure, so per-session memory reads higher than in production.
@@ -30,6 +31,7 @@ export async function prepareRuntime(runtime: Runtime): Promise<string> {
     return "src/main.ts via tsx (closures wrapped by esbuild's __name: memory reads high)";
   }
   fs.rmSync(BUILD_DIR, { recursive: true, force: true });
+  trackDir(BUILD_DIR);
   const out = path.join(BUILD_DIR, "dist");
   try {
     await run(process.execPath, [path.join(ROOT, "node_modules", "typescript", "bin", "tsc"), "-p", path.join(ROOT, "tsconfig.build.json"), "--outDir", out],
@@ -51,12 +53,40 @@ export interface MucmuxProcess {
   readonly adminPort: number;
   /** Prometheus text from /metrics. */
   metrics(): Promise<string>;
+  /** Event-loop figures since the previous call (spawned with { loopProbe: true }; otherwise rejects). */
+  loopProbe(): Promise<LoopProbeReading>;
   /** SIGTERM (drain), SIGKILL after the drain deadline; removes its config directory. Idempotent. */
   stop(): Promise<void>;
 }
 
-export async function spawnMucmux(upstreamPort: number, opts: { logLevel?: string } = {}): Promise<MucmuxProcess> {
-  const [starttls = 0, direct = 0, admin = 0] = await freePorts(3);
+/** What bench/lib/loop-probe.mjs reports for one window (nanoseconds). */
+export interface LoopProbeReading {
+  resolutionNs: number;
+  windowNs: number;
+  /** perf_hooks.monitorEventLoopDelay at 1 ms resolution; null when it took no sample. */
+  eld: { count: number; max: number; mean: number; p50: number; p99: number; p999: number } | null;
+  /** 1 ms JS interval: ticks, the longest gap between two ticks and the main thread's run-queue wait in it. */
+  ticks: number;
+  maxGap: number;
+  gapWait: number;
+  /** CPU time of the whole process (all threads, getrusage) during that gap. */
+  gapCpu: number;
+  /** The largest (gap − run-queue wait in it) over all gaps: a stall without the time spent waiting for a CPU. */
+  maxBusy: number;
+  /** CPU time of the whole process during that gap. */
+  busyCpu: number;
+}
+
+export interface SpawnOptions {
+  logLevel?: string;
+  /** Preload bench/lib/loop-probe.mjs (1 ms event-loop delay monitor with an HTTP read-out); bench only. */
+  loopProbe?: boolean;
+}
+
+const LOOP_PROBE = path.join(ROOT, "bench", "lib", "loop-probe.mjs");
+
+export async function spawnMucmux(upstreamPort: number, opts: SpawnOptions = {}): Promise<MucmuxProcess> {
+  const [starttls = 0, direct = 0, admin = 0, probePort = 0] = await freePorts(opts.loopProbe ? 4 : 3);
   const configFile = writeTestConfig({
     upstreamPort,
     logLevel: opts.logLevel ?? "warn",
@@ -69,9 +99,14 @@ export async function spawnMucmux(upstreamPort: number, opts: { logLevel?: strin
   // MUCMUX_BENCH_NODE_ARGS: extra node flags for the mucmux process, e.g. "--cpu-prof --cpu-prof-dir=test/.tmp/prof".
   const nodeArgs = (process.env.MUCMUX_BENCH_NODE_ARGS ?? "").split(" ").filter(Boolean);
   if (!entry) throw new Error("spawnMucmux: prepareRuntime() first");
-  const child = spawn(process.execPath, [...nodeArgs, ...entry, "--config", configFile], {
+  const probeArgs = opts.loopProbe ? ["--import", LOOP_PROBE] : [];
+  const child = spawn(process.execPath, [...nodeArgs, ...probeArgs, ...entry, "--config", configFile], {
     cwd: ROOT,
-    env: { ...process.env, NODE_EXTRA_CA_CERTS: testCertificate().certFile },
+    env: {
+      ...process.env,
+      NODE_EXTRA_CA_CERTS: testCertificate().certFile,
+      ...(opts.loopProbe ? { MUCMUX_BENCH_PROBE_PORT: String(probePort) } : {}),
+    },
     stdio: ["ignore", fd, fd],
   });
   fs.closeSync(fd);
@@ -110,9 +145,11 @@ export async function spawnMucmux(upstreamPort: number, opts: { logLevel?: strin
     // tsx compiles the sources at start; a loaded machine may need a while.
     await waitForPort(direct, { timeoutMs: 60_000, failed });
     await waitForPort(admin, { timeoutMs: 10_000, failed });
+    if (opts.loopProbe) await waitForPort(probePort, { timeoutMs: 10_000, failed });
   } catch (e) {
+    const tail = log(); // before stop(), which removes the directory with the log
     await stop();
-    throw new Error(`${(e as Error).message}\n--- mucmux log:\n${log()}`);
+    throw new Error(`${(e as Error).message}\n--- mucmux log:\n${tail}`);
   }
   return {
     pid,
@@ -122,6 +159,12 @@ export async function spawnMucmux(upstreamPort: number, opts: { logLevel?: strin
     async metrics() {
       const res = await fetch(`http://127.0.0.1:${admin}/metrics`, { signal: AbortSignal.timeout(5000) });
       return res.text();
+    },
+    async loopProbe() {
+      if (!opts.loopProbe) throw new Error("mucmux was spawned without { loopProbe: true }");
+      const res = await fetch(`http://127.0.0.1:${probePort}/read`, { signal: AbortSignal.timeout(5000) });
+      if (!res.ok) throw new Error(`loop probe: HTTP ${res.status}`);
+      return (await res.json()) as LoopProbeReading;
     },
     stop,
   };

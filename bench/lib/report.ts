@@ -11,10 +11,10 @@ export interface ReportInput {
   meta: {
     date: string; quick: boolean; pairs: number; node: string; cpus: number; cpuModel: string; memTotalMiB: number;
     kernel: string; commit: string; dirtyTree: boolean; loadAvgStart: number[]; loadAvgEnd: number[]; seconds: number;
-    prosody: string; mucmuxRuntime: string;
+    prosody: string; mucmuxRuntime: string; note?: string;
   };
   scenarios: {
-    id: string; title: string; method: string; figures: readonly Figure[];
+    id: string; title: string; method: string; notes?: readonly string[]; pairs?: number; figures: readonly Figure[];
     runs: { pair: number; mode: Mode; seconds: number; sample: Sample }[];
     summary: Record<string, { direct: number; mucmux: number; compare?: "ratio" | "delta"; value?: number; range?: [number, number] }>;
     error?: string;
@@ -38,7 +38,9 @@ export function renderReport(r: ReportInput): string {
   out.push(`- ${m.cpus} × ${m.cpuModel}, ${m.memTotalMiB} MiB, Linux ${m.kernel}`);
   out.push(`- Node ${m.node}; ${m.prosody}; mucmux: ${m.mucmuxRuntime}`);
   out.push(`- commit ${m.commit}${m.dirtyTree ? " (with uncommitted changes)" : ""}; load average ${m.loadAvgStart.join(" ")} at the start, ${m.loadAvgEnd.join(" ")} at the end`);
-  out.push("- A shared machine: wall-clock figures (throughput, latency) are noisy; CPU figures come from /proc per process.", "");
+  out.push("- A shared machine: wall-clock figures (throughput, latency) are noisy; CPU figures come from /proc per process.");
+  if (m.note) out.push(`- ${m.note}`);
+  out.push("");
   out.push("## Method", "");
   out.push("- One Prosody on loopback for the run (a second one with debug logging where the server's own stanza count is needed). " +
     "mucmux runs as a child process (a tsc build of src/, as in production) in front of Prosody's plaintext c2s port.");
@@ -50,7 +52,8 @@ export function renderReport(r: ReportInput): string {
   out.push("- Raw samples of every run: `test/.tmp/bench-latest.json` after `npm run bench`.", "");
   out.push(...targets(r), "");
   for (const s of r.scenarios) {
-    out.push(`## ${s.title}`, "", `\`${s.id}\`: ${s.method}`, "");
+    const pairsNote = s.pairs !== undefined && s.pairs !== m.pairs ? ` ${s.pairs} pairs in this run.` : "";
+    out.push(`## ${s.title}`, "", `\`${s.id}\`: ${s.method}${pairsNote}`, "");
     if (s.error) out.push(`**This scenario failed in this run:** \`${s.error.split("\n")[0] ?? ""}\``, "");
     out.push("| figure | unit | direct | mucmux | mucmux vs direct [range] | issue 7 target |", "|---|---|--:|--:|---|---|");
     for (const f of s.figures) {
@@ -66,6 +69,7 @@ export function renderReport(r: ReportInput): string {
       out.push(`| ${f.label} | ${f.unit} | ${f.only === "mucmux" ? "—" : fmt(e.direct, d)} | ${f.only === "direct" ? "—" : fmt(e.mucmux, d)} | ${cmp} | ${f.target ?? ""} |`);
     }
     out.push("");
+    if (s.notes?.length) out.push(...s.notes.map((n) => `- ${n}`), "");
   }
   out.push(...FLOORS);
   return out.join("\n");
@@ -75,11 +79,17 @@ export function renderReport(r: ReportInput): string {
 function targets(r: ReportInput): string[] {
   const get = (id: string, key: string) => r.scenarios.find((s) => s.id === id)?.summary[key];
   const rows: string[] = ["## Issue 7 targets in this run", "", "| figure | target | this run | met |", "|---|---|---|---|"];
-  const row = (figure: string, target: string, value: number | undefined, unit: string, ok: ((v: number) => boolean) | undefined, digits = 1) => {
+  // `ok` says whether the target is met: true/false, or a word of its own (e.g. "acceptable").
+  const row = (figure: string, target: string, value: number | undefined, unit: string, ok: ((v: number) => boolean | string) | undefined, digits = 1) => {
     if (value === undefined || !Number.isFinite(value)) return rows.push(`| ${figure} | ${target} | not measured in this run | — |`);
-    rows.push(`| ${figure} | ${target} | ${fmt(value, digits)} ${unit} | ${ok ? (ok(value) ? "yes" : "no") : "—"} |`);
+    const met = ok ? ok(value) : "—";
+    rows.push(`| ${figure} | ${target} | ${fmt(value, digits)} ${unit} | ${met === true ? "yes" : met === false ? "no" : met} |`);
   };
-  row("pass-through CPU per stanza per direction", "≤ 5 µs (acceptable ≤ 12)", get("relay-throughput", "mucmuxUsPerStanza")?.mucmux, "µs", (v) => v <= 12);
+  const passThrough = (v: number) => (v <= 5 ? true : v <= 12 ? "acceptable (≤ 12), not ≤ 5" : false);
+  row("pass-through CPU per stanza per direction, mucmux at one busy core (relay-saturation; the issue's figure)", "≤ 5 µs (acceptable ≤ 12)",
+    get("relay-saturation", "relayUsPerStanza")?.mucmux, "µs", passThrough, 2);
+  row("the same behind Prosody (relay-throughput: Prosody saturates first, mucmux at ~0.3 core reads few stanzas per wake-up)", "≤ 5 µs (acceptable ≤ 12)",
+    get("relay-throughput", "mucmuxUsPerStanza")?.mucmux, "µs", passThrough);
   row("added latency, p50 (500 ping/s)", "≤ 0.1 ms", get("ping-latency", "p50")?.value, "ms", (v) => v <= 0.1, 3);
   row("added latency, p99 (500 ping/s)", "≤ 1 ms", get("ping-latency", "p99")?.value, "ms", (v) => v <= 1, 3);
   const copies = [1, 2, 5, 10].map((n) => get("muc-copies", `copies${n}`)?.mucmux);
@@ -89,8 +99,13 @@ function targets(r: ReportInput): string[] {
   row("resident memory per idle TLS session", "≤ 40 KiB (stretch 24)", get("idle-memory", "mucmuxKiB")?.mucmux, "KiB", (v) => v <= 40);
   row("Prosody + mucmux CPU per room message, N = 50 sessions of one account, vs Prosody alone", "below the server alone",
     get("muc-fanout", "systemUsPerMsg")?.value, "× Prosody alone", (v) => v < 1, 2);
-  rows.push("", "Not yet measured by the suite: the longest event-loop stall from one input (scenario 6) and the MUC-heavy total with 3 " +
-    "sessions per account (scenario 7; the N = 50 fan-out row above is the nearest figure).");
+  for (const [key, what] of [["stanza", "a max-size stanza in 64-byte TLS records"], ["burst", "a burst of 1000 logins"]] as const) {
+    const wall = get("worst-input", `${key}StallMs`)?.mucmux;
+    const own = get("worst-input", `${key}BusyMs`)?.mucmux;
+    row(`longest event-loop stall in mucmux, ${what}: less run-queue wait (wall clock with it: ${fmt(wall, 1)} ms)`, "≤ 10 ms", own, "ms", (v) => v <= 10);
+  }
+  row("Prosody + mucmux CPU per room message, 30 accounts × 3 sessions in 3 rooms, vs Prosody alone", "below the server alone",
+    get("muc-heavy", "systemUsPerMsg")?.value, "× Prosody alone", (v) => v < 1, 2);
   return rows;
 }
 
@@ -110,6 +125,32 @@ const FLOORS = [
     "traffic costs both processes ~150 µs CPU per stanza (ping scenario: Prosody too), and one stanza at 100/s costs a " +
     "Node TLS server ~380 µs. Figures at saturation (many stanzas per read and write) are the ones to compare with the " +
     "targets.",
+  "- **One more process on the path** (`bench/tools/hop-floor.mjs`: a 100-byte ping-pong every 2 ms through a process " +
+    "that only copies bytes, no TLS, no XML): +0.12–0.15 ms p50 on a quiet machine (0.21–0.25 ms under load), and 60–130 µs " +
+    "CPU per unbatched message·direction in the pipe. That is the floor of mucmux's added latency here: the ≤ 0.1 ms p50 " +
+    "target is below what one extra hop costs on this VM (TLS is not extra: through mucmux it moves from Prosody to mucmux).",
+  "- **Where CPU per stanza goes at one busy core** (V8 CPU profile of mucmux in `relay-saturation`): saxes 28 %, " +
+    "mucmux's framer, tree builder and serializer 24 % (serialize ≈ 5 %), native code incl. TLS and writev 21 %, Node's " +
+    "stream internals 14 %, GC 5 %. The strict parse alone (framer, UTF-8, saxes, tree) costs ~4 µs per 330-byte message " +
+    "in-process, and the TLS byte pipe 0.44–0.58 µs per stanza·direction in total. So ≤ 5 µs is out of reach with a " +
+    "saxes-based parse: it needs a single-pass validating parser inside the byte framer (a design change; DESIGN.md " +
+    "chose saxes for strictness), not tuning. Forwarding validated original bytes would save the ~5 % serialize only.",
+  "- **Where the max-size stanza's stall comes from** (`bench/tools/worst-stanza-steps.ts`: the worst-input stanza " +
+    "through mucmux's StreamParser in-process, in 64-byte chunks and the Wire's 8192-character slices, then serialize(), " +
+    "then the upstream-side parse of the copy; CPU time, 10 rounds in one process, quiet machine): `serialize()` of the " +
+    "whole 10000-element stanza is one synchronous step, run in the same turn as the last slice: 25 ms the first time, " +
+    "17–19 ms the next three, ~6 ms once optimised. Scavenges while the tree is alive take 3–7 ms (wall). Warm, a " +
+    "64-byte chunk costs ≤ 0.5 ms and a slice ≤ 1 ms, except slices that hold a scavenge (5–9 ms). Cold (first stanza): " +
+    "the chunk that ends the frame took 13 ms and one upstream-side slice 38 ms. So a single synchronous serialize() and " +
+    "the collection of the tree are what stand between the warm path and the 10 ms budget, and JIT warm-up on the " +
+    "first max-size stanzas after start.",
+  "- **No floor column for `relay-throughput`**: a TLS-terminating byte pipe in front of Prosody's plaintext c2s port " +
+    "would be fair for these clients (they use direct TLS, XEP-0368, so no STARTTLS has to be spoken, and the bench " +
+    "Prosody does not require encryption on c2s); the one protocol difference is that Prosody offers no PLAIN on what " +
+    "it sees as an unencrypted stream, so the floor's clients would log in with SCRAM-SHA-1 (login cost only). With " +
+    "real clients a byte pipe could not offer STARTTLS at all without an XML parser. It is not built here because " +
+    "Prosody saturates first in that scenario (~3× mucmux's CPU per stanza), so the floor of a relay is measured where " +
+    "the relay is the bottleneck: `relay-saturation`, when present in this run.",
   "",
 ];
 

@@ -1,6 +1,6 @@
 // The shape every scenario has, so that run.ts can alternate modes, take medians and print one table.
 import type { ProsodyServer } from "../../test/support/prosody.js";
-import type { MucmuxProcess } from "./mucmux-process.js";
+import type { MucmuxProcess, SpawnOptions } from "./mucmux-process.js";
 
 /** direct: clients connect to the server's own direct TLS port; mucmux: to mucmux's, in front of it. */
 export type Mode = "direct" | "mucmux";
@@ -16,7 +16,7 @@ export interface BenchEnv {
   /** The long-lived mucmux process (started on first use). */
   sharedMucmux(): Promise<MucmuxProcess>;
   /** A new mucmux process, stopped by the caller (for figures that need a clean baseline). */
-  freshMucmux(): Promise<MucmuxProcess>;
+  freshMucmux(opts?: SpawnOptions): Promise<MucmuxProcess>;
   /** Restart Prosody (same ports and accounts), for a clean memory baseline; the shared mucmux reconnects per session. */
   restartProsody(): Promise<void>;
   /** A second Prosody with debug logging (every stanza it sends is logged) and a mucmux in front of it, for
@@ -48,5 +48,9 @@ export interface Scenario {
   /** One line on what exactly is measured (printed above the table, stored in the JSON). */
   describe(env: BenchEnv): string;
   figures: readonly Figure[];
+  /** Method notes shown under the scenario's table in docs/benchmarks.md (what a figure means, what it leaves out). */
+  notes?: readonly string[];
+  /** Pairs for this scenario when --pairs is not given (default: 2 quick, 5 full), for scenarios whose runs are long. */
+  pairs?(quick: boolean): number;
   run(mode: Mode, env: BenchEnv, iteration: number): Promise<Sample>;
 }

@@ -4,7 +4,8 @@
 // 1-session phase and an N-session phase of the same run: (CPU/msg at N − CPU/msg at 1) / (N − 1).
 import { cpuDelta, cpuSnapshot } from "../lib/procfs.js";
 import { Collector, joinRoom } from "../lib/muc.js";
-import { percentileSorted, sortedCopy } from "../lib/stats.js";
+import { CopyTracker, numberedBody, openLoop } from "../lib/muc-load.js";
+import { percentileSorted } from "../lib/stats.js";
 import { envNumber, sleep, target, until } from "../lib/target.js";
 import type { BenchEnv, Mode, Sample, Scenario } from "../lib/types.js";
 import { BenchSession, DOMAIN, login, mapLimit } from "../lib/xmpp.js";
@@ -62,73 +63,31 @@ async function runOnce(mode: Mode, env: BenchEnv, iteration: number): Promise<Sa
       opened.push(...sessions);
       for (const s of sessions) await joinRoom(new Collector(s, 1 << 16), room, "reader");
       await sleep(300);
-      // Message k: written at sentAt[k]; copies[k] counts arrivals, first/last arrival times.
-      const cap = Math.ceil(((p.warmupMs + p.measureMs) / 1000) * p.rate) + 16;
-      const sentAt = new Float64Array(cap), firstAt = new Float64Array(cap), lastAt = new Float64Array(cap);
-      const copies = new Uint16Array(cap);
-      const marker = "<body>k";
-      for (const s of sessions) {
-        let carry = "";
-        s.onData = (chunk) => {
-          const now = performance.now();
-          const text = carry + chunk.toString("latin1");
-          let i = text.indexOf(marker);
-          let consumed = 0;
-          while (i !== -1) {
-            const end = text.indexOf(" ", i + marker.length);
-            if (end === -1) break;
-            const k = Number(text.slice(i + marker.length, end));
-            if (k >= 0 && k < cap) {
-              if (copies[k] === 0) firstAt[k] = now;
-              copies[k] = (copies[k] ?? 0) + 1;
-              if (copies[k] === n) lastAt[k] = now;
-            }
-            consumed = end;
-            i = text.indexOf(marker, end);
-          }
-          carry = text.slice(Math.max(consumed, text.length - 64));
-        };
-      }
-      let k = 0;
-      const t0 = performance.now();
       const total = Math.floor(((p.warmupMs + p.measureMs) / 1000) * p.rate);
       const warm = Math.floor((p.warmupMs / 1000) * p.rate);
+      const copies = new CopyTracker(total, n);
+      copies.watch(sessions);
       let c0: ReturnType<typeof cpuSnapshot> | undefined;
-      await new Promise<void>((resolve) => {
-        const tick = () => {
-          const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * p.rate) + 1);
-          while (k < due) {
-            if (k === warm) c0 = cpuSnapshot(t.prosodyPid, t.mucmux?.pid);
-            sentAt[k] = performance.now();
-            sender.write(`<message to='${room}' type='groupchat' id='f${k}'><body>k${k} ${BODY_PAD}</body></message>`);
-            k++;
-          }
-          if (k >= total) return resolve();
-          setTimeout(tick, 1);
-        };
-        tick();
+      await openLoop(p.rate, total, (k) => {
+        if (k === warm) c0 = cpuSnapshot(t.prosodyPid, t.mucmux?.pid);
+        copies.sent(k);
+        sender.write(`<message to='${room}' type='groupchat' id='f${k}'><body>${numberedBody(k, BODY_PAD)}</body></message>`);
       });
-      await until(() => copies[total - 1] === n, 5000);
+      await until(() => copies.complete(total - 1), 5000);
       await sleep(200);
       const c1 = cpuSnapshot(t.prosodyPid, t.mucmux?.pid);
       if (!c0) throw new Error("no warm-up boundary");
       // CPU window: messages warm..total-1 (their copies have arrived by c1).
       const msgs = total - warm;
       const d = cpuDelta(c0, c1);
-      const last: number[] = [], first: number[] = [];
-      let lost = 0;
-      for (let j = warm; j < total; j++) {
-        lost += n - (copies[j] ?? 0);
-        if (copies[j] === n) last.push((lastAt[j] ?? 0) - (sentAt[j] ?? 0));
-        if ((copies[j] ?? 0) > 0) first.push((firstAt[j] ?? 0) - (sentAt[j] ?? 0));
-      }
+      const { lost, last, first } = copies.summary(warm, total);
       await Promise.all(sessions.map((s) => s.close()));
       senderC.session.write(`<presence to='${room}/sender' type='unavailable'/>`);
       return {
         usMucmux: (d.mucmux * 1e6) / msgs,
         usProsody: (d.prosody * 1e6) / msgs,
-        last: sortedCopy(last),
-        first: sortedCopy(first),
+        last,
+        first,
         lost,
         foreign: d.foreignCores,
       };

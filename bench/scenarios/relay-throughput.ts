@@ -1,7 +1,7 @@
 // Scenario: 1:1 chat relay at saturation. N sender/receiver pairs; each sender keeps at most WINDOW messages
 // in flight to its receiver (closed loop, so nothing piles up in socket buffers and mucmux never hits its
 // maxBufferedBytes cap), writing them in batches. CPU comes from /proc for Prosody and mucmux.
-import { cpuDelta, cpuSnapshot } from "../lib/procfs.js";
+import { cpuDelta, cpuSnapshot, type CpuDelta } from "../lib/procfs.js";
 import { metricSum } from "../lib/mucmux-process.js";
 import { envNumber, sleep, target, until } from "../lib/target.js";
 import type { BenchEnv, Mode, Sample, Scenario } from "../lib/types.js";
@@ -15,7 +15,7 @@ const BATCH = 16; // messages per write (one TLS record of ~4.5 KB)
 const BODY = "The quick brown fox jumps over the lazy dog while mucmux relays every byte of this chat message. "
   .repeat(3).slice(0, 200);
 
-function params(env: BenchEnv) {
+export function relayParams(env: BenchEnv) {
   return env.quick ? { pairs: 4, warmupMs: 1000, measureMs: 3000 } : { pairs: 8, warmupMs: 1500, measureMs: 8000 };
 }
 
@@ -23,7 +23,7 @@ export const relayThroughput: Scenario = {
   id: "relay-throughput",
   title: "1:1 chat relay at saturation: throughput and CPU per stanza",
   describe(env) {
-    const p = params(env);
+    const p = relayParams(env);
     return `${p.pairs} sender→receiver pairs (direct TLS, PLAIN), chat messages with a ${BODY.length}-byte body, ` +
       `${WINDOW} in flight per pair, written ${BATCH} per write; ${p.warmupMs / 1000} s warm-up, ${p.measureMs / 1000} s measured. ` +
       "A relayed stanza is one message in one direction (client→server or server→client): CPU-µs per stanza = CPU time / (sent + delivered).";
@@ -45,20 +45,63 @@ export const relayThroughput: Scenario = {
 };
 
 async function runOnce(mode: Mode, env: BenchEnv): Promise<Sample> {
-  const p = params(env);
+  const p = relayParams(env);
   const t = await target(mode, env);
+  const r = await relayLoad({ ...p, port: t.port, serverPid: t.prosodyPid, relay: t.mucmux, env });
+  return {
+    msgPerSec: r.delivered / r.cpu.seconds,
+    mucmuxUsPerStanza: t.mucmux ? (r.cpu.mucmux * 1e6) / r.relayed : Number.NaN,
+    prosodyUsPerStanza: (r.cpu.prosody * 1e6) / r.relayed,
+    systemUsPerMsg: ((r.cpu.prosody + r.cpu.mucmux) * 1e6) / r.delivered,
+    benchUsPerMsg: (r.cpu.bench * 1e6) / r.delivered,
+    mucmuxCores: t.mucmux ? r.cpu.mucmux / r.cpu.seconds : Number.NaN,
+    prosodyCores: r.cpu.prosody / r.cpu.seconds,
+    benchCores: r.cpu.bench / r.cpu.seconds,
+    foreignCores: r.cpu.foreignCores,
+    relayedCheck: r.relayedCheck,
+    lost: r.lost,
+  };
+}
+
+export interface RelayLoadOptions {
+  env: BenchEnv;
+  port: number;
+  pairs: number;
+  warmupMs: number;
+  measureMs: number;
+  /** The server behind the relay (its CPU is reported as `prosody`). */
+  serverPid: number;
+  /** The relay in front of it: mucmux (CPU as `mucmux`, stanza counter checked), a bare pid, or none (direct). */
+  relay?: { pid: number; metrics?: () => Promise<string> } | undefined;
+  /** Accounts (default the Prosody bench accounts bsend/brecv). */
+  users?: { send: string; recv: string };
+}
+
+export interface RelayLoadResult {
+  cpu: CpuDelta;
+  /** Stanzas relayed in the window, both directions (sent + delivered). */
+  relayed: number;
+  delivered: number;
+  /** mucmux's own chat message counter over the client-side count (1 when mucmux saw each stanza once). */
+  relayedCheck: number;
+  lost: number;
+}
+
+/** N sender→receiver pairs, each keeping WINDOW messages in flight, for warm-up + measurement; CPU from /proc. */
+export async function relayLoad(o: RelayLoadOptions): Promise<RelayLoadResult> {
   const senders: BenchSession[] = [];
   const receivers: BenchSession[] = [];
+  const users = o.users ?? { send: "bsend", recv: "brecv" };
   try {
-    await mapLimit([...Array(p.pairs).keys()], 8, async (i) => {
-      receivers[i] = await login({ port: t.port, user: "brecv", password: env.password("brecv"), resource: `r${i}`, ca: env.ca });
-      senders[i] = await login({ port: t.port, user: "bsend", password: env.password("bsend"), resource: `s${i}`, ca: env.ca });
+    await mapLimit([...Array(o.pairs).keys()], 8, async (i) => {
+      receivers[i] = await login({ port: o.port, user: users.recv, password: o.env.password(users.recv), resource: `r${i}`, ca: o.env.ca });
+      senders[i] = await login({ port: o.port, user: users.send, password: o.env.password(users.send), resource: `s${i}`, ca: o.env.ca });
     });
-    const sent = new Array<number>(p.pairs).fill(0);
-    const recv = new Array<number>(p.pairs).fill(0);
+    const sent = new Array<number>(o.pairs).fill(0);
+    const recv = new Array<number>(o.pairs).fill(0);
     const sum = (a: number[]) => a.reduce((x, y) => x + y, 0);
     let running = true;
-    const heads = receivers.map((r) => `<message type='chat' to='brecv@${DOMAIN}/${r.jid.split("/")[1] ?? ""}' id='m`);
+    const heads = receivers.map((r) => `<message type='chat' to='${users.recv}@${DOMAIN}/${r.jid.split("/")[1] ?? ""}' id='m`);
     const tail = `'><body>${BODY}</body></message>`;
     const pump = (i: number) => {
       const s = senders[i];
@@ -80,43 +123,29 @@ async function runOnce(mode: Mode, env: BenchEnv): Promise<Sample> {
         pump(i);
       };
     });
-    const before = t.mucmux ? await t.mucmux.metrics() : "";
+    const before = o.relay?.metrics ? await o.relay.metrics() : "";
     const sent0 = sum(sent);
     const recv0 = sum(recv);
-    for (let i = 0; i < p.pairs; i++) pump(i);
-    await sleep(p.warmupMs);
-    const c0 = cpuSnapshot(t.prosodyPid, t.mucmux?.pid);
+    for (let i = 0; i < o.pairs; i++) pump(i);
+    await sleep(o.warmupMs);
+    const c0 = cpuSnapshot(o.serverPid, o.relay?.pid);
     const s0 = sum(sent), r0 = sum(recv);
-    await sleep(p.measureMs);
-    const c1 = cpuSnapshot(t.prosodyPid, t.mucmux?.pid);
+    await sleep(o.measureMs);
+    const c1 = cpuSnapshot(o.serverPid, o.relay?.pid);
     const s1 = sum(sent), r1 = sum(recv);
     running = false;
     await until(() => sum(recv) >= sum(sent), 10_000);
     const broken = [...senders, ...receivers].find((s) => s.isClosed);
     if (broken) throw new Error(`${broken.jid}: stream closed during the run${broken.error ? ` (${broken.error.message})` : ""}`);
-    const d = cpuDelta(c0, c1);
-    const relayed = s1 - s0 + (r1 - r0);
     const delivered = r1 - r0;
     if (delivered === 0) throw new Error("no message was delivered in the measurement window");
     let relayedCheck = Number.NaN;
-    if (t.mucmux) {
-      const after = await t.mucmux.metrics();
+    if (o.relay?.metrics) {
+      const after = await o.relay.metrics();
       const count = (txt: string) => metricSum(txt, "mucmux_stanzas_total", { kind: "message", type: "chat" });
       relayedCheck = (count(after) - count(before)) / (sum(sent) - sent0 + (sum(recv) - recv0));
     }
-    return {
-      msgPerSec: delivered / d.seconds,
-      mucmuxUsPerStanza: t.mucmux ? (d.mucmux * 1e6) / relayed : Number.NaN,
-      prosodyUsPerStanza: (d.prosody * 1e6) / relayed,
-      systemUsPerMsg: ((d.prosody + d.mucmux) * 1e6) / delivered,
-      benchUsPerMsg: (d.bench * 1e6) / delivered,
-      mucmuxCores: t.mucmux ? d.mucmux / d.seconds : Number.NaN,
-      prosodyCores: d.prosody / d.seconds,
-      benchCores: d.bench / d.seconds,
-      foreignCores: d.foreignCores,
-      relayedCheck,
-      lost: sum(sent) - sum(recv),
-    };
+    return { cpu: cpuDelta(c0, c1), relayed: s1 - s0 + (r1 - r0), delivered, relayedCheck, lost: sum(sent) - sum(recv) };
   } finally {
     await Promise.all([...senders, ...receivers].map((s) => s.close()));
   }

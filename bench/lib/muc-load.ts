@@ -1,0 +1,91 @@
+// Room-message load shared by the MUC scenarios (muc-fanout, muc-heavy): numbered groupchat bodies sent at a
+// fixed open-loop rate, and a tracker of the copies every receiving session gets (count, first and last
+// arrival per message), scanned from the raw bytes without an XML parser.
+import { sortedCopy } from "./stats.js";
+import type { BenchSession } from "./xmpp.js";
+
+const MARKER = "<body>k";
+
+/** The body of message k: the tracker finds `<body>k<k> ` in what the sessions receive. */
+export const numberedBody = (k: number, pad: string): string => `k${k} ${pad}`;
+
+/** Copies of messages 0..capacity-1, each expected `expected` times (once per receiving session). */
+export class CopyTracker {
+  readonly sentAt: Float64Array;
+  readonly firstAt: Float64Array;
+  readonly lastAt: Float64Array;
+  readonly copies: Uint16Array;
+
+  constructor(readonly capacity: number, readonly expected: number) {
+    this.sentAt = new Float64Array(capacity);
+    this.firstAt = new Float64Array(capacity);
+    this.lastAt = new Float64Array(capacity);
+    this.copies = new Uint16Array(capacity);
+  }
+
+  /** Replaces each session's onData with the scanner. */
+  watch(sessions: readonly BenchSession[]): void {
+    for (const s of sessions) {
+      let carry = "";
+      s.onData = (chunk) => {
+        const now = performance.now();
+        const text = carry + chunk.toString("latin1");
+        let i = text.indexOf(MARKER);
+        let consumed = 0;
+        while (i !== -1) {
+          const end = text.indexOf(" ", i + MARKER.length);
+          if (end === -1) break;
+          const k = Number(text.slice(i + MARKER.length, end));
+          if (k >= 0 && k < this.capacity) {
+            if (this.copies[k] === 0) this.firstAt[k] = now;
+            this.copies[k] = (this.copies[k] ?? 0) + 1;
+            if (this.copies[k] === this.expected) this.lastAt[k] = now;
+          }
+          consumed = end;
+          i = text.indexOf(MARKER, end);
+        }
+        carry = text.slice(Math.max(consumed, text.length - 64));
+      };
+    }
+  }
+
+  /** Records the send time of message k (call right before writing it). */
+  sent(k: number): void {
+    this.sentAt[k] = performance.now();
+  }
+
+  complete(k: number): boolean {
+    return this.copies[k] === this.expected;
+  }
+
+  /** Over messages from..to-1: copies missing, and sorted times from the write to the last / first copy (ms). */
+  summary(from: number, to: number): { lost: number; last: Float64Array; first: Float64Array } {
+    const last: number[] = [], first: number[] = [];
+    let lost = 0;
+    for (let j = from; j < to; j++) {
+      const c = this.copies[j] ?? 0;
+      lost += this.expected - c;
+      if (c === this.expected) last.push((this.lastAt[j] ?? 0) - (this.sentAt[j] ?? 0));
+      if (c > 0) first.push((this.firstAt[j] ?? 0) - (this.sentAt[j] ?? 0));
+    }
+    return { lost, last: sortedCopy(last), first: sortedCopy(first) };
+  }
+}
+
+/**
+ * Calls send(k) for k = 0..total-1, message k due at k/rate seconds after the start whatever happened to the
+ * earlier ones (open loop: a slow server gets the backlog, not a slower generator); resolves after the last.
+ */
+export function openLoop(rate: number, total: number, send: (k: number) => void): Promise<void> {
+  let k = 0;
+  const t0 = performance.now();
+  return new Promise<void>((resolve) => {
+    const tick = () => {
+      const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * rate) + 1);
+      while (k < due) send(k++);
+      if (k >= total) return resolve();
+      setTimeout(tick, 1);
+    };
+    tick();
+  });
+}
