@@ -135,6 +135,11 @@ const FLOORS = [
     "in-process, and the TLS byte pipe 0.44–0.58 µs per stanza·direction in total. So ≤ 5 µs is out of reach with a " +
     "saxes-based parse: it needs a single-pass validating parser inside the byte framer (a design change; DESIGN.md " +
     "chose saxes for strictness), not tuning. Forwarding validated original bytes would save the ~5 % serialize only.",
+  "- **A burst of 1000 TLS handshakes on a bare Node TLS server** (`bench/tools/tls-floor-burst.mjs`: echo server in a " +
+    "child process, monitorEventLoopDelay at 1 ms, the client opening 1000 connections at once): the server's longest " +
+    "event-loop delay was 51–62 ms (p99 5.5–5.8 ms; wall clock, so run-queue wait included) over 3 runs. mucmux's " +
+    "`worst-input` burst figure is at this floor: libuv hands every ready socket's ClientHello to the loop in one turn, " +
+    "and the handshakes' crypto runs there. Bounding it needs a cap on handshakes started per turn (not built).",
   "- **Where the max-size stanza's stall comes from** (`bench/tools/worst-stanza-steps.ts`: the worst-input stanza " +
     "through mucmux's StreamParser in-process, in 64-byte chunks and the Wire's 8192-character slices, then serialize(), " +
     "then the upstream-side parse of the copy; CPU time, 10 rounds in one process, quiet machine): `serialize()` of the " +
