@@ -82,7 +82,13 @@ try {
   console.error(`run-tests: warning: no test certificate (${e.message.split("\n")[0]})`);
 }
 
-const nodeArgs = ["--import", "tsx", "--test", "--test-concurrency=1", "--test-reporter=spec", "--test-force-exit",
+// Every test-file process reports its own exit code here (scripts/test-file-exit.mjs): checked after the run.
+fs.mkdirSync(path.join(root, "test", ".tmp"), { recursive: true });
+const resultsDir = fs.mkdtempSync(path.join(root, "test", ".tmp", "results-"));
+env.MUCMUX_TEST_RESULTS = resultsDir;
+process.on("exit", () => fs.rmSync(resultsDir, { recursive: true, force: true }));
+
+const nodeArgs = ["--import", "tsx", "--import", path.join(root, "scripts", "test-file-exit.mjs"), "--test", "--test-concurrency=1", "--test-reporter=spec", "--test-force-exit",
   "--test-timeout=300000", ...nodeTestFlags, ...files];
 console.log(`run-tests: ${files.length} file(s), timeout ${timeoutS} s`);
 // Own process group, so a timeout or ^C reaches every test-file process (servers clean up on SIGTERM).
@@ -118,6 +124,19 @@ child.on("close", (code, signal) => {
   else if (signal) problem = `node killed by ${signal}`;
   else if (count === undefined) problem = "no test summary in the output";
   else if (count === "0") problem = "0 tests ran";
+  else problem = unfinishedFiles();
   if (problem) console.error(`run-tests: FAILED: ${problem}`);
   process.exit(problem ? 1 : (code ?? 1));
 });
+
+/** Files whose process did not report a clean exit (scripts/test-file-exit.mjs), described; undefined if none. */
+function unfinishedFiles() {
+  const codes = new Map();
+  for (const f of fs.readdirSync(resultsDir)) {
+    const r = JSON.parse(fs.readFileSync(path.join(resultsDir, f), "utf8"));
+    codes.set(r.file, r.code);
+  }
+  const bad = files.map((f) => [f, codes.get(path.resolve(root, f))]).filter(([, code]) => code !== 0);
+  if (bad.length === 0) return undefined;
+  return `test files that did not finish cleanly (exit code, or none reported): ${bad.map(([f, c]) => `${f} (${c ?? "none"})`).join(", ")}`;
+}
