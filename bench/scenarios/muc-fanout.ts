@@ -17,7 +17,7 @@ const BODY_PAD = "y".repeat(100);
 function params(env: BenchEnv) {
   const n = Math.min(50, Math.round(envNumber("MUCMUX_BENCH_FANOUT_N", 50)));
   const rate = envNumber("MUCMUX_BENCH_FANOUT_RATE", 100);
-  return env.quick ? { n, rate, warmupMs: 500, measureMs: 3000 } : { n, rate, warmupMs: 1000, measureMs: 6000 };
+  return env.quick ? { n, rate, warmupMs: 500, measureMs: 2000 } : { n, rate, warmupMs: 1000, measureMs: 6000 };
 }
 
 export const mucFanout: Scenario = {

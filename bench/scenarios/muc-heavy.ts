@@ -25,7 +25,7 @@ function params(env: BenchEnv) {
   // open-loop rate that saturates the direct server would compare a backlogged server with an idle one.
   const rate = envNumber("MUCMUX_BENCH_HEAVY_RATE", 15);
   // The warm-up also lets the server pay for the joins (direct: ~12k presence stanzas, then Lua's GC of them).
-  return { accounts, rooms, rate, warmupMs: 2500, measureMs: env.quick ? 4000 : 12_000 };
+  return { accounts, rooms, rate, warmupMs: 2500, measureMs: env.quick ? 3000 : 12_000 };
 }
 
 export const mucHeavy: Scenario = {

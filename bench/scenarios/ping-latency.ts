@@ -12,7 +12,7 @@ const CONNECTIONS = 4;
 
 function params(env: BenchEnv) {
   const rate = envNumber("MUCMUX_BENCH_PING_RATE", 500);
-  return env.quick ? { rate, warmupMs: 500, measureMs: 4000 } : { rate, warmupMs: 1000, measureMs: 10_000 };
+  return env.quick ? { rate, warmupMs: 500, measureMs: 3000 } : { rate, warmupMs: 1000, measureMs: 10_000 };
 }
 
 export const pingLatency: Scenario = {

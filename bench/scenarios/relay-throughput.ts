@@ -16,7 +16,7 @@ const BODY = "The quick brown fox jumps over the lazy dog while mucmux relays ev
   .repeat(3).slice(0, 200);
 
 export function relayParams(env: BenchEnv) {
-  return env.quick ? { pairs: 4, warmupMs: 1000, measureMs: 3000 } : { pairs: 8, warmupMs: 1500, measureMs: 8000 };
+  return env.quick ? { pairs: 4, warmupMs: 800, measureMs: 2000 } : { pairs: 8, warmupMs: 1500, measureMs: 8000 };
 }
 
 export const relayThroughput: Scenario = {
