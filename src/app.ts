@@ -70,7 +70,8 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
     chain,
     secureContext: () => requireTls().current(),
     connectUpstream: limitConnects(connectLimiter, "login",
-      (domain: string, user: string, pw: string, origin?: ClientOrigin) => connectUpstream(upstreamDeps, domain, user, pw, origin)),
+      (domain: string, user: string, pw: string, origin?: ClientOrigin, _signal?: AbortSignal) => connectUpstream(upstreamDeps, domain, user, pw, origin),
+      (_d, _u, _p, _o, signal) => signal),
     isDraining: () => draining,
     onBound: (link: Link, creds: Credentials) => accounts.sessionBound(link, creds),
     onClosed: (link: Link) => {

@@ -48,9 +48,12 @@ export class ConnectLimiter {
     return this.opts.perSecond > 0;
   }
 
-  /** Resolves true when the caller may connect now; false when a login's wait bound passed or the limiter closed. */
-  acquire(kind: ConnectKind): Promise<boolean> {
-    if (this.closed) return Promise.resolve(false);
+  /**
+   * Resolves true when the caller may connect now; false when a login's wait bound passed, the limiter
+   * closed, or `signal` aborted (the client hung up while waiting: its place goes to the next in line).
+   */
+  acquire(kind: ConnectKind, signal?: AbortSignal): Promise<boolean> {
+    if (this.closed || signal?.aborted) return Promise.resolve(false);
     if (!this.enabled) return Promise.resolve(true);
     this.refill();
     // Nobody queued ahead of a login (anchors queue behind logins anyway): take a free slot at once.
@@ -64,6 +67,11 @@ export class ConnectLimiter {
     }
     return new Promise<boolean>((resolve) => {
       const w: Waiter = { kind, resolve, timer: undefined };
+      if (signal) {
+        const gone = () => this.withdraw(w);
+        signal.addEventListener("abort", gone, { once: true });
+        w.resolve = (ok) => { signal.removeEventListener("abort", gone); resolve(ok); };
+      }
       if (kind === "login") {
         w.timer = setTimeout(() => this.expire(w), this.opts.loginWaitMs);
         // Logins go before every anchor, after the logins already waiting.
@@ -90,6 +98,15 @@ export class ConnectLimiter {
     const t = this.now();
     this.tokens = Math.min(Math.max(1, this.opts.burst), this.tokens + ((t - this.last) / 1000) * this.opts.perSecond);
     this.last = t;
+  }
+
+  /** A waiter whose client went away: out of the queue, no slot taken, nothing counted. */
+  private withdraw(w: Waiter): void {
+    const i = this.queue.indexOf(w);
+    if (i < 0) return;
+    this.queue.splice(i, 1);
+    clearTimeout(w.timer);
+    w.resolve(false);
   }
 
   private expire(w: Waiter): void {
@@ -130,9 +147,13 @@ export function limitConnects<A extends unknown[]>(
   limiter: ConnectLimiter,
   kind: ConnectKind,
   connect: (...args: A) => Promise<UpstreamOutcome>,
+  /** The caller's abort signal among the arguments (a login whose client hung up stops waiting). */
+  signalOf?: (...args: A) => AbortSignal | undefined,
 ): (...args: A) => Promise<UpstreamOutcome> {
   return async (...args: A) => {
-    if (await limiter.acquire(kind)) return connect(...args);
+    const signal = signalOf?.(...args);
+    if (await limiter.acquire(kind, signal)) return connect(...args);
+    if (signal?.aborted) return { ok: false, reason: "connect", detail: "the client went away while waiting" };
     if (kind === "anchor") return { ok: false, reason: "connect", detail: "mucmux is shutting down" };
     return {
       ok: false,

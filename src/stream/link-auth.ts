@@ -14,6 +14,8 @@ export class ClientNegotiation {
   private attempts = 0;
   private awaitingResponse = false;
   private abandoned = false;
+  /** Aborted when the client goes away during a login. */
+  private gone: AbortController | undefined;
   private readonly timer: NodeJS.Timeout;
 
   constructor(private readonly link: Link) {
@@ -95,7 +97,8 @@ export class ClientNegotiation {
     }
     link.phase = "authenticating";
     const started = performance.now();
-    link.deps.connectUpstream(domain, creds.username, creds.password, link.origin).then(
+    this.gone = new AbortController();
+    link.deps.connectUpstream(domain, creds.username, creds.password, link.origin, this.gone.signal).then(
       (outcome) => {
         if (this.abandoned || link.phase !== "authenticating") {
           if (outcome.ok) outcome.leg.wire.destroy();
@@ -141,5 +144,6 @@ export class ClientNegotiation {
   abandon(): void {
     this.abandoned = true;
     clearTimeout(this.timer);
+    this.gone?.abort(); // a login still waiting for a connect slot gives it up
   }
 }

@@ -18,8 +18,9 @@ export interface LinkDeps {
   chain: ChainRunner;
   /** The current server TLS context (swapped in place when certificates are reloaded). */
   secureContext(): SecureContext;
-  /** `origin`: the client's address, for the PROXY header upstream (upstream.proxyProtocol). */
-  connectUpstream(domain: string, username: string, password: string, origin?: ClientOrigin): Promise<UpstreamOutcome>;
+  /** `origin`: the client's address, for the PROXY header upstream (upstream.proxyProtocol); `signal`: aborted
+   * when the client goes away (a login waiting for the connect rate cap stops waiting). */
+  connectUpstream(domain: string, username: string, password: string, origin?: ClientOrigin, signal?: AbortSignal): Promise<UpstreamOutcome>;
   isDraining(): boolean;
   /**
    * The session's resource is bound: the account registry takes the credentials (SPEC A3: memory only,

@@ -105,4 +105,27 @@ describe("ConnectLimiter", () => {
     assert.equal(calls, 1);
     assert.equal(!out.ok && out.reason, "connect");
   });
+
+  it("a login whose client went away stops waiting: its place goes to the next in line, nothing is counted", async () => {
+    const limited: string[] = [];
+    const l = new ConnectLimiter({ perSecond: 10, burst: 1, loginWaitMs: 10_000, now, onLimited: (k, o) => void limited.push(`${k}:${o}`) });
+    track(l, ["login"]); // takes the only token at 0
+    const results: [string, boolean, number][] = [];
+    const gone = new AbortController();
+    void l.acquire("login", gone.signal).then((ok) => results.push(["gone", ok, clock]));
+    void l.acquire("login").then((ok) => results.push(["next", ok, clock]));
+    await advance(10);
+    gone.abort();
+    await advance(120);
+    assert.deepEqual(results, [["gone", false, 10], ["next", true, 100]]);
+    assert.deepEqual(limited, ["login:waited"], "the one that went away is neither waited nor refused");
+    assert.equal(await l.acquire("login", AbortSignal.abort()), false, "an aborted signal never waits");
+    // Through limitConnects: nothing is sent upstream for a client that went away.
+    let calls = 0;
+    const login = limitConnects(l, "login", async (_s?: AbortSignal) => { calls++; return { ok: false, reason: "connect", detail: "test" } as UpstreamOutcome; },
+      (s) => s);
+    const out = await login(AbortSignal.abort());
+    assert.equal(calls, 0);
+    assert.equal(!out.ok && out.reason, "connect");
+  });
 });
