@@ -1,7 +1,9 @@
 // Room-message load shared by the MUC scenarios (muc-fanout, muc-heavy): numbered groupchat bodies sent at a
 // fixed open-loop rate, and a tracker of the copies every receiving session gets (count, first and last
 // arrival per message), scanned from the raw bytes without an XML parser.
+import { cpuDelta, cpuSnapshot, type CpuDelta } from "./procfs.js";
 import { sortedCopy } from "./stats.js";
+import { sleep, until } from "./target.js";
 import type { BenchSession } from "./xmpp.js";
 
 const MARKER = "<body>k";
@@ -88,4 +90,40 @@ export function openLoop(rate: number, total: number, send: (k: number) => void)
     };
     tick();
   });
+}
+
+export interface RoomLoadOptions {
+  rate: number;
+  warmupMs: number;
+  measureMs: number;
+  /** The sessions that receive the copies, each expected to get every message once. */
+  receivers: readonly BenchSession[];
+  /** Writes message k (its body made with numberedBody(k, …)). */
+  send(k: number): void;
+  prosodyPid: number;
+  mucmuxPid: number | undefined;
+  /** How long the last message's copies may take after the last send. */
+  settleMs: number;
+}
+
+/**
+ * Room messages at a fixed open-loop rate; CPU is read from the warm-up boundary until every copy of the last
+ * message has arrived. The copies of messages warm..total-1 are summarised.
+ */
+export async function measureRoomLoad(o: RoomLoadOptions): Promise<{ cpu: CpuDelta; msgs: number } & ReturnType<CopyTracker["summary"]>> {
+  const total = Math.floor(((o.warmupMs + o.measureMs) / 1000) * o.rate);
+  const warm = Math.floor((o.warmupMs / 1000) * o.rate);
+  const copies = new CopyTracker(total, o.receivers.length);
+  copies.watch(o.receivers);
+  let c0: ReturnType<typeof cpuSnapshot> | undefined;
+  await openLoop(o.rate, total, (k) => {
+    if (k === warm) c0 = cpuSnapshot(o.prosodyPid, o.mucmuxPid);
+    copies.sent(k);
+    o.send(k);
+  });
+  await until(() => copies.complete(total - 1), o.settleMs);
+  await sleep(200);
+  const c1 = cpuSnapshot(o.prosodyPid, o.mucmuxPid);
+  if (!c0) throw new Error("no warm-up boundary");
+  return { cpu: cpuDelta(c0, c1), msgs: total - warm, ...copies.summary(warm, total) };
 }

@@ -2,11 +2,10 @@
 // groupchat messages at a fixed open-loop rate. Per message: the time from its write until the last of the
 // N copies arrived (p50/p99); CPU per delivered copy; and in mucmux mode the CPU per *extra* copy, from a
 // 1-session phase and an N-session phase of the same run: (CPU/msg at N − CPU/msg at 1) / (N − 1).
-import { cpuDelta, cpuSnapshot } from "../lib/procfs.js";
 import { Collector, joinRoom } from "../lib/muc.js";
-import { CopyTracker, numberedBody, openLoop } from "../lib/muc-load.js";
+import { measureRoomLoad, numberedBody } from "../lib/muc-load.js";
 import { percentileSorted } from "../lib/stats.js";
-import { envNumber, sleep, target, until } from "../lib/target.js";
+import { envNumber, sleep, target } from "../lib/target.js";
 import type { BenchEnv, Mode, Sample, Scenario } from "../lib/types.js";
 import { BenchSession, DOMAIN, login, mapLimit } from "../lib/xmpp.js";
 
@@ -63,24 +62,11 @@ async function runOnce(mode: Mode, env: BenchEnv, iteration: number): Promise<Sa
       opened.push(...sessions);
       for (const s of sessions) await joinRoom(new Collector(s, 1 << 16), room, "reader");
       await sleep(300);
-      const total = Math.floor(((p.warmupMs + p.measureMs) / 1000) * p.rate);
-      const warm = Math.floor((p.warmupMs / 1000) * p.rate);
-      const copies = new CopyTracker(total, n);
-      copies.watch(sessions);
-      let c0: ReturnType<typeof cpuSnapshot> | undefined;
-      await openLoop(p.rate, total, (k) => {
-        if (k === warm) c0 = cpuSnapshot(t.prosodyPid, t.mucmux?.pid);
-        copies.sent(k);
-        sender.write(`<message to='${room}' type='groupchat' id='f${k}'><body>${numberedBody(k, BODY_PAD)}</body></message>`);
+      // CPU window: messages after the warm-up (their copies have arrived when it closes).
+      const { cpu: d, msgs, lost, last, first } = await measureRoomLoad({
+        ...p, receivers: sessions, prosodyPid: t.prosodyPid, mucmuxPid: t.mucmux?.pid, settleMs: 5000,
+        send: (k) => sender.write(`<message to='${room}' type='groupchat' id='f${k}'><body>${numberedBody(k, BODY_PAD)}</body></message>`),
       });
-      await until(() => copies.complete(total - 1), 5000);
-      await sleep(200);
-      const c1 = cpuSnapshot(t.prosodyPid, t.mucmux?.pid);
-      if (!c0) throw new Error("no warm-up boundary");
-      // CPU window: messages warm..total-1 (their copies have arrived by c1).
-      const msgs = total - warm;
-      const d = cpuDelta(c0, c1);
-      const { lost, last, first } = copies.summary(warm, total);
       await Promise.all(sessions.map((s) => s.close()));
       senderC.session.write(`<presence to='${room}/sender' type='unavailable'/>`);
       return {

@@ -6,11 +6,11 @@
 // is in them.
 import { addProsodyAccounts } from "../lib/accounts.js";
 import { Collector, joinRoom } from "../lib/muc.js";
-import { CopyTracker, numberedBody, openLoop } from "../lib/muc-load.js";
+import { measureRoomLoad, numberedBody } from "../lib/muc-load.js";
 import type { MucmuxProcess } from "../lib/mucmux-process.js";
 import { cpuDelta, cpuSnapshot } from "../lib/procfs.js";
 import { percentileSorted } from "../lib/stats.js";
-import { envNumber, sleep, target, until } from "../lib/target.js";
+import { envNumber, sleep, target } from "../lib/target.js";
 import type { BenchEnv, Mode, Sample, Scenario } from "../lib/types.js";
 import { BenchSession, DOMAIN, login, mapLimit } from "../lib/xmpp.js";
 
@@ -98,25 +98,12 @@ async function runOnce(mode: Mode, env: BenchEnv, iteration: number): Promise<Sa
     const s1 = cpuSnapshot(t.prosodyPid, t.mucmux?.pid);
     const setup = cpuDelta(s0, s1);
 
-    const total = Math.floor(((p.warmupMs + p.measureMs) / 1000) * p.rate);
-    const warm = Math.floor((p.warmupMs / 1000) * p.rate);
-    const copies = new CopyTracker(total, n);
-    copies.watch(sessions);
-    let c0: ReturnType<typeof cpuSnapshot> | undefined;
-    await openLoop(p.rate, total, (k) => {
-      if (k === warm) c0 = cpuSnapshot(t.prosodyPid, t.mucmux?.pid);
-      copies.sent(k);
-      sessions[k % n]?.write(`<message to='${rooms[k % p.rooms] ?? ""}' type='groupchat' id='h${k}'><body>${numberedBody(k, BODY_PAD)}</body></message>`);
+    const { cpu: d, msgs, lost, last } = await measureRoomLoad({
+      ...p, receivers: sessions, prosodyPid: t.prosodyPid, mucmuxPid: t.mucmux?.pid, settleMs: 10_000,
+      send: (k) => sessions[k % n]?.write(`<message to='${rooms[k % p.rooms] ?? ""}' type='groupchat' id='h${k}'><body>${numberedBody(k, BODY_PAD)}</body></message>`),
     });
-    await until(() => copies.complete(total - 1), 10_000);
-    await sleep(200);
-    const c1 = cpuSnapshot(t.prosodyPid, t.mucmux?.pid);
-    if (!c0) throw new Error("no warm-up boundary");
     const broken = sessions.find((s) => s.isClosed);
     if (broken) throw new Error(`${broken.jid}: stream closed during the run${broken.error ? ` (${broken.error.message})` : ""}`);
-    const d = cpuDelta(c0, c1);
-    const msgs = total - warm;
-    const { lost, last } = copies.summary(warm, total);
     const system = d.prosody + d.mucmux;
     return {
       systemUsPerMsg: (system * 1e6) / msgs,

@@ -7,7 +7,7 @@
 import { isIP } from "node:net";
 import { z } from "zod";
 import { crossChecks } from "./checks.js";
-import { parseCidr } from "../net/ip-address.js";
+import { HOST_NAME, parseCidr } from "../net/ip-address.js";
 
 // Timers take milliseconds in a signed 32-bit int (setTimeout clamps anything larger to 1 ms), so
 // durations that end up in a timer are capped at that many seconds.
@@ -40,11 +40,9 @@ function oneOf<const T extends readonly [string, ...string[]]>(values: T) {
   return z.enum(values, { errorMap: () => ({ message }) });
 }
 
-// RFC 1035 labels; IDNs must be given in their A-label (punycode) form, as they appear on the wire.
-const DOMAIN = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;
 const domain = z
   .string({ invalid_type_error: "must be a domain name" })
-  .regex(DOMAIN, "must be a domain name (ASCII/punycode, e.g. example.org)")
+  .regex(HOST_NAME, "must be a domain name (ASCII/punycode, e.g. example.org)")
   .transform((name) => name.toLowerCase());
 
 // upstream.seeOtherHostAllow: a host as a see-other-host value names it, without the port.
@@ -52,7 +50,7 @@ const REDIRECT_HOST_MESSAGE = "must be a host name or IP address without a port 
 const redirectHost = z
   .string({ invalid_type_error: REDIRECT_HOST_MESSAGE })
   .transform((h) => h.replace(/^\[(.*)\]$/, "$1").toLowerCase())
-  .refine((h) => DOMAIN.test(h) || isIP(h) !== 0, REDIRECT_HOST_MESSAGE);
+  .refine((h) => HOST_NAME.test(h) || isIP(h) !== 0, REDIRECT_HOST_MESSAGE);
 
 /** A YAML mapping; `.default({})` lets a whole section be omitted and still be fully defaulted. */
 function section<T extends z.ZodRawShape>(shape: T) {

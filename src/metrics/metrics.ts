@@ -215,7 +215,7 @@ export function createMetrics(build: BuildInfo) {
     }),
     offlineDropped: new Counter({
       name: "mucmux_offline_messages_dropped_total",
-      help: "Offline room messages dropped, by reason: cap_account, cap_room, ttl, store_error.",
+      help: "Offline room messages dropped, by reason: cap_account, cap_room, ttl, store_error, duplicate.",
       labelNames: ["reason"] as const,
       registers,
     }),

@@ -4,6 +4,9 @@ import net from "node:net";
 
 export type Family = 4 | 6;
 
+/** A DNS host name: RFC 1035 labels; IDNs in their A-label (punycode) form, as they appear on the wire. */
+export const HOST_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;
+
 const DEC = /^(?:0|[1-9][0-9]{0,2})$/;
 const HEX = /^[0-9a-fA-F]{1,4}$/;
 

@@ -5,8 +5,8 @@ import { isIP, isIPv6 } from "node:net";
 import type { Element } from "@xmpp/xml";
 import { NS } from "./ns.js";
 import { escapeText } from "../xml/serialize.js";
+import { HOST_NAME } from "../net/ip-address.js";
 
-const DOMAIN = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;
 
 /** Host (lower-cased, IPv6 without brackets) and port of a see-other-host value, or undefined if malformed. */
 export function parseRedirect(value: string): { host: string; port: number | undefined } | undefined {
@@ -22,7 +22,7 @@ export function parseRedirect(value: string): { host: string; port: number | und
     if (parts.length > 2) return undefined; // a bare IPv6 address must be bracketed (the port is ambiguous)
     host = parts[0] ?? "";
     port = parts[1];
-    if (!DOMAIN.test(host) && isIP(host) !== 4) return undefined;
+    if (!HOST_NAME.test(host) && isIP(host) !== 4) return undefined;
   }
   if (port !== undefined && !(/^\d{1,5}$/.test(port) && Number(port) >= 1 && Number(port) <= 65535)) return undefined;
   return { host: host.toLowerCase(), port: port === undefined ? undefined : Number(port) };
