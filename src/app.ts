@@ -11,7 +11,7 @@ import { AuthFailureThrottle, IpGate } from "./net/ip-gate.js";
 import { TrustList } from "./net/ip-address.js";
 import type { ClientOrigin } from "./net/client-origin.js";
 import { createChainRunner } from "./chain/runner.js";
-import { createStages } from "./stages/index.js";
+import { createStages, type StageDeps } from "./stages/index.js";
 import { Link } from "./stream/link.js";
 import { connectUpstream, localProxyHeader } from "./stream/upstream.js";
 import { ConnectLimiter, limitConnects } from "./stream/connect-limiter.js";
@@ -19,7 +19,10 @@ import { SqliteStore } from "./store/sqlite.js";
 import { instrumentStore } from "./store/instrumented.js";
 import type { Store } from "./store/store.js";
 import { AccountRegistry } from "./account/registry.js";
-import type { Credentials } from "./stream/link-deps.js";
+import type { Credentials } from "./account/credentials.js";
+import { EventBus } from "./chain/events.js";
+import { emptyViews, type Views } from "./chain/views.js";
+import type { Stage } from "./chain/stage.js";
 
 export interface App {
   start(): Promise<void>;
@@ -32,11 +35,21 @@ export interface App {
   readonly links: ReadonlySet<Link>;
   readonly metrics: Metrics;
   readonly accounts: AccountRegistry;
+  /** Read-only views of stage state (the rooms each account manages) and of the MUC services. */
+  readonly views: Views;
   /** The durable store once started (tests reach it to simulate failures). */
   readonly store: Store | undefined;
 }
 
-export function createApp(opts: { config: Config; log: Logger; build: BuildInfo }): App {
+export interface AppOptions {
+  config: Config;
+  log: Logger;
+  build: BuildInfo;
+  /** Stages appended after the configured ones (tests: a probe that records what passes the chain). */
+  extraStages?: (deps: StageDeps) => Stage[];
+}
+
+export function createApp(opts: AppOptions): App {
   const { config, log } = opts;
   const metrics = createMetrics(opts.build);
   const links = new Set<Link>();
@@ -57,12 +70,24 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
     onLimited: (kind, outcome) => metrics.upstreamConnectsLimited.inc({ kind, outcome }),
   });
   for (const [kind, outcome] of [["login", "waited"], ["login", "refused"], ["anchor", "waited"]] as const) metrics.upstreamConnectsLimited.inc({ kind, outcome }, 0);
+  const events = new EventBus((event, err) => {
+    log.error({ err, event }, "event handler failed");
+    metrics.stageErrors.inc({ stage: "event-bus", path: event });
+  });
+  const views = emptyViews();
   const accounts = new AccountRegistry({
     log,
     metrics,
+    events,
     connectUpstream: limitConnects(connectLimiter, "anchor", (domain: string, user: string, pw: string) => connectUpstream(upstreamDeps, domain, user, pw)),
+    onAnchorStanza: (account, el) => chain.anchor(account, el),
   });
-  const chain = createChainRunner({ stages: createStages({ config, metrics, log, accounts, store: () => store }), log });
+  const stageDeps: StageDeps = { config, metrics, log, accounts, events, views, store: () => store };
+  const chain = createChainRunner({
+    stages: [...createStages(stageDeps), ...(opts.extraStages?.(stageDeps) ?? [])],
+    log,
+    onStageError: (stage, path) => metrics.stageErrors.inc({ stage, path }),
+  });
   const linkDeps = {
     config,
     metrics,
@@ -100,6 +125,7 @@ export function createApp(opts: { config: Config; log: Logger; build: BuildInfo 
   return {
     metrics,
     accounts,
+    views,
     listeners,
     links,
     get adminPort() { return admin?.port; },

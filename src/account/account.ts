@@ -1,17 +1,24 @@
-// One account (a bare JID): its sessions, credentials (memory only, SPEC A3), anchor and rooms.
-import type { Link } from "../stream/link.js";
-import type { Credentials } from "../stream/link-deps.js";
-import { Anchor } from "./anchor.js";
-import type { Room } from "./room.js";
+// One account (a bare JID): its sessions, credentials (memory only, SPEC A3), anchor and the IQs mucmux has
+// in flight for it. Stages keep their own per-account state in `slots` (each stage its own key), so the
+// record knows nothing of rooms or offline flags.
+import type { Element } from "@xmpp/xml";
+import type { Session } from "../chain/session.js";
+import type { Credentials } from "./credentials.js";
+import type { Anchor } from "./anchor.js";
+import { IqTracker } from "../protocol/iq-tracker.js";
+
+/** How long an IQ mucmux sent on the anchor or to a session waits for its answer. */
+const IQ_TIMEOUT_MS = 120_000;
 
 export class Account {
-  readonly sessions = new Set<Link>();
-  readonly rooms = new Map<string, Room>();
+  readonly sessions = new Set<Session>();
   anchor: Anchor | undefined;
-  /** Pending IQs sent on the anchor for sessions (SPEC C10): anchor id → origin. */
-  readonly iqs = new Map<string, { link: Link; id: string; at: number }>();
-  /** IQs from occupants forwarded to a session (SPEC C11): forwarded id → original. */
-  readonly inboundIqs = new Map<string, { id: string; from: string; at: number }>();
+  /** IQs sent on the anchor (a session's IQ to a room, SPEC C10; archive reads): answers are taken before any stage sees them. */
+  readonly anchorIqs = new IqTracker({ prefix: "mma", timeoutMs: IQ_TIMEOUT_MS });
+  /** IQs an occupant sent to the account, forwarded to one of its sessions (SPEC C11). */
+  readonly sessionIqs = new IqTracker({ prefix: "mmq", timeoutMs: IQ_TIMEOUT_MS });
+  /** Per-stage state of this account (a stage's own symbol key). */
+  readonly slots = new Map<symbol, unknown>();
 
   constructor(
     readonly bare: string,
@@ -19,19 +26,26 @@ export class Account {
     public credentials: Credentials,
   ) {}
 
-  /** Any reason to keep this record alive: a session, a managed room, or the anchor's work. */
-  get idle(): boolean {
-    return this.sessions.size === 0 && this.rooms.size === 0;
+  /** The stage's state for this account, created on first use. */
+  slot<T>(key: symbol, create: () => T): T {
+    let v = this.slots.get(key) as T | undefined;
+    if (v === undefined) this.slots.set(key, (v = create()));
+    return v;
   }
 
-  /** Forget the credentials and stop the anchor (the record is being dropped). */
+  /** Send on the anchor; false when it is not online. The server stamps the anchor's JID as `from`. */
+  sendViaAnchor(el: Element): boolean {
+    delete el.attrs.from;
+    return this.anchor?.send(el) ?? false;
+  }
+
+  /** Forget the credentials, stop the anchor and fail what is in flight (the record is being dropped). */
   dispose(): void {
     this.anchor?.close();
     this.anchor = undefined;
     this.credentials = { username: "", password: "" };
-    for (const r of this.rooms.values()) r.clearTimers();
-    this.rooms.clear();
-    this.iqs.clear();
-    this.inboundIqs.clear();
+    this.anchorIqs.cancelAll();
+    this.sessionIqs.cancelAll();
+    this.slots.clear();
   }
 }

@@ -1,51 +1,104 @@
-// The chain runner: the only place with timing, error isolation and stage metrics (stages stay plain).
+// The chain runner: the only place with error isolation and stage metrics (stages stay plain). Three entries:
+// c2s (a client's stanza toward its leg), s2c (every stanza toward a device: relayed, synthesized or fanned
+// out) and anchor (a stanza that arrived on an account's anchor). A stage that throws costs that stanza,
+// never the stream it came on.
 import type { Element } from "@xmpp/xml";
-import { DROP, type Direction, type SessionView, type Stage, type StanzaContext } from "./stage.js";
+import { DROP, type ChainOrigin, type Direction, type Stage, type StanzaContext } from "./stage.js";
+import type { DeliverOptions, Session } from "./session.js";
+import type { Account } from "../account/account.js";
 import type { Logger } from "../log.js";
+import { clone } from "../protocol/element.js";
 
 export interface Delivery {
-  /** Write toward the destination of the direction (upstream for c2s, the client for s2c). */
-  onward(el: Element): void;
+  /** Write toward the destination of the direction (upstream for c2s, the device for s2c). */
+  onward(el: Element, opts: DeliverOptions | undefined): void;
   /** Write back toward the origin of the direction. */
   back(el: Element): void;
 }
 
 export interface ChainRunner {
-  run(direction: Direction, session: SessionView, stanza: Element, delivery: Delivery): void;
+  run(direction: Direction, session: Session, stanza: Element, delivery: Delivery, origin: ChainOrigin, opts?: DeliverOptions): void;
+  /** An anchor stanza through the stages' anchor handlers, in stage order. */
+  anchor(account: Account, el: Element): void;
 }
 
-export function createChainRunner(deps: { stages: readonly Stage[]; log: Logger; onStageError?: (stage: string) => void }): ChainRunner {
+export type StageErrorKind = Direction | "anchor";
+
+export function createChainRunner(deps: {
+  stages: readonly Stage[];
+  log: Logger;
+  onStageError?: (stage: string, kind: StageErrorKind) => void;
+}): ChainRunner {
   const c2s = deps.stages.filter((s) => s.c2s);
   const s2c = deps.stages.filter((s) => s.s2c).reverse();
+  const anchorStages = deps.stages.filter((s) => s.anchor);
+  const failed = (s: Stage, kind: StageErrorKind, err: unknown, el: Element) => {
+    deps.log.error({ err, stage: s.name, kind, stanza: el.name, id: el.attrs.id }, "stage failed");
+    deps.onStageError?.(s.name, kind);
+  };
+  const notWritten = (opts: DeliverOptions | undefined, why: string) => opts?.onWritten?.(new Error(why));
+
   return {
-    run(direction, session, stanza, delivery) {
+    run(direction, session, stanza, delivery, origin, opts) {
       const stages = direction === "c2s" ? c2s : s2c;
       // Pass-through fast path: nothing wants it, so no context object and no loop.
       let first = 0;
-      while (first < stages.length && !(stages[first] as Stage).wants(stanza, direction, session)) first++;
-      if (first === stages.length) { delivery.onward(stanza); return; }
+      while (first < stages.length && !(stages[first] as Stage).wants(stanza, direction, session, origin)) first++;
+      if (first === stages.length) return delivery.onward(stanza, opts);
+      const shared = opts?.prepared?.el;
       const ctx: StanzaContext = {
         direction,
+        origin,
         session,
         stanza,
+        edit() {
+          if (shared !== undefined && ctx.stanza === shared) ctx.stanza = clone(shared);
+          return ctx.stanza;
+        },
         reply: (el) => delivery.back(el),
-        forward: (el) => delivery.onward(el),
+        forward: (el) => delivery.onward(el, undefined),
       };
-      for (let i = first; i < stages.length; i++) {
-        const s = stages[i] as Stage;
-        // The first stage's wants() was just asked; later ones see the stanza as earlier stages left it.
-        if (i !== first && !s.wants(ctx.stanza, direction, session)) continue;
-        const handler = direction === "c2s" ? s.c2s : s.s2c;
+      runFrom(first, true);
+
+      function runFrom(start: number, askedFirst: boolean): void {
+        for (let i = start; i < stages.length; i++) {
+          const s = stages[i] as Stage;
+          // The first stage's wants() was just asked; later ones see the stanza as earlier stages left it.
+          if (!(askedFirst && i === start) && !s.wants(ctx.stanza, direction, session, origin)) continue;
+          const handler = direction === "c2s" ? s.c2s : s.s2c;
+          let result: ReturnType<NonNullable<Stage["c2s"]>>;
+          try {
+            result = handler?.call(s, ctx);
+          } catch (err) {
+            // One stage failing on one stanza must not take the session down; the stanza is dropped.
+            failed(s, direction, err, ctx.stanza);
+            return notWritten(opts, `${s.name} failed`);
+          }
+          if (result === DROP) return notWritten(opts, `dropped by ${s.name}`);
+          if (result instanceof Promise) {
+            result.then(
+              (r) => (r === DROP ? notWritten(opts, `dropped by ${s.name}`) : runFrom(i + 1, false)),
+              (err: unknown) => { failed(s, direction, err, ctx.stanza); notWritten(opts, `${s.name} failed`); },
+            );
+            return;
+          }
+        }
+        // A stanza some stage replaced (or copied to edit) is serialized on its own, not from the shared form.
+        if (shared !== undefined && ctx.stanza !== shared) delivery.onward(ctx.stanza, { ...opts, prepared: undefined });
+        else delivery.onward(ctx.stanza, opts);
+      }
+    },
+
+    anchor(account, el) {
+      for (const s of anchorStages) {
         try {
-          if (handler?.call(s, ctx) === DROP) return;
+          if (s.anchor?.call(s, account, el) === DROP) return;
         } catch (err) {
-          // One stage failing on one stanza must not take the session down; the stanza is dropped.
-          deps.log.error({ err, stage: s.name, stanza: ctx.stanza.name, id: ctx.stanza.attrs.id }, "stage failed");
-          deps.onStageError?.(s.name);
+          // The anchor's stream stays up: only this stanza is lost (SPEC A9 would re-join every room).
+          failed(s, "anchor", err, el);
           return;
         }
       }
-      delivery.onward(ctx.stanza);
     },
   };
 }

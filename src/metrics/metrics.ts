@@ -250,6 +250,12 @@ export function createMetrics(build: BuildInfo) {
       labelNames: ["result"] as const,
       registers,
     }),
+    stageErrors: new Counter({
+      name: "mucmux_stage_errors_total",
+      help: "Exceptions in a stage, each costing one stanza (never a stream), by stage and path (c2s, s2c, anchor); stage event-bus with the event's name for a failed event handler.",
+      labelNames: ["stage", "path"] as const,
+      registers,
+    }),
   };
 }
 

@@ -1,5 +1,8 @@
-// The one place that orders stages (c2s runs them in this order, s2c in reverse).
+// The one place that orders stages (c2s runs them in this order, s2c in reverse, anchor stanzas in this order).
+// Adding a stage: its folder, and one line here.
 import type { Stage } from "../chain/stage.js";
+import type { EventBus } from "../chain/events.js";
+import type { Views } from "../chain/views.js";
 import type { Logger } from "../log.js";
 import type { Config } from "../config/index.js";
 import type { Metrics } from "../metrics/metrics.js";
@@ -13,15 +16,19 @@ export interface StageDeps {
   metrics: Metrics;
   log: Logger;
   accounts: AccountRegistry;
+  events: EventBus;
+  /** Read-only views stages offer each other (rooms) and the app offers them (MUC services). */
+  views: Views;
   /** The durable store, once the app opened it (undefined before start and when it could not be opened). */
   store(): Store | undefined;
 }
 
 export function createStages(deps: StageDeps): Stage[] {
+  const child = (stage: string) => ({ ...deps, log: deps.log.child({ stage }) });
   return [
     // Before muc-fold: c2s it sees room registration IQs before they are routed via the anchor; s2c (reverse
     // order) it sees their answers after muc-fold mapped them back to the session (SPEC D2–D4).
-    createMucOfflineStage({ ...deps, log: deps.log.child({ stage: "muc-offline" }) }), // offline delivery (SPEC D)
-    createMucFoldStage({ ...deps, log: deps.log.child({ stage: "muc-fold" }) }), // account-level MUC (SPEC B, C)
+    createMucOfflineStage(child("muc-offline")), // offline delivery (SPEC D)
+    createMucFoldStage(child("muc-fold")), // account-level MUC (SPEC B, C)
   ];
 }

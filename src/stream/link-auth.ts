@@ -5,7 +5,28 @@ import { NS } from "./ns.js";
 import { starttlsFeatures, saslFeatures } from "./features.js";
 import { parsePlain, authzidAllowed, mapUpstreamFailure, saslFailureXml, type SaslCondition } from "./sasl-server.js";
 import { wrapServerTls } from "../net/server-tls.js";
-import type { Link } from "./link.js";
+import type { Wire } from "./wire.js";
+import type { UpstreamLeg } from "./upstream.js";
+import type { LinkDeps, Credentials, Phase } from "./link-deps.js";
+import type { StreamErrorCondition } from "../xml/errors.js";
+import type { ClientOrigin } from "../net/client-origin.js";
+import type { Logger } from "../log.js";
+
+/** What negotiation needs of its connection (the Link implements it; tests can use a fake). */
+export interface NegotiationPort {
+  readonly mode: "starttls" | "direct";
+  phase: Phase;
+  readonly domain: string | undefined;
+  readonly client: Wire;
+  readonly deps: LinkDeps;
+  readonly origin: ClientOrigin;
+  readonly log: Logger;
+  closeWithError(condition: StreamErrorCondition, origin: "mucmux", text?: string): void;
+  /** Upstream accepted the credentials: the session's own leg. */
+  attachLeg(leg: UpstreamLeg): void;
+  /** Held until bind, then handed to the account registry (SPEC A3). */
+  holdCredentials(c: Credentials): void;
+}
 
 const MAX_AUTH_ATTEMPTS = 5;
 
@@ -18,7 +39,7 @@ export class ClientNegotiation {
   private gone: AbortController | undefined;
   private readonly timer: NodeJS.Timeout;
 
-  constructor(private readonly link: Link) {
+  constructor(private readonly link: NegotiationPort) {
     this.encrypted = link.mode === "direct";
     // SPEC E4: TLS and authentication must finish within handshakeSeconds.
     this.timer = setTimeout(
@@ -91,7 +112,7 @@ export class ClientNegotiation {
     // XEP-0205: an address that failed too often is refused without asking the server (whose own
     // per-address ban, e.g. ejabberd's mod_fail2ban, would otherwise hit mucmux's address for everyone).
     const throttle = link.deps.authThrottle;
-    const ip = link.origin.source.address; // behind a trusted balancer: the PROXY header's (issue 6 item 11)
+    const ip = link.origin.source.address; // behind a trusted balancer: the PROXY header's
     if (throttle?.blocked(ip)) {
       return this.fail("temporary-auth-failure", "too many failed attempts from this address; try later");
     }

@@ -5,13 +5,16 @@ import type { Logger } from "../log.js";
 import type { ChainRunner } from "../chain/runner.js";
 import type { UpstreamOutcome } from "./upstream.js";
 import type { SecureContext } from "node:tls";
-import type { Link } from "./link.js";
 import type { AuthFailureThrottle } from "../net/ip-gate.js";
 import type { ClientOrigin } from "../net/client-origin.js";
 
-export interface Credentials { username: string; password: string }
+export type { Credentials } from "../account/credentials.js";
+import type { Credentials } from "../account/credentials.js";
 
-export interface LinkDeps {
+export type Phase = "tls" | "auth" | "authenticating" | "bind" | "online" | "closing" | "closed";
+
+/** `S` is the session type the process hands back in onBound/onClosed (the Link itself). */
+export interface LinkDeps<S = unknown> {
   config: Config;
   metrics: Metrics;
   log: Logger;
@@ -26,8 +29,8 @@ export interface LinkDeps {
    * The session's resource is bound: the account registry takes the credentials (SPEC A3: memory only,
    * in the account record, because the anchor needs them).
    */
-  onBound(link: Link, credentials: Credentials): void;
-  onClosed(link: Link): void;
-  /** Failed SASL attempts per client address (issue 6 item 10); absent: no throttling. */
+  onBound(session: S, credentials: Credentials): void;
+  onClosed(session: S): void;
+  /** Failed SASL attempts per client address (XEP-0205); absent: no throttling. */
   authThrottle?: AuthFailureThrottle;
 }

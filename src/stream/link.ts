@@ -10,22 +10,27 @@ import { serialize, streamHeader, STREAM_CLOSE } from "../xml/serialize.js";
 import { streamErrorXml, conditionOf, type AppCondition } from "./stream-error.js";
 import { NS } from "./ns.js";
 import type { UpstreamLeg } from "./upstream.js";
-import type { SessionView } from "../chain/stage.js";
+import type { DeliverOptions, Session } from "../chain/session.js";
+import type { Delivery } from "../chain/runner.js";
 import type { Metrics } from "../metrics/metrics.js";
-import type { LinkDeps, Credentials } from "./link-deps.js";
-import { ClientNegotiation } from "./link-auth.js";
+import type { LinkDeps, Credentials, Phase } from "./link-deps.js";
+import { ClientNegotiation, type NegotiationPort } from "./link-auth.js";
+import { IqTracker } from "../protocol/iq-tracker.js";
 import { lazyCounter, type LazyCounter } from "../metrics/lazy-counter.js";
 import { serverNameOf } from "../net/tls/sni.js";
 import { allowedRedirect, redirectXml } from "./redirect.js";
 import type { ClientOrigin } from "../net/client-origin.js";
 
-export type Phase = "tls" | "auth" | "authenticating" | "bind" | "online" | "closing" | "closed";
+export type { Phase } from "./link-deps.js";
 export type CloseReason = "client_close" | "upstream_close" | "stream_error" | "timeout" | "tls_error" | "drain" | "other";
 type Origin = "client" | "upstream" | "mucmux";
 
 const STANZAS = new Set(["message", "presence", "iq"]);
 
-export class Link implements SessionView {
+/** IQs mucmux itself sends on a session's leg (MUC service discovery) wait this long for their answer. */
+const LEG_IQ_TIMEOUT_MS = 10_000;
+
+export class Link implements Session, NegotiationPort {
   readonly slots = new Map<symbol, unknown>();
   readonly log;
   jid: string | undefined;
@@ -42,12 +47,14 @@ export class Link implements SessionView {
   private finalized = false;
   /** Between SASL success and bind only; then handed to the account registry (SPEC A3). */
   private credentials: Credentials | undefined;
+  /** IQs mucmux sends on this session's leg for itself; their answers never reach the client. */
+  private legIqs: IqTracker | undefined;
 
   constructor(
     readonly id: number,
     socket: Socket,
     readonly mode: "starttls" | "direct",
-    readonly deps: LinkDeps,
+    readonly deps: LinkDeps<Link>,
     /** The client's address: the socket's peer, or the PROXY header's behind a trusted balancer. */
     readonly origin: ClientOrigin,
   ) {
@@ -64,7 +71,7 @@ export class Link implements SessionView {
         onError: (e) => this.onParseError(e, "client"),
         onSocketEnd: (err) => this.onClientSocketEnd(err),
         onDrain: () => this.leg?.wire.resume(),
-        // Issue 6 item 9: slow peers (a dripped, never-finished stanza; a client that never reads).
+        // Slow peers (SPEC E4): a dripped, never-finished stanza; a client that never reads.
         onTimeout: (what) => this.closeWithError("policy-violation", "mucmux",
           what === "stanza" ? "stanza not completed in time" : "client does not read its stream"),
       },
@@ -78,6 +85,9 @@ export class Link implements SessionView {
   }
 
   get encrypted(): boolean { return this.negotiation.encrypted; }
+
+  /** Session port: bound and not closing. */
+  get online(): boolean { return this.phase === "online"; }
 
   // ---- client → mucmux -------------------------------------------------------------------------
 
@@ -135,31 +145,42 @@ export class Link implements SessionView {
       if (el.name === "iq" && el.attrs.type === "set" && el.getChild("bind", NS.bind)) this.bindId = el.attrs.id;
     }
     this.countStanza("c2s", el);
-    this.deps.chain.run("c2s", this, el, this.c2sDelivery);
+    this.deps.chain.run("c2s", this, el, this.c2sDelivery, "client");
   }
 
-  private readonly c2sDelivery = {
-    onward: (el: Element) => this.toUpstream(el),
-    back: (el: Element) => this.toClient(el),
+  private readonly c2sDelivery: Delivery = {
+    onward: (el) => this.sendUpstream(el),
+    back: (el) => this.deliver(el), // an answer to the client passes its outbound chain like any stanza
   };
-  private readonly s2cDelivery = {
-    onward: (el: Element) => this.toClient(el),
-    back: (el: Element) => this.toUpstream(el),
+  private readonly s2cDelivery: Delivery = {
+    onward: (el, opts) => this.write(el, opts),
+    back: (el) => this.sendUpstream(el),
   };
 
-  toUpstream(el: Element): void {
+  /** Session port: toward the server on this session's own leg. */
+  sendUpstream(el: Element): void {
     const leg = this.leg;
     if (!leg || this.phase === "closing" || this.phase === "closed") return;
     if (!leg.wire.writeElement(el)) this.client.pause(); // SPEC E4: resume on the leg's drain
   }
 
-  /** A stanza for this session that did not come from its own leg (e.g. an IQ answer via the anchor): through the s2c chain. */
-  deliverThroughChain(el: Element): void {
-    this.deps.chain.run("s2c", this, el, this.s2cDelivery);
+  /**
+   * Session port: every stanza toward the device — relayed from the leg, fanned out from the anchor, synthesized —
+   * passes this session's outbound (s2c) chain, then `write`.
+   */
+  deliver(el: Element, opts?: DeliverOptions): void {
+    if (this.phase === "closed" || this.phase === "closing") return opts?.onWritten?.(new Error("session closed"));
+    this.deps.chain.run("s2c", this, el, this.s2cDelivery, opts?.origin ?? "local", opts);
   }
 
-  toClient(el: Element): void {
-    this.deliverRaw(serialize(el)); // a full buffer pauses the leg; resumed on the client's drain
+  /**
+   * An IQ of mucmux's own on this session's leg (MUC service discovery): resolves with the server's answer,
+   * which the client never sees; undefined when there is no online leg, on timeout or when the leg closes.
+   */
+  queryUpstream(iq: Element): Promise<Element | undefined> {
+    if (this.phase !== "online" || !this.leg) return Promise.resolve(undefined);
+    this.legIqs ??= new IqTracker({ prefix: "mml", timeoutMs: LEG_IQ_TIMEOUT_MS });
+    return this.legIqs.request(iq, (el) => { this.sendUpstream(el); return this.phase === "online"; }).catch(() => undefined);
   }
 
   private onClientStreamClose(): void {
@@ -226,8 +247,9 @@ export class Link implements SessionView {
     if (this.phase === "closed") return;
     if (STANZAS.has(el.name) && !el.attrs.xmlns) {
       if (this.bindId !== undefined && el.name === "iq" && el.attrs.id === this.bindId) this.onBindResult(el);
+      if (this.legIqs?.take(el)) return; // the answer to an IQ of mucmux's own
       this.countStanza("s2c", el);
-      this.deps.chain.run("s2c", this, el, this.s2cDelivery);
+      this.deps.chain.run("s2c", this, el, this.s2cDelivery, "upstream");
       return;
     }
     if (el.name === "stream:error") {
@@ -235,7 +257,7 @@ export class Link implements SessionView {
       this.deps.metrics.streamErrors.inc({ condition, origin: "upstream" });
       const text = el.getChildText("text", NS.streams) ?? undefined;
       if (condition === "see-other-host") {
-        // Issue 6 item 6: relayed only to allow-listed hosts; any other target may be upstream-internal.
+        // Relayed only to allow-listed hosts; any other target may be upstream-internal (upstream.seeOtherHostAllow).
         const target = allowedRedirect(el, this.deps.config.upstream.seeOtherHostAllow);
         if (target !== undefined) return this.closeWithError(condition, "upstream", text, undefined, redirectXml(target, text));
         condition = "reset";
@@ -263,12 +285,15 @@ export class Link implements SessionView {
   }
 
   /**
-   * Write an already serialized stanza to the client (fan-out serializes once for many sessions).
-   * `onWritten` learns when the bytes were handed to the kernel, or that they never will be.
+   * The one writer toward the client, at the end of the outbound chain: the shared serialization of a fanned-out
+   * stanza when no stage changed it, else mucmux's own serialization. `onWritten` learns when the bytes were
+   * handed to the kernel, or that they never will be.
    */
-  deliverRaw(xmlText: string, onWritten?: (err?: Error | null) => void): void {
+  private write(el: Element, opts: DeliverOptions | undefined): void {
+    const onWritten = opts?.onWritten;
     if (this.phase === "closed" || this.phase === "closing") return onWritten?.(new Error("session closed"));
-    if (!this.client.write(xmlText, onWritten)) {
+    const text = opts?.prepared && this.jid !== undefined ? opts.prepared.render(this.jid) : serialize(el);
+    if (!this.client.write(text, onWritten)) {
       if (this.client.overCap()) return this.closeWithError("policy-violation", "mucmux", "client does not read its stream");
       this.leg?.wire.pause();
     }
@@ -310,6 +335,7 @@ export class Link implements SessionView {
     this.phase = "closed";
     this.negotiation.abandon();
     this.credentials = undefined;
+    this.legIqs?.cancelAll();
     const m = this.deps.metrics;
     m.connectionsOpen.dec({ listener: this.mode, side: "client" });
     m.connectionsClosed.inc({ listener: this.mode, side: "client", reason: this.closeReason });
@@ -318,7 +344,7 @@ export class Link implements SessionView {
   }
 
   private countStanza(direction: "c2s" | "s2c", el: Element): void {
-    // Cached LazyCounters (issue 7): resolving labels on every stanza was ~5 % of the relay's CPU, and
+    // Cached LazyCounters: resolving labels on every stanza was ~5 % of the relay's CPU, and
     // prom-client still hashes them on every inc(); no key string is built per stanza either.
     let cache = STANZA_COUNTERS.get(this.deps.metrics);
     if (!cache) STANZA_COUNTERS.set(this.deps.metrics, (cache = { c2s: new Map(), s2c: new Map() }));

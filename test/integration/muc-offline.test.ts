@@ -293,7 +293,8 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       const a2 = await connect(mux.directPort, al, "release2");
       await a2.iq(submit(r, al, "0"));
       await until("the anchor left", () => leaves() === 1, 6000);
-      assert.equal(mux.app.accounts.get(`${al}@localhost`)?.rooms.has(r), false);
+      const acct = mux.app.accounts.get(`${al}@localhost`);
+      assert.equal(acct === undefined ? undefined : mux.app.views.rooms.get(acct, r), undefined);
     });
 
     it("SPEC D6b bounds: per-room and per-account caps and the TTL drop with a metric; the room goes on for others", async () => {

@@ -236,7 +236,8 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
           if (how === "ban") assert.ok(codesOf(gone).includes("301"));
           else assert.ok(gone.getChild("x", MUC_USER)?.getChild("destroy"));
         }
-        assert.equal(mux.app.accounts.get("alice@localhost")?.rooms.has(r), false, "room state cleared");
+        const acct = mux.app.accounts.get("alice@localhost");
+        assert.equal(acct === undefined ? undefined : mux.app.views.rooms.get(acct, r), undefined, "room state cleared");
       }
     });
 

@@ -1,48 +1,54 @@
-// Fan-out (DESIGN.md): one parse, one serialization per stanza; the receiving session's full JID is
-// spliced in where a marker stands, so N copies cost N string joins, not N serializations.
+// Fan-out (DESIGN.md): one parse, one serialization per stanza (chain/prepared.ts); each copy goes through
+// its session's outbound chain like any stanza toward a device, with `to` (and, for the account's own
+// presences, `<item jid>`) set to that session's JID while it passes.
 import type { Element } from "@xmpp/xml";
-import { escapeAttr, serialize } from "../../xml/serialize.js";
-import type { Link } from "../../stream/link.js";
+import type { Origin, Session } from "../../chain/session.js";
+import { Prepared } from "../../chain/prepared.js";
 import type { Metrics } from "../../metrics/metrics.js";
 import { MUC_USER } from "./xmlutil.js";
 
-// U+0001 cannot occur in XML 1.0 content, so it can never collide with anything parsed.
-const MARK = "\u0001";
+interface CopyOptions {
+  rewriteItemJid?: boolean;
+  /** Default "anchor": room traffic the anchor received. Synthesized stanzas say "local". */
+  origin?: Origin;
+}
 
-function write(el: Element, links: readonly Link[], rewriteItemJid: boolean): number {
-  if (links.length === 0) return 0; // a kept room with nobody in it: nothing to serialize
+function write(el: Element, sessions: readonly Session[], opts: CopyOptions): number {
+  if (sessions.length === 0) return 0; // a kept room with nobody in it: nothing to serialize
   const to = el.attrs.to;
-  el.attrs.to = MARK;
-  const item = rewriteItemJid ? el.getChild("x", MUC_USER)?.getChild("item") : undefined;
+  const prepared = sessions.length > 1 ? new Prepared(el, opts.rewriteItemJid ?? false) : undefined;
+  const item = opts.rewriteItemJid ? el.getChild("x", MUC_USER)?.getChild("item") : undefined;
   const itemJid = item?.attrs.jid;
-  if (item && itemJid !== undefined) item.attrs.jid = MARK;
-  const parts = serialize(el).split(MARK);
-  // Leave the element as it was: callers may cache or hand it on.
-  if (to === undefined) delete el.attrs.to;
-  else el.attrs.to = to;
-  if (item && itemJid !== undefined) item.attrs.jid = itemJid;
+  const origin = opts.origin ?? "anchor";
   let n = 0;
-  for (const link of links) {
-    if (!link.jid) continue;
-    link.deliverRaw(parts.join(escapeAttr(link.jid)));
-    n++;
+  try {
+    for (const session of sessions) {
+      const jid = session.jid;
+      if (jid === undefined) continue;
+      el.attrs.to = jid;
+      if (item && itemJid !== undefined) item.attrs.jid = jid;
+      session.deliver(el, { origin, prepared });
+      n++;
+    }
+  } finally {
+    // Leave the element as it was: callers may cache or hand it on.
+    if (to === undefined) delete el.attrs.to;
+    else el.attrs.to = to;
+    if (item && itemJid !== undefined) item.attrs.jid = itemJid;
   }
   return n;
 }
 
-/**
- * Write `el` to every link with `to` (and, for own presences, `<item jid>`) set to that link's JID
- * (SPEC B3, C1).
- */
-export function fanOut(el: Element, links: readonly Link[], metrics: Metrics, opts: { rewriteItemJid?: boolean } = {}): number {
-  const n = write(el, links, opts.rewriteItemJid ?? false);
+/** Write `el` to every session, addressed to each (SPEC B3, C1). */
+export function fanOut(el: Element, sessions: readonly Session[], metrics: Metrics, opts: CopyOptions = {}): number {
+  const n = write(el, sessions, opts);
   metrics.fanoutRecipients.observe(n);
   metrics.fanoutDeliveries.inc(n);
   if (n > 1) metrics.upstreamCopiesSaved.inc(n - 1);
   return n;
 }
 
-/** One copy to one session (replies, replays): not counted as fan-out. */
-export function sendTo(link: Link, el: Element, opts: { rewriteItemJid?: boolean } = {}): void {
-  write(el, [link], opts.rewriteItemJid ?? false);
+/** One copy to one session (replies, replays from the cache): not counted as fan-out. Default origin "local". */
+export function sendTo(session: Session, el: Element, opts: CopyOptions = {}): void {
+  write(el, [session], { origin: "local", ...opts });
 }

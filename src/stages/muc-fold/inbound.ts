@@ -1,14 +1,15 @@
 // Room traffic arriving on the anchor (SPEC B3, C1, C2, C6–C8, C11, C12, A9), fanned out to sessions.
 import type { Element } from "@xmpp/xml";
 import type { Account } from "../../account/account.js";
-import { Room } from "../../account/room.js";
+import { Room } from "./room.js";
 import { resourceOf } from "../../account/jid.js";
 import { fanOut } from "./fanout.js";
 import { clone, DELAY, isHistoryWorthy, MUC_USER, statusCodes } from "./xmlutil.js";
-import { dropRoom, roomOf, type MucDeps } from "./context.js";
+import { dropRoom, isKept, roomOf, roomsOf, type MucDeps } from "./context.js";
 import { completeBurst, failJoin, onJoin, onJoined, startUpstreamJoin } from "./join.js";
 import { leaveIfUnused, onLeft, startLinger } from "./leave.js";
 import { onAnchorIq } from "./iq.js";
+import { resultOf } from "../../protocol/iq-tracker.js";
 import { finishRejoin, onRejoinOccupant, onRejoinHistory } from "./rejoin.js";
 
 const REMOVAL = ["301", "307", "321", "322", "332", "333"];
@@ -17,13 +18,16 @@ export function onAnchorStanza(m: MucDeps, account: Account, el: Element): void 
   if (el.name === "iq") return onAnchorIq(m, account, el);
   const room = roomOf(account, el.attrs.from);
   if (!room) return; // not a managed room (nothing else is routed to the anchor)
+  // Archive results belong to the query that asked for them; the account's IQ tracker hands them to it
+  // before any stage runs. One that reaches here answers no pending query (it timed out): nobody's.
+  if (el.name === "message" && resultOf(el)) return;
   if (el.name === "presence") onPresence(m, account, room, el);
   else if (el.name === "message") onMessage(m, account, room, el);
 }
 
 /** Who hears room traffic now: joined sessions and those in their join burst, or waiters before it. */
 function listeners(room: Room) {
-  return room.self ? room.audience() : room.waiting.map((w) => w.link);
+  return room.self ? room.audience() : room.waiting.map((w) => w.session);
 }
 
 function onPresence(m: MucDeps, account: Account, room: Room, el: Element): void {
@@ -34,7 +38,7 @@ function onPresence(m: MucDeps, account: Account, room: Room, el: Element): void
     if (pending && nick === pending.nick) {
       room.pendingNick = undefined;
       if (pending.id) el.attrs.id = pending.id;
-      return void fanOut(el, [pending.link], m.metrics); // SPEC C2: the error goes to S only
+      return void fanOut(el, [pending.session], m.metrics); // SPEC C2: the error goes to S only
     }
     return; // SPEC A8 has no counterpart here: an error about the anchor's presence concerns nobody else
   }
@@ -62,7 +66,7 @@ function onOwnPresence(m: MucDeps, account: Account, room: Room, el: Element, co
     const destroyed = !!el.getChild("x", MUC_USER)?.getChild("destroy");
     if (destroyed || REMOVAL.some((c) => codes.has(c))) return onRemoved(m, account, room, el);
     const raced = onLeft(m, account, room, el);
-    for (const w of raced) onJoin(m, account, w.link, w.presence);
+    for (const w of raced) onJoin(m, account, w.session, w.presence);
     return;
   }
   if (room.state === "joining" && !room.self) {
@@ -84,17 +88,17 @@ function onOwnPresence(m: MucDeps, account: Account, room: Room, el: Element, co
 }
 
 function startLingerIfEmpty(m: MucDeps, account: Account, room: Room): void {
-  if (room.joined.size === 0 && account.rooms.has(room.jid.toLowerCase())) startLinger(m, account, room);
+  if (room.joined.size === 0 && roomsOf(account).has(room.jid.toLowerCase())) startLinger(m, account, room);
 }
 
 /** SPEC C7: kicked, banned, affiliation lost, members-only, shutdown or destroyed. */
 function onRemoved(m: MucDeps, account: Account, room: Room, el: Element): void {
-  fanOut(el, [...room.audience(), ...room.waiting.map((w) => w.link)], m.metrics, { rewriteItemJid: true });
+  fanOut(el, [...room.audience(), ...room.waiting.map((w) => w.session)], m.metrics, { rewriteItemJid: true });
   m.log.info({ codes: [...statusCodes(el)] }, "account removed from a room");
   const codes = statusCodes(el);
   const destroyed = !!el.getChild("x", MUC_USER)?.getChild("destroy");
-  m.accounts.roomRemoved(account, room.jid, codes, destroyed);
-  const rejoin = (codes.has("332") || codes.has("333")) && m.accounts.isKept(account, room.jid);
+  m.events.emit("room-removed", { account, room: room.jid, codes, destroyed });
+  const rejoin = (codes.has("332") || codes.has("333")) && isKept(m, account, room.jid);
   room.joined.clear();
   room.burst.clear();
   room.waiting = [];
@@ -103,7 +107,7 @@ function onRemoved(m: MucDeps, account: Account, room: Room, el: Element): void 
   if (rejoin && account.anchor) {
     const again = new Room(room.jid, room.nick, m.config.muc.historySize);
     again.joinX = room.joinX;
-    account.rooms.set(room.jid.toLowerCase(), again);
+    roomsOf(account).set(room.jid.toLowerCase(), again);
     setTimeout(() => startUpstreamJoin(m, account, again, undefined), 5000).unref();
   }
 }
@@ -114,7 +118,7 @@ function onMessage(m: MucDeps, account: Account, room: Room, el: Element): void 
   if (type === "error") return void fanOut(el, room.audience(), m.metrics);
   // SPEC C12: private messages (and room notices to the bare JID) fork to every joined session.
   const n = fanOut(el, room.audience(), m.metrics);
-  if (n === 0) m.accounts.unjoinedMessage(account, room.jid, el);
+  if (n === 0) m.events.emit("room-unjoined-message", { account, room: room.jid, el });
 }
 
 function onGroupchat(m: MucDeps, account: Account, room: Room, el: Element): void {
@@ -139,5 +143,5 @@ function onGroupchat(m: MucDeps, account: Account, room: Room, el: Element): voi
     room.addHistory(cached);
   }
   const n = fanOut(el, delayed && room.burst.size > 0 ? [...room.burst] : listeners(room), m.metrics);
-  if (n === 0 && !delayed) m.accounts.unjoinedMessage(account, room.jid, el);
+  if (n === 0 && !delayed) m.events.emit("room-unjoined-message", { account, room: room.jid, el });
 }

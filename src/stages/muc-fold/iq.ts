@@ -1,77 +1,72 @@
-// IQs through the anchor (SPEC C9–C11): id mapping both ways, self-pings answered locally.
+// IQs through the anchor (SPEC C9–C11), correlated by the account's IQ trackers: a session's IQ to a room
+// goes out on the anchor and its answer (with the archive results of a MAM query) comes back to that
+// session only; an occupant's IQ to the account goes to one joined session and its answer back to the room.
 import { Element } from "@xmpp/xml";
 import type { Account } from "../../account/account.js";
-import type { Room } from "../../account/room.js";
+import type { Room } from "./room.js";
 import { resourceOf } from "../../account/jid.js";
-import type { Link } from "../../stream/link.js";
+import type { Session } from "../../chain/session.js";
 import { sendTo } from "./fanout.js";
 import { DISCO_INFO, errorReply, PING } from "./xmlutil.js";
-import { freshId, inRoom, roomOf, viaAnchor, type MucDeps } from "./context.js";
+import { inRoom, roomOf, type MucDeps } from "./context.js";
 import { RANK } from "./presence.js";
 
-const IQ_TTL_MS = 120_000;
+const MAM = /^urn:xmpp:mam:[0-9]+$/;
 
-function sweep<T extends { at: number }>(map: Map<string, T>): void {
-  if (map.size < 256) return;
-  const cutoff = Date.now() - IQ_TTL_MS;
-  for (const [k, v] of map) if (v.at < cutoff) map.delete(k);
-}
-
-/** An IQ from session S to R or R/* (SPEC C10), or a self-ping (SPEC C9). */
-export function onSessionIq(m: MucDeps, account: Account, room: Room, link: Link, el: Element): void {
+/** An IQ from a session to R or R/* (SPEC C10), a self-ping (SPEC C9), or a session's answer (SPEC C11). */
+export function onSessionIq(m: MucDeps, account: Account, room: Room, session: Session, el: Element): void {
   const type = el.attrs.type;
   if (type === "result" || type === "error") {
-    // SPEC C11: a session answers an occupant's IQ that mucmux forwarded to it.
-    const entry = el.attrs.id === undefined ? undefined : account.inboundIqs.get(el.attrs.id);
-    if (!entry) return;
-    account.inboundIqs.delete(el.attrs.id as string);
-    el.attrs.id = entry.id;
-    el.attrs.to = entry.from;
-    viaAnchor(account, el);
+    // SPEC C11: a session answers an occupant's IQ that mucmux forwarded to it; anything else is dropped.
+    account.sessionIqs.take(el);
     return;
   }
   const to = el.attrs.to ?? "";
   if (el.getChild("ping", PING) && resourceOf(to) === room.nick) {
     // SPEC C9 (XEP-0410): answered by mucmux for the account's own occupant JID.
-    const ok = inRoom(room, link) && room.state === "joined";
+    const ok = inRoom(room, session) && room.state === "joined";
     m.metrics.selfPings.inc({ result: ok ? "result" : "not-acceptable" });
     const reply = ok ? new Element("iq", { type: "result", id: el.attrs.id, from: to }) : errorReply(el, "cancel", "not-acceptable", to);
-    return sendTo(link, reply);
+    return sendTo(session, reply);
   }
-  const id = freshId("mmi");
-  sweep(account.iqs);
-  account.iqs.set(id, { link, id: el.attrs.id ?? "", at: Date.now() });
-  const original = el.attrs.id;
-  el.attrs.id = id;
-  if (!viaAnchor(account, el)) {
-    account.iqs.delete(id);
-    el.attrs.id = original ?? "";
-    el.attrs.from = link.jid ?? "";
-    link.deliverThroughChain(errorReply(el, "wait", "remote-server-timeout")); // like any answer (SPEC C10)
-  }
+  const id = el.attrs.id;
+  const isArchiveQuery = el.children.some((c) => typeof c !== "string" && c.name === "query" && MAM.test(c.attrs.xmlns ?? ""));
+  const answer = (reply: Element) => {
+    if (id === undefined) delete reply.attrs.id;
+    else reply.attrs.id = id;
+    sendTo(session, reply, { origin: "anchor" }); // SPEC C10: S's own id and to, through S's outbound chain
+  };
+  account.anchorIqs.request(el, (iq) => account.sendViaAnchor(iq), {
+    // Archive results go to the session that asked, never to the room's audience.
+    collect: isArchiveQuery ? (msg) => sendTo(session, msg, { origin: "anchor" }) : undefined,
+  }).then(answer, () => {
+    // Not sent (the anchor is not online), no answer in time, or the anchor's stream went down meanwhile.
+    if (!session.online) return;
+    const reply = errorReply(el, "wait", "remote-server-timeout", to);
+    reply.attrs.to = session.jid ?? "";
+    answer(reply);
+  });
 }
 
-/** IQs arriving on the anchor. */
+/** IQs arriving on the anchor that no pending request took. */
 export function onAnchorIq(m: MucDeps, account: Account, el: Element): void {
   const type = el.attrs.type;
-  if (type === "result" || type === "error") {
-    const entry = el.attrs.id === undefined ? undefined : account.iqs.get(el.attrs.id);
-    if (!entry) return;
-    account.iqs.delete(el.attrs.id as string);
-    el.attrs.id = entry.id;
-    el.attrs.to = entry.link.jid ?? "";
-    // SPEC C10: S's own id and to; through S's s2c chain so other stages (offline forms) can see answers.
-    return entry.link.deliverThroughChain(el);
-  }
+  if (type === "result" || type === "error") return; // an answer nobody waits for any more
   const room = roomOf(account, el.attrs.from);
   const target = room && resourceOf(el.attrs.from ?? "") !== undefined ? mostAvailable(room) : undefined;
-  if (target) {
+  if (target?.jid) {
     // SPEC C11: an occupant's IQ to the account's occupant JID goes to one joined session.
-    const id = freshId("mmq");
-    sweep(account.inboundIqs);
-    account.inboundIqs.set(id, { id: el.attrs.id ?? "", from: el.attrs.from ?? "", at: Date.now() });
-    el.attrs.id = id;
-    return sendTo(target, el);
+    const id = el.attrs.id;
+    const from = el.attrs.from;
+    el.attrs.to = target.jid;
+    account.sessionIqs.request(el, (iq) => { target.deliver(iq, { origin: "anchor" }); return true; }).then((reply) => {
+      if (id === undefined) delete reply.attrs.id;
+      else reply.attrs.id = id;
+      if (from === undefined) delete reply.attrs.to;
+      else reply.attrs.to = from;
+      account.sendViaAnchor(reply);
+    }, () => {}); // the session never answered: neither would the server have
+    return;
   }
   account.anchor?.send(localAnswer(el)); // SPEC A8: IQ errors are allowed
 }
@@ -91,13 +86,12 @@ function localAnswer(el: Element): Element {
   return err;
 }
 
-function mostAvailable(room: Room): Link | undefined {
-  let best: Link | undefined;
+function mostAvailable(room: Room): Session | undefined {
+  let best: Session | undefined;
   let rank = -1;
-  for (const link of room.joined) {
-    const r = RANK[room.presences.get(link)?.getChildText("show") ?? ""] ?? 4;
-    if (r > rank) { rank = r; best = link; }
+  for (const session of room.joined) {
+    const r = RANK[room.presences.get(session)?.getChildText("show") ?? ""] ?? 4;
+    if (r > rank) { rank = r; best = session; }
   }
   return best;
 }
-

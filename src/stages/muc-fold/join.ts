@@ -1,12 +1,12 @@
 // Join folding (SPEC B1–B8): one upstream join per account and room; later joins answered from cache.
 import { Element } from "@xmpp/xml";
 import type { Account } from "../../account/account.js";
-import { Room, type HistoryRequest, type JoinRequest } from "../../account/room.js";
+import { Room, type HistoryRequest, type JoinRequest } from "./room.js";
 import { bareKey, bareOf, resourceOf } from "../../account/jid.js";
-import type { Link } from "../../stream/link.js";
+import type { Session } from "../../chain/session.js";
 import { sendTo } from "./fanout.js";
 import { clone, DELAY, MUC, setStatusCodes, statusCodes, STANZAS, errorReply } from "./xmlutil.js";
-import { dropRoom, type MucDeps } from "./context.js";
+import { dropRoom, roomsOf, type MucDeps } from "./context.js";
 import { anchorPresence, schedulePresence } from "./presence.js";
 
 const BURST_TIMEOUT_MS = 5000;
@@ -24,18 +24,20 @@ export function parseHistory(join: Element): HistoryRequest | undefined {
   return out;
 }
 
-export function onJoin(m: MucDeps, account: Account, link: Link, el: Element): void {
+export function onJoin(m: MucDeps, account: Account, session: Session, el: Element): void {
   const to = el.attrs.to ?? "";
   const nick = resourceOf(to);
-  if (!nick) return link.toClient(errorReply(el, "modify", "jid-malformed"));
-  const req: JoinRequest = { link, id: el.attrs.id, nick, history: parseHistory(el), presence: el };
-  let room = account.rooms.get(bareKey(to));
+  if (!nick) return sendTo(session, errorReply(el, "modify", "jid-malformed"));
+  const req: JoinRequest = { session, id: el.attrs.id, nick, history: parseHistory(el), presence: el };
+  let room = roomsOf(account).get(bareKey(to));
   if (!room) {
     room = new Room(bareOf(to), nick, m.config.muc.historySize);
-    room.joinX = clone(el.getChild("x", MUC) as Element);
-    account.rooms.set(bareKey(to), room);
+    // A groupchat 1.0 join (a plain presence to room/nick) has no <x/>: the anchor joins with an empty one.
+    const x = el.getChild("x", MUC);
+    room.joinX = x ? clone(x) : new Element("x", { xmlns: MUC });
+    roomsOf(account).set(bareKey(to), room);
     room.waiting.push(req);
-    room.presences.set(link, el);
+    room.presences.set(session, el);
     return startUpstreamJoin(m, account, room, req.id);
   }
   m.metrics.upstreamJoinsSaved.inc();
@@ -53,10 +55,10 @@ export function onJoin(m: MucDeps, account: Account, link: Link, el: Element): v
  * room lingers/keeps like any room whose sessions went away.
  */
 export function joinKept(m: MucDeps, account: Account, roomJid: string, nick: string): void {
-  if (account.rooms.has(bareKey(roomJid))) return;
+  if (roomsOf(account).has(bareKey(roomJid))) return;
   const room = new Room(bareOf(roomJid), nick, m.config.muc.historySize);
   room.joinX = new Element("x", { xmlns: MUC }).c("history", { maxstanzas: "0" }).up();
-  account.rooms.set(bareKey(roomJid), room);
+  roomsOf(account).set(bareKey(roomJid), room);
   startUpstreamJoin(m, account, room, undefined);
 }
 
@@ -65,7 +67,7 @@ export function startUpstreamJoin(m: MucDeps, account: Account, room: Room, id: 
   room.state = "joining";
   const anchor = m.accounts.anchorFor(account);
   void anchor.ready().then((ok) => {
-    if (account.rooms.get(bareKey(room.jid)) !== room) return;
+    if (roomsOf(account).get(bareKey(room.jid)) !== room) return;
     if (!ok) return failJoin(m, account, room, errorPresence(room, "cancel", "remote-server-not-found"));
     const p = anchorPresence(room, `${room.jid}/${room.nick}`);
     if (id) p.attrs.id = id;
@@ -93,7 +95,7 @@ export function failJoin(m: MucDeps, account: Account, room: Room, error: Elemen
     e.attrs.from = `${room.jid}/${w.nick}`;
     if (w.id) e.attrs.id = w.id;
     else delete e.attrs.id;
-    sendTo(w.link, e);
+    sendTo(w.session, e);
   }
   room.waiting = [];
   dropRoom(m, account, room);
@@ -112,8 +114,8 @@ export function onJoined(m: MucDeps, account: Account, room: Room, self: Element
     setStatusCodes(copy, codes);
     if (w.id) copy.attrs.id = w.id;
     else delete copy.attrs.id;
-    sendTo(w.link, copy, { rewriteItemJid: true });
-    room.burst.add(w.link);
+    sendTo(w.session, copy, { rewriteItemJid: true });
+    room.burst.add(w.session);
   }
   room.waiting = [];
   room.burstTimer = setTimeout(() => completeBurst(m, account, room), BURST_TIMEOUT_MS);
@@ -123,7 +125,7 @@ export function onJoined(m: MucDeps, account: Account, room: Room, self: Element
 /** The subject ended the join burst (XEP-0045 §7.2.15): burst sessions are joined now. */
 export function completeBurst(m: MucDeps, account: Account, room: Room): void {
   clearTimeout(room.burstTimer);
-  for (const link of room.burst) room.joined.add(link);
+  for (const session of room.burst) room.joined.add(session);
   room.burst.clear();
   const late = room.late;
   room.late = [];
@@ -133,15 +135,15 @@ export function completeBurst(m: MucDeps, account: Account, room: Room): void {
 
 /** SPEC B4: the occupants, the self-presence, history and subject from the cache; nothing upstream. */
 export function answerFromCache(m: MucDeps, account: Account, room: Room, req: JoinRequest): void {
-  const link = req.link;
-  if (room.roomPresence) sendTo(link, clone(room.roomPresence));
-  for (const p of room.occupants.values()) sendTo(link, clone(p));
-  sendTo(link, selfPresenceFor(room, req), { rewriteItemJid: true });
-  for (const h of historyFor(room, req.history)) sendTo(link, clone(h));
+  const session = req.session;
+  if (room.roomPresence) sendTo(session, clone(room.roomPresence));
+  for (const p of room.occupants.values()) sendTo(session, clone(p));
+  sendTo(session, selfPresenceFor(room, req), { rewriteItemJid: true });
+  for (const h of historyFor(room, req.history)) sendTo(session, clone(h));
   const subject = room.subject ? clone(room.subject) : new Element("message", { type: "groupchat", from: room.jid }).c("subject").up();
-  sendTo(link, subject);
-  room.joined.add(link);
-  room.presences.set(link, req.presence);
+  sendTo(session, subject);
+  room.joined.add(session);
+  room.presences.set(session, req.presence);
   clearTimeout(room.lingerTimer);
   room.lingerTimer = undefined;
   m.metrics.synthesizedJoins.inc();

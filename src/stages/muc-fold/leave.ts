@@ -1,42 +1,42 @@
 // Leaving (SPEC C4–C6): explicit leaves, implicit departures (a session closed) and the linger timer.
 import { Element } from "@xmpp/xml";
 import type { Account } from "../../account/account.js";
-import type { JoinRequest, Room } from "../../account/room.js";
-import type { Link } from "../../stream/link.js";
+import type { JoinRequest, Room } from "./room.js";
+import type { Session } from "../../chain/session.js";
 import { sendTo } from "./fanout.js";
-import { dropRoom, localUnavailable, type MucDeps } from "./context.js";
+import { dropRoom, isKept, localUnavailable, roomsOf, type MucDeps } from "./context.js";
 import { schedulePresence } from "./presence.js";
 
-function forget(room: Room, link: Link): boolean {
-  const was = room.joined.delete(link) || room.burst.delete(link);
+function forget(room: Room, session: Session): boolean {
+  const was = room.joined.delete(session) || room.burst.delete(session);
   const before = room.waiting.length;
-  room.waiting = room.waiting.filter((w) => w.link !== link);
-  room.late = room.late.filter((w) => w.link !== link);
-  room.presences.delete(link);
+  room.waiting = room.waiting.filter((w) => w.session !== session);
+  room.late = room.late.filter((w) => w.session !== session);
+  room.presences.delete(session);
   return was || room.waiting.length !== before;
 }
 
 const nobodyIn = (room: Room) => room.joined.size === 0 && room.burst.size === 0 && room.waiting.length === 0 && room.late.length === 0;
 
 /** Explicit leave: presence type=unavailable from S to R/* (SPEC C4, C6). */
-export function onLeave(m: MucDeps, account: Account, room: Room, link: Link, el: Element): void {
-  forget(room, link);
-  const kept = m.accounts.isKept(account, room.jid);
+export function onLeave(m: MucDeps, account: Account, room: Room, session: Session, el: Element): void {
+  forget(room, session);
+  const kept = isKept(m, account, room.jid);
   if (!nobodyIn(room) || kept || room.state !== "joined") {
     // SPEC C4: only S learns it left; nothing goes upstream.
-    sendTo(link, localUnavailable(room, link, el.attrs.id), { rewriteItemJid: true });
+    sendTo(session, localUnavailable(room, session, el.attrs.id), { rewriteItemJid: true });
     if (room.state === "joining" && nobodyIn(room) && !kept) room.leaveWhenJoined = true;
     schedulePresence(account, room);
     return;
   }
   // SPEC C6: the last session leaves a room that is not kept: the anchor leaves.
   room.state = "leaving";
-  room.leaver = { link, id: el.attrs.id };
+  room.leaver = { session, id: el.attrs.id };
   const p = new Element("presence", { type: "unavailable", to: `${room.jid}/${room.nick}` });
   const status = el.getChildText("status");
   if (status) p.c("status").t(status);
   if (!account.anchor?.send(p)) {
-    sendTo(link, localUnavailable(room, link, el.attrs.id), { rewriteItemJid: true });
+    sendTo(session, localUnavailable(room, session, el.attrs.id), { rewriteItemJid: true });
     dropRoom(m, account, room);
   }
 }
@@ -48,7 +48,7 @@ export function onLeave(m: MucDeps, account: Account, room: Room, link: Link, el
 export function onLeft(m: MucDeps, account: Account, room: Room, el: Element): JoinRequest[] {
   if (room.leaver) {
     if (room.leaver.id) el.attrs.id = room.leaver.id;
-    sendTo(room.leaver.link, el, { rewriteItemJid: true });
+    sendTo(room.leaver.session, el, { rewriteItemJid: true });
   }
   room.leaver = undefined;
   const waiting = room.waiting;
@@ -59,15 +59,15 @@ export function onLeft(m: MucDeps, account: Account, room: Room, el: Element): J
 
 /** A join completed (or a re-join) with nobody left to use it and nothing keeping it: leave at once. */
 export function leaveIfUnused(m: MucDeps, account: Account, room: Room): boolean {
-  if (!nobodyIn(room) || m.accounts.isKept(account, room.jid) || room.state !== "joined") return false;
+  if (!nobodyIn(room) || isKept(m, account, room.jid) || room.state !== "joined") return false;
   lingerExpired(m, account, room);
   return true;
 }
 
 /** SPEC C5: a session closed without leaving; nothing is sent to the room or other sessions. */
-export function onSessionGone(m: MucDeps, account: Account, link: Link): void {
-  for (const room of [...account.rooms.values()]) {
-    if (!forget(room, link)) continue;
+export function onSessionGone(m: MucDeps, account: Account, session: Session): void {
+  for (const room of [...roomsOf(account).values()]) {
+    if (!forget(room, session)) continue;
     if (!nobodyIn(room)) {
       schedulePresence(account, room);
       continue;
@@ -87,7 +87,7 @@ export function startLinger(m: MucDeps, account: Account, room: Room): void {
 
 function lingerExpired(m: MucDeps, account: Account, room: Room): void {
   room.lingerTimer = undefined;
-  if (!nobodyIn(room) || m.accounts.isKept(account, room.jid) || room.state !== "joined") return;
+  if (!nobodyIn(room) || isKept(m, account, room.jid) || room.state !== "joined") return;
   room.state = "leaving";
   room.leaver = undefined;
   if (!account.anchor?.send(new Element("presence", { type: "unavailable", to: `${room.jid}/${room.nick}` }))) {

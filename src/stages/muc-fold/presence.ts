@@ -1,9 +1,10 @@
 // SPEC C3: the anchor's presence in a room is the most available presence among the joined sessions,
 // sent only when it changes (debounced); `xa` while the room is kept with nobody joined.
 import { Element } from "@xmpp/xml";
-import type { Room } from "../../account/room.js";
+import type { Room } from "./room.js";
 import type { Account } from "../../account/account.js";
 import { bareKey } from "../../account/jid.js";
+import { roomsOf } from "./context.js";
 
 /** chat > available > away > xa > dnd (SPEC C3). */
 export const RANK: Record<string, number> = { chat: 5, "": 4, away: 3, xa: 2, dnd: 1 };
@@ -33,7 +34,7 @@ export function anchorPresence(room: Room, to: string): Element {
 export function schedulePresence(account: Account, room: Room): void {
   clearTimeout(room.presenceTimer);
   room.presenceTimer = setTimeout(() => {
-    if (room.state !== "joined" || account.rooms.get(bareKey(room.jid)) !== room) return;
+    if (room.state !== "joined" || roomsOf(account).get(bareKey(room.jid)) !== room) return;
     const { show, status } = best(room);
     if (`${show}\u0000${status ?? ""}` === room.sentPresenceKey) return;
     account.anchor?.send(anchorPresence(room, `${room.jid}/${room.nick}`));

@@ -2,16 +2,16 @@
 // cached message; joined sessions see only the differences, never a second full join.
 import { Element } from "@xmpp/xml";
 import type { Account } from "../../account/account.js";
-import type { Room } from "../../account/room.js";
+import type { Room } from "./room.js";
 import { fanOut } from "./fanout.js";
 import { clone, MUC_USER } from "./xmlutil.js";
 import { startUpstreamJoin, answerFromCache } from "./join.js";
-import type { MucDeps } from "./context.js";
+import { roomsOf, type MucDeps } from "./context.js";
 
 const REJOIN_TIMEOUT_MS = 10_000;
 
 export function rejoinAll(m: MucDeps, account: Account): void {
-  for (const room of account.rooms.values()) {
+  for (const room of roomsOf(account).values()) {
     if (room.state !== "joined") continue;
     room.rejoin = { occupants: new Map(room.occupants), subject: room.subject?.getChildText("subject") ?? undefined };
     room.occupants.clear();
@@ -41,7 +41,7 @@ export function onRejoinHistory(m: MucDeps, account: Account, room: Room, el: El
   if (sid !== undefined ? room.hasStanzaId(sid) : stamp !== undefined && last !== undefined && stamp <= last) return;
   room.addHistory(clone(el));
   // Missed while the anchor was away: to the joined sessions, or to the offline handlers when none is in.
-  if (fanOut(el, room.audience(), m.metrics) === 0) m.accounts.unjoinedMessage(account, room.jid, el);
+  if (fanOut(el, room.audience(), m.metrics) === 0) m.events.emit("room-unjoined-message", { account, room: room.jid, el });
 }
 
 export function finishRejoin(m: MucDeps, account: Account, room: Room, previousSubject: string | undefined): void {

@@ -8,7 +8,6 @@
 // sessions directly, batched once per second). The archive is read backwards from its end until that id turns up; what follows it was missed.
 // Stable ids also make the catch-up and live copies of one message count once. Rooms without an archive
 // (no stanza-ids, the query answered with an error) keep the old behaviour: nothing is caught up.
-import { randomBytes } from "node:crypto";
 import { Element } from "@xmpp/xml";
 import type { Account } from "../../account/account.js";
 import { bareKey } from "../../account/jid.js";
@@ -30,22 +29,14 @@ interface Page {
   first: string | undefined;
 }
 
-interface Pending {
-  account: Account;
-  room: string;
-  results: Element[];
-  done(iq: Element | undefined): void;
-}
-
 export interface Archive {
-  /** Every stanza on every anchor (registered with the account registry). */
+  /** Every anchor stanza the account's IQ tracker did not take (this stage's anchor handler). */
   onAnchorStanza(account: Account, el: Element): void;
   /** The anchor is joining the flagged `room` again at a login: catch up on what it missed. */
   catchUp(account: Account, room: string): void;
 }
 
 export function createArchive(ctx: OfflineContext): Archive {
-  const queries = new Map<string, Pending>();
 
   const flush = (account: Account): void => {
     const st = ctx.state(account);
@@ -70,26 +61,14 @@ export function createArchive(ctx: OfflineContext): Archive {
 
   return {
     onAnchorStanza(account, el) {
-      if (el.name === "iq") {
-        const q = el.attrs.id === undefined ? undefined : queries.get(el.attrs.id);
-        if (q?.account === account && (el.attrs.type === "result" || el.attrs.type === "error")) q.done(el);
-        return;
-      }
       if (el.name !== "message") return;
-      const result = el.getChild("result", MAM);
-      if (result) {
-        const q = queries.get(result.attrs.queryid ?? "");
-        if (q?.account === account && bareKey(el.attrs.from ?? "") === q.room) q.results.push(clone(result));
-        return;
-      }
       // A live message in a flagged room that sessions of the account are in: it goes to them, not through
       // this stage, and is the newest the anchor received (messages this stage handles move the point
       // themselves, once queued or delivered).
       if (el.attrs.type !== "groupchat" || el.getChild("delay", DELAY)) return;
       const room = bareKey(el.attrs.from ?? "");
       if (ctx.state(account).flags.get(room)?.offline !== true) return;
-      const r = account.rooms.get(room);
-      if (!r || r.joined.size + r.burst.size === 0) return;
+      if (!ctx.views.rooms.get(account, room)?.occupied) return;
       const key = stableKey(el, room);
       if (key !== undefined) ctx.noteSeen(account, room, key);
     },
@@ -99,10 +78,10 @@ export function createArchive(ctx: OfflineContext): Archive {
       void st.serial(async () => {
         const store = ctx.store();
         const point = store ? await store.catchUpFrom(accountKey(account), room).catch(() => undefined) : undefined;
-        if (!point || !(await joined(account, room))) return;
+        if (!point || !(await joined(ctx, account, room))) return;
         st.catchingUp++;
         try {
-          const missed = await fetchMissed(ctx, queries, account, room, point);
+          const missed = await fetchMissed(ctx, account, room, point);
           for (const r of missed) await handleArchived(ctx, account, room, r);
           if (missed.length > 0) ctx.log.info({ messages: missed.length }, "offline catch-up from the room archive");
         } finally {
@@ -115,10 +94,10 @@ export function createArchive(ctx: OfflineContext): Archive {
 }
 
 /** The anchor is an occupant of `room` (the catch-up query follows the join); false after JOIN_WAIT_MS. */
-async function joined(account: Account, room: string): Promise<boolean> {
+async function joined(ctx: OfflineContext, account: Account, room: string): Promise<boolean> {
   const end = Date.now() + JOIN_WAIT_MS;
   for (;;) {
-    const r = account.rooms.get(room);
+    const r = ctx.views.rooms.get(account, room);
     if (!r) return false;
     if (r.state === "joined" && account.anchor?.state === "online") return true;
     if (Date.now() > end) return false;
@@ -130,7 +109,7 @@ async function joined(account: Account, room: string): Promise<boolean> {
  * The archive's messages after the catch-up point, oldest first: pages read backwards from the end until
  * the point's id appears, the archive has no more, or a room queue's worth (offline.maxPerRoom) is there.
  */
-async function fetchMissed(ctx: OfflineContext, queries: Map<string, Pending>, account: Account, room: string, point: CatchUpPoint): Promise<Element[]> {
+async function fetchMissed(ctx: OfflineContext, account: Account, room: string, point: CatchUpPoint): Promise<Element[]> {
   const cap = Math.max(ctx.config.offline.maxPerRoom, 1);
   // With an id, read a little earlier and cut at the id; without one, from the registration's time on.
   const start = point.key === undefined ? point.at : point.at - OVERLAP_MS;
@@ -138,7 +117,7 @@ async function fetchMissed(ctx: OfflineContext, queries: Map<string, Pending>, a
   let total = 0;
   let before = "";
   for (let n = 0; n <= Math.ceil(cap / PAGE); n++) {
-    const page = await query(queries, account, room, start, before);
+    const page = await query(account, room, start, before);
     if (!page) break;
     pages.unshift(page.results);
     total += page.results.length;
@@ -152,11 +131,14 @@ async function fetchMissed(ctx: OfflineContext, queries: Map<string, Pending>, a
   return results.slice(-cap);
 }
 
-/** One page of a MAM query on the anchor (`before` "" = the last page); undefined on error or silence. */
-function query(queries: Map<string, Pending>, account: Account, room: string, start: number, before: string): Promise<Page | undefined> {
-  const id = `mmo-${randomBytes(6).toString("hex")}`;
-  const iq = new Element("iq", { type: "set", id, to: room });
-  const q = iq.c("query", { xmlns: MAM, queryid: id });
+/**
+ * One page of a MAM query on the anchor (`before` "" = the last page); undefined on error or silence. The
+ * account's IQ tracker hands this query's result messages to it alone (no session ever sees them).
+ */
+async function query(account: Account, room: string, start: number, before: string): Promise<Page | undefined> {
+  const queryid = `mmo-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+  const iq = new Element("iq", { type: "set", to: room });
+  const q = iq.c("query", { xmlns: MAM, queryid });
   const x = q.c("x", { xmlns: XDATA, type: "submit" });
   x.c("field", { var: "FORM_TYPE", type: "hidden" }).c("value").t(MAM);
   x.c("field", { var: "start" }).c("value").t(new Date(start).toISOString());
@@ -164,24 +146,24 @@ function query(queries: Map<string, Pending>, account: Account, room: string, st
   set.c("max").t(String(PAGE));
   const b = set.c("before");
   if (before) b.t(before);
-  return new Promise((resolve) => {
-    const finish = (answer: Element | undefined) => {
-      clearTimeout(timer);
-      queries.delete(id);
-      const pending = entry.results;
-      if (answer?.attrs.type !== "result") return resolve(undefined); // no archive, no access, or no answer
-      const fin = answer.getChild("fin", MAM);
-      resolve({
-        results: pending,
-        complete: fin?.attrs.complete === "true",
-        first: fin?.getChild("set", RSM)?.getChildText("first") ?? undefined,
-      });
-    };
-    const entry: Pending = { account, room, results: [], done: finish };
-    const timer = setTimeout(() => finish(undefined), PAGE_WAIT_MS);
-    queries.set(id, entry);
-    if (!account.anchor?.send(iq)) finish(undefined);
-  });
+  const results: Element[] = [];
+  const collect = (msg: Element) => {
+    const result = msg.getChild("result", MAM);
+    if (result && bareKey(msg.attrs.from ?? "") === room) results.push(clone(result));
+  };
+  let answer: Element;
+  try {
+    answer = await account.anchorIqs.request(iq, (el) => account.sendViaAnchor(el), { timeoutMs: PAGE_WAIT_MS, collect });
+  } catch {
+    return undefined; // not sent, no answer in time, or the anchor went down
+  }
+  if (answer.attrs.type !== "result") return undefined; // no archive, or no access
+  const fin = answer.getChild("fin", MAM);
+  return {
+    results,
+    complete: fin?.attrs.complete === "true",
+    first: fin?.getChild("set", RSM)?.getChildText("first") ?? undefined,
+  };
 }
 
 /** One archived message: handled like a live one, with the archive's stamp and id. */

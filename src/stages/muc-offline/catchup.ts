@@ -3,30 +3,29 @@
 // written to the client socket. A message goes to one session only: claimed ids are never handed out twice.
 import type { Element } from "@xmpp/xml";
 import type { Account } from "../../account/account.js";
-import type { Link } from "../../stream/link.js";
+import type { Session } from "../../chain/session.js";
 import type { QueuedMessage, Store } from "../../store/store.js";
-import { serialize } from "../../xml/serialize.js";
 import { parseStanza } from "../../xml/stanza.js";
 import { accountKey, type OfflineContext } from "./context.js";
 
-/** Link slot: true while the session is available (initial presence sent, no unavailable since). */
+/** Session slot: true while the session is available (initial presence sent, no unavailable since). */
 export const AVAILABLE = Symbol("mucmux.offline.available");
 const PAGE = 100;
 
 /** c2s: a broadcast presence (no `to`) of a session. */
-export function onBroadcastPresence(ctx: OfflineContext, account: Account, link: Link, el: Element): void {
+export function onBroadcastPresence(ctx: OfflineContext, account: Account, session: Session, el: Element): void {
   const type = el.attrs.type;
   if (type !== undefined && type !== "unavailable") return;
   // In the account's serial order: messages that arrived before this presence are queued first, then read here.
   void ctx.state(account).serial(async () => {
-    if (type === "unavailable") return void link.slots.set(AVAILABLE, false);
-    if (link.slots.get(AVAILABLE) === true) return;
-    link.slots.set(AVAILABLE, true);
-    await deliverQueued(ctx, account, link);
+    if (type === "unavailable") return void session.slots.set(AVAILABLE, false);
+    if (session.slots.get(AVAILABLE) === true) return;
+    session.slots.set(AVAILABLE, true);
+    await deliverQueued(ctx, account, session);
   }).catch((err: unknown) => ctx.log.error({ err }, "offline catch-up failed"));
 }
 
-async function deliverQueued(ctx: OfflineContext, account: Account, link: Link): Promise<void> {
+async function deliverQueued(ctx: OfflineContext, account: Account, session: Session): Promise<void> {
   const store = ctx.store();
   if (!store) return;
   await retryRemovals(ctx, store);
@@ -44,7 +43,7 @@ async function deliverQueued(ctx: OfflineContext, account: Account, link: Link):
     for (const m of page) {
       after = m.id;
       if (ctx.claimed.has(m.id)) continue;
-      if (link.phase !== "online" || link.jid === undefined) return;
+      if (!session.online || session.jid === undefined) return;
       ctx.claimed.add(m.id);
       const el = parseStanza(m.stanza, limits);
       if (!el || el.name !== "message") {
@@ -52,8 +51,9 @@ async function deliverQueued(ctx: OfflineContext, account: Account, link: Link):
         scheduleRemoval(ctx, m.id);
         continue;
       }
-      el.attrs.to = link.jid;
-      link.deliverRaw(serialize(el), (err) => written(ctx, m.id, err));
+      el.attrs.to = session.jid;
+      // Through the session's outbound chain like any stanza; removed from the store once written.
+      session.deliver(el, { origin: "local", onWritten: (err) => written(ctx, m.id, err) });
     }
     if (page.length < PAGE) return;
   }

@@ -1,6 +1,9 @@
 // What the offline stage's parts share: dependencies, the per-account state (the flags cached from the
 // store) and the process-wide bookkeeping of queued messages in flight.
+import { LRUCache } from "lru-cache";
 import type { AccountRegistry } from "../../account/registry.js";
+import type { EventBus } from "../../chain/events.js";
+import type { Views } from "../../chain/views.js";
 import type { Account } from "../../account/account.js";
 import type { Config } from "../../config/index.js";
 import type { Metrics } from "../../metrics/metrics.js";
@@ -13,6 +16,9 @@ export interface OfflineDeps {
   metrics: Metrics;
   log: Logger;
   accounts: AccountRegistry;
+  events: EventBus;
+  /** The rooms the account manages and the MUC services, read-only. */
+  views: Views;
   /** The store once the app has opened it. */
   store(): Store | undefined;
 }
@@ -28,7 +34,7 @@ export class AccountOffline {
   /** Rooms whose last registration GET said `<registered/>`: a registration that predates mucmux's form (SPEC D4). */
   readonly preRegistered = new Set<string>();
   /** Stable ids (room stanza-ids) handled lately by this stage: a message fetched twice is handled once. */
-  readonly recent = new RecentKeys(1000);
+  readonly recent = new LRUCache<string, true>({ max: 1000 });
   /** Newest stable id each flagged room's anchor received, not yet written to the store (batched). */
   readonly pendingMarks = new Map<string, { key: string; at: number }>();
   markTimer: NodeJS.Timeout | undefined;
@@ -44,20 +50,6 @@ export class AccountOffline {
   }
 }
 
-/** A bounded set of the most recently added keys. */
-export class RecentKeys {
-  private readonly keys = new Set<string>();
-  constructor(private readonly max: number) {}
-  has(key: string): boolean {
-    return this.keys.has(key);
-  }
-  add(key: string): void {
-    this.keys.delete(key);
-    this.keys.add(key);
-    if (this.keys.size > this.max) this.keys.delete(this.keys.values().next().value as string);
-  }
-}
-
 export interface OfflineContext extends OfflineDeps {
   state(account: Account): AccountOffline;
   /** Queued message ids written (or being written) to a session and not yet removed from the store. */
@@ -66,8 +58,6 @@ export interface OfflineContext extends OfflineDeps {
   readonly unremoved: Set<number>;
   /** Written ids waiting for one batched removal. */
   readonly toRemove: number[];
-  /** MUC service domains learnt from disco#info answers (bounded). */
-  readonly mucDomains: Set<string>;
   /**
    * A room message with this stable id reached sessions without being queued (fanned out to joined
    * sessions, or delivered live): the room's catch-up point moves to it (batched; set by archive.ts).
@@ -82,7 +72,6 @@ export function createContext(deps: OfflineDeps): OfflineContext {
     claimed: new Set(),
     unremoved: new Set(),
     toRemove: [],
-    mucDomains: new Set(),
     noteSeen: () => {},
     state(account) {
       let s = states.get(account);

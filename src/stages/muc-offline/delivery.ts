@@ -3,7 +3,7 @@
 // to every online session at once, or into the durable queue when the account has none. Never upstream.
 import type { Element } from "@xmpp/xml";
 import type { Account } from "../../account/account.js";
-import type { Link } from "../../stream/link.js";
+import type { Session } from "../../chain/session.js";
 import { bareKey } from "../../account/jid.js";
 import { serialize } from "../../xml/serialize.js";
 import { accountKey, ensureLoaded, type OfflineContext } from "./context.js";
@@ -32,8 +32,8 @@ export function classify(el: Element): Kind | undefined {
 }
 
 /** Sessions of the account that sent their initial presence and are still online. */
-export function onlineSessions(account: Account): Link[] {
-  return [...account.sessions].filter((l) => l.phase === "online" && l.jid !== undefined && l.slots.get(AVAILABLE) === true);
+export function onlineSessions(account: Account): Session[] {
+  return [...account.sessions].filter((s) => s.online && s.jid !== undefined && s.slots.get(AVAILABLE) === true);
 }
 
 /** The room's stable id of a message: its XEP-0359 stanza-id assigned by the room (MUC MAM). */
@@ -73,7 +73,7 @@ export async function deliverOrQueue(
   const st = ctx.state(account);
   if (key !== undefined) {
     if (st.recent.has(key)) return void ctx.metrics.offlineDropped.inc({ reason: "duplicate" });
-    st.recent.add(key);
+    st.recent.set(key, true);
   }
   const online = onlineSessions(account);
   if (online.length > 0) {
@@ -84,10 +84,11 @@ export async function deliverOrQueue(
   await enqueue(ctx, account, room, el, roomJid, receivedAt, key); // SPEC D6b
 }
 
-function deliverLive(ctx: OfflineContext, links: Link[], el: Element): void {
-  for (const link of links) {
-    el.attrs.to = link.jid ?? "";
-    link.deliverRaw(serialize(el), (err) => { if (!err) ctx.metrics.offlineDelivered.inc({ mode: "live" }); });
+function deliverLive(ctx: OfflineContext, sessions: Session[], el: Element): void {
+  for (const session of sessions) {
+    const copy = clone(el); // each session's outbound chain may keep or change its copy
+    copy.attrs.to = session.jid ?? "";
+    session.deliver(copy, { origin: "local", onWritten: (err) => { if (!err) ctx.metrics.offlineDelivered.inc({ mode: "live" }); } });
   }
 }
 

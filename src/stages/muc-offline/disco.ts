@@ -4,16 +4,14 @@
 import { Element } from "@xmpp/xml";
 import { DISCO_INFO, domainOf, OFFLINE_FEATURE, REGISTER } from "./xml.js";
 
-const MAX_DOMAINS = 1024;
-
-/** Extend a disco#info result in place; learns MUC service domains into `mucDomains`. */
-export function extendDiscoInfo(el: Element, mucDomains: Set<string>): void {
+/** Extend a disco#info result (changes `el`: pass an editable stanza); tells `learn` of MUC service domains. */
+export function extendDiscoInfo(el: Element, learn: (domain: string) => void): void {
   const query = el.getChild("query", DISCO_INFO);
   const from = el.attrs.from;
   if (!query || query.attrs.node !== undefined || !from || from.includes("/")) return;
   if (!query.getChildren("identity").some((i) => i.attrs.category === "conference")) return;
   const domain = domainOf(from);
-  if (!mucDomains.has(domain) && mucDomains.size < MAX_DOMAINS) mucDomains.add(domain);
+  learn(domain);
   const feature = from.includes("@") ? REGISTER : OFFLINE_FEATURE;
   if (query.getChildren("feature").some((f) => f.attrs.var === feature)) return;
   // Before any XEP-0128 extension form, where features usually are.

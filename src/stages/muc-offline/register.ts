@@ -4,7 +4,8 @@
 import type { Element } from "@xmpp/xml";
 import { DROP, type StageResult, type StanzaContext } from "../../chain/stage.js";
 import type { Account } from "../../account/account.js";
-import type { Link } from "../../stream/link.js";
+import { LRUCache } from "lru-cache";
+import type { Session } from "../../chain/session.js";
 import { bareKey } from "../../account/jid.js";
 import { accountKey, dropRegistration, saveRegistration, type OfflineContext } from "./context.js";
 import { fillNick, offerForm, readSubmission, stripOfflineField } from "./form.js";
@@ -16,78 +17,94 @@ type Pending =
   | { kind: "remove"; room: string };
 
 const PENDING = Symbol("mucmux.offline.register");
+/** Register IQs of one session waiting for their answer; the oldest is forgotten beyond this. */
 const MAX_PENDING = 32;
+/** How long a registration to a possible room waits for the discovery of the account's MUC services. */
+const DISCOVERY_WAIT_MS = 5000;
 /** Upstream answers that mean "this server keeps no room registrations for you" (SPEC D2, D3). */
 const LOCAL_OK = new Set(["registration-required", "service-unavailable"]);
 
-function pendingOf(link: Link): Map<string, Pending> {
-  let map = link.slots.get(PENDING) as Map<string, Pending> | undefined;
-  if (!map) link.slots.set(PENDING, (map = new Map()));
+type PendingMap = LRUCache<string, Pending>;
+
+function pendingOf(session: Session): PendingMap {
+  let map = session.slots.get(PENDING) as PendingMap | undefined;
+  if (!map) session.slots.set(PENDING, (map = new LRUCache<string, Pending>({ max: MAX_PENDING })));
   return map;
 }
 
-export function isPendingAnswer(link: Link, id: string | undefined): boolean {
-  return id !== undefined && (link.slots.get(PENDING) as Map<string, Pending> | undefined)?.has(id) === true;
+export function isPendingAnswer(session: Session, id: string | undefined): boolean {
+  return id !== undefined && (session.slots.get(PENDING) as PendingMap | undefined)?.has(id) === true;
 }
 
-function track(link: Link, id: string, p: Pending): void {
-  const map = pendingOf(link);
-  map.delete(id);
-  map.set(id, p);
-  if (map.size > MAX_PENDING) map.delete(map.keys().next().value as string);
+function track(session: Session, id: string, p: Pending): void {
+  pendingOf(session).set(id, p);
 }
 
-/** Is this bare JID a room? Managed by the account, flagged, or on a domain seen to be a MUC service. */
+/** Is this bare JID a room? Managed by the account, flagged, or on a MUC service (discovered, configured or seen). */
 function isRoom(ctx: OfflineContext, account: Account, room: string): boolean {
-  if (account.rooms.has(room) || ctx.state(account).flags.has(room)) return true;
-  const domain = domainOf(room);
-  if (ctx.mucDomains.has(domain)) return true;
-  for (const key of account.rooms.keys()) if (domainOf(key) === domain) return true;
-  return false;
+  if (ctx.views.rooms.get(account, room) || ctx.state(account).flags.has(room)) return true;
+  return ctx.views.services.isService(domainOf(room));
 }
 
 /** The nick mucmux knows for the account in a room: registered (stored), else AccountNick. */
 function knownNick(ctx: OfflineContext, account: Account, room: string): string | undefined {
-  return ctx.state(account).flags.get(room)?.nick || account.rooms.get(room)?.nick;
+  return ctx.state(account).flags.get(room)?.nick || ctx.views.rooms.get(account, room)?.nick;
 }
 
 /** c2s: a register IQ from a session to a room (`to` is a bare JID with a localpart). */
-export function onRegisterRequest(ctx: OfflineContext, s: StanzaContext, account: Account, link: Link): StageResult {
+export function onRegisterRequest(ctx: OfflineContext, s: StanzaContext, account: Account, session: Session): StageResult {
   const el = s.stanza;
-  const id = el.attrs.id;
   const room = bareKey(el.attrs.to ?? "");
   const query = el.getChild("query", REGISTER);
-  if (id === undefined || !query || !isRoom(ctx, account, room)) return;
-  if (el.attrs.type === "get") return track(link, id, { kind: "get", room });
+  if (el.attrs.id === undefined || !query) return;
+  if (isRoom(ctx, account, room)) return onRoomRegistration(ctx, s, account, session, room, query);
+  // Not known to be a room yet: right after a restart the account's MUC services may still be being
+  // discovered. Wait for that (bounded); a registration with the offline field is never passed on unseen.
+  const decide = (): StageResult => {
+    if (isRoom(ctx, account, room)) return onRoomRegistration(ctx, s, account, session, room, query);
+    const form = query.getChild("x", XDATA);
+    if (!form || readSubmission(form).offline === undefined) return; // not ours: relayed as it is
+    s.reply(iqError(el.attrs.id, el.attrs.to, session.jid, "modify", "bad-request",
+      "the offline setting applies to rooms of a MUC service of this server only"));
+    return DROP;
+  };
+  const services = ctx.views.services;
+  return services.settled(account.domain) ? decide() : services.ready(account.domain, DISCOVERY_WAIT_MS).then(decide);
+}
+
+function onRoomRegistration(ctx: OfflineContext, s: StanzaContext, account: Account, session: Session, room: string, query: Element): StageResult {
+  const el = s.stanza;
+  const id = el.attrs.id as string;
+  if (el.attrs.type === "get") return track(session, id, { kind: "get", room });
   if (query.getChild("remove")) {
     const reg = ctx.state(account).flags.get(room);
     if (reg && !reg.createdViaMucmux) {
       // SPEC D4: a registration mucmux did not create upstream is answered here, never forwarded.
       void ctx.state(account).serial(async () => {
         const ok = await dropRegistration(ctx, account, room);
-        s.reply(ok ? iqResult(id, el.attrs.to, link.jid) : storeFailed(id, el.attrs.to, link.jid));
+        s.reply(ok ? iqResult(id, el.attrs.to, session.jid) : storeFailed(id, el.attrs.to, session.jid));
       });
       return DROP;
     }
-    return track(link, id, { kind: "remove", room });
+    return track(session, id, { kind: "remove", room });
   }
   const form = query.getChild("x", XDATA);
   if (!form) return;
   const sub = readSubmission(form);
   if (sub.offline === "invalid") {
-    s.reply(iqError(id, el.attrs.to, link.jid, "modify", "bad-request", "the offline field takes 1, true, 0 or false"));
+    s.reply(iqError(id, el.attrs.to, session.jid, "modify", "bad-request", "the offline field takes 1, true, 0 or false"));
     return DROP;
   }
   stripOfflineField(form); // SPEC D3
   const nick = sub.nick ?? knownNick(ctx, account, room);
   if (sub.offline !== undefined && !sub.nick && nick) fillNick(form, nick);
-  track(link, id, { kind: "set", room, offline: sub.offline, nick });
+  track(session, id, { kind: "set", room, offline: sub.offline, nick });
 }
 
 /** s2c: the answer to a tracked register IQ. */
-export function onRegisterAnswer(ctx: OfflineContext, s: StanzaContext, account: Account, link: Link): StageResult {
+export function onRegisterAnswer(ctx: OfflineContext, s: StanzaContext, account: Account, session: Session): StageResult {
   const el = s.stanza;
-  const map = pendingOf(link);
+  const map = pendingOf(session);
   const p = map.get(el.attrs.id ?? "");
   if (!p || bareKey(el.attrs.from ?? "") !== p.room) return;
   map.delete(el.attrs.id ?? "");
@@ -128,8 +145,9 @@ function answerGet(ctx: OfflineContext, s: StanzaContext, account: Account, room
   else st.preRegistered.delete(room);
   const nick = upstream?.getChildText("username")?.trim() || knownNick(ctx, account, room);
   const query = offerForm(upstream, { offline: st.flags.get(room)?.offline === true, nick });
-  s.stanza.children = s.stanza.children.filter((c) => typeof c === "string" || c.attrs.xmlns !== REGISTER);
-  s.stanza.cnode(query);
+  const answer = s.edit();
+  answer.children = answer.children.filter((c) => typeof c === "string" || c.attrs.xmlns !== REGISTER);
+  answer.cnode(query);
 }
 
 /** The flag changed: a flagged room must be joined (SPEC C5), an unflagged one no longer kept. */
@@ -137,9 +155,9 @@ function afterChange(ctx: OfflineContext, account: Account, room: string): void 
   const reg = ctx.state(account).flags.get(room);
   if (reg?.offline) {
     ctx.state(account).noRejoin.delete(room);
-    if (!account.rooms.has(room)) ctx.accounts.keepRoomJoined(account, room, reg.nick || account.bare.split("@")[0] || "user");
+    if (!ctx.views.rooms.get(account, room)) ctx.events.emit("room-keep", { account, room, nick: reg.nick || account.bare.split("@")[0] || "user" });
   } else {
-    ctx.accounts.keepReleased(account, room);
+    ctx.events.emit("room-release", { account, room });
   }
 }
 

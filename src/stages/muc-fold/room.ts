@@ -1,7 +1,7 @@
 // State of one (account, room) pair (DESIGN.md): the anchor's occupancy, the sessions joined through it,
 // and the caches a synthesized join is answered from (SPEC B3, B4, B8, C8).
 import type { Element } from "@xmpp/xml";
-import type { Link } from "../stream/link.js";
+import type { Session } from "../../chain/session.js";
 
 /**
  * joining: the anchor's join is upstream, waiting for the self-presence (then the history burst until the
@@ -13,7 +13,7 @@ export type RoomState = "joining" | "joined" | "leaving";
 export interface HistoryRequest { maxchars?: number; maxstanzas?: number; seconds?: number; since?: string }
 
 export interface JoinRequest {
-  link: Link;
+  session: Session;
   id: string | undefined;
   nick: string;
   history: HistoryRequest | undefined;
@@ -24,11 +24,11 @@ export class Room {
   state: RoomState = "joining";
   /** AccountNick(R). */
   nick: string;
-  readonly joined = new Set<Link>();
+  readonly joined = new Set<Session>();
   /** Joins waiting for the anchor's self-presence (SPEC B2). */
   waiting: JoinRequest[] = [];
   /** Sessions that got the self-presence and still receive the history burst until the subject. */
-  readonly burst = new Set<Link>();
+  readonly burst = new Set<Session>();
   /** Joins that arrived during the burst; answered from the cache once it is complete. */
   late: JoinRequest[] = [];
   /** Other occupants' current presence by nick (SPEC C8). */
@@ -40,18 +40,18 @@ export class Room {
   readonly history: Element[] = [];
   subject: Element | undefined;
   /** Each joined session's latest presence to the room (SPEC C3). */
-  readonly presences = new Map<Link, Element>();
+  readonly presences = new Map<Session, Element>();
   /** The anchor's presence last sent upstream, as a comparable key. */
   sentPresenceKey = "";
   presenceTimer: NodeJS.Timeout | undefined;
   lingerTimer: NodeJS.Timeout | undefined;
   burstTimer: NodeJS.Timeout | undefined;
   /** Session that left last and waits for upstream's confirmation (SPEC C6). */
-  leaver: { link: Link; id: string | undefined } | undefined;
+  leaver: { session: Session; id: string | undefined } | undefined;
   /** Every waiting session left explicitly before the join completed: leave once it does. */
   leaveWhenJoined = false;
   /** A nick change in flight (SPEC C2). */
-  pendingNick: { link: Link; nick: string; id: string | undefined } | undefined;
+  pendingNick: { session: Session; nick: string; id: string | undefined } | undefined;
   /** Re-joining after the anchor reconnected (SPEC A9): occupants before the drop, to send differences. */
   rejoin: { occupants: Map<string, Element>; subject: string | undefined } | undefined;
   /** The join payload (`<x xmlns=muc>` with password) used for re-joins. */
@@ -88,7 +88,7 @@ export class Room {
   }
 
   /** Every session that should hear live room traffic now. */
-  audience(): Link[] {
+  audience(): Session[] {
     return [...this.joined, ...this.burst];
   }
 }

@@ -1,0 +1,64 @@
+// The typed event bus (Prosody's hook/event model): stages and the account registry talk through named
+// events with typed payloads, never by importing each other. A handler that throws is logged and counted;
+// the others still run. `emit` returns true when any handler returned true: the same call serves
+// notifications ("a session closed"), questions ("is this room kept?") and requests ("keep this room
+// joined": true when some stage took it).
+import type { Element } from "@xmpp/xml";
+import type { Account } from "../account/account.js";
+import type { Session } from "./session.js";
+
+export interface Events {
+  /** A session bound its resource; the account record holds its credentials now (SPEC A3). */
+  "session-bound": { account: Account; session: Session };
+  /** A bound session's stream is gone (closed, failed or drained). */
+  "session-closed": { account: Account; session: Session };
+  /** The anchor is online; `reconnected` after a drop (SPEC A9). */
+  "anchor-online": { account: Account; reconnected: boolean };
+  /** The anchor's stream is down; `permanent` when the server refused the credentials. */
+  "anchor-down": { account: Account; permanent: boolean };
+  /** The account left a room involuntarily (SPEC C7): status codes, and whether the room was destroyed. */
+  "room-removed": { account: Account; room: string; codes: ReadonlySet<string>; destroyed: boolean };
+  /** A room message reached the anchor while no session of the account was in the room (SPEC D6). */
+  "room-unjoined-message": { account: Account; room: string; el: Element };
+  /** Question: must `room` stay joined with no session in it (SPEC C5: the offline flag)? */
+  "room-kept?": { account: Account; room: string };
+  /** Question: does some stage still hold state for the account (rooms it manages)? */
+  "account-busy?": { account: Account };
+  /** Request: join `room` for the account with no session in it (SPEC D7); true when a stage took it. */
+  "room-keep": { account: Account; room: string; nick: string };
+  /** Request: the reason to keep `room` went away; it lingers like a room its last session left (SPEC C5). */
+  "room-release": { account: Account; room: string };
+}
+
+export type EventName = keyof Events;
+export type Handler<K extends EventName> = (payload: Events[K]) => boolean | void;
+
+export class EventBus {
+  private readonly handlers = new Map<EventName, Handler<EventName>[]>();
+
+  constructor(private readonly onError: (event: EventName, err: unknown) => void) {}
+
+  on<K extends EventName>(event: K, handler: Handler<K>): () => void {
+    let list = this.handlers.get(event);
+    if (!list) this.handlers.set(event, (list = []));
+    list.push(handler as Handler<EventName>);
+    return () => {
+      const at = list.indexOf(handler as Handler<EventName>);
+      if (at >= 0) list.splice(at, 1);
+    };
+  }
+
+  emit<K extends EventName>(event: K, payload: Events[K]): boolean {
+    const list = this.handlers.get(event);
+    if (!list) return false;
+    let any = false;
+    for (const h of list) {
+      try {
+        if (h(payload) === true) any = true;
+      } catch (err) {
+        this.onError(event, err);
+      }
+    }
+    return any;
+  }
+}
