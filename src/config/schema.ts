@@ -151,6 +151,10 @@ export const configShape = z
     muc: section({
       historySize: integer(0).default(50).describe("room messages kept for history replay"),
       lingerSeconds: seconds({ allowZero: true }).default(86400).describe("keep room state this long after an account's last session"),
+      services: z
+        .array(domain, { invalid_type_error: "must be a list of domain names" })
+        .optional()
+        .describe("MUC service domains, e.g. conference.example.org (unset or empty: discovered from the server, XEP-0030)"),
     }),
     offline: section({
       localRegistration: bool().default(true).describe("let users turn offline delivery on through room registration"),

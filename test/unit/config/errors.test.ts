@@ -124,6 +124,15 @@ describe("domains and listeners", () => {
     assert.match(failure({ flags: { domains: "a.test,bad_name" } }), /^config: domains\[1\]: must be a domain name .*\(got "bad_name"\)/);
   });
 
+  it("muc.services lists domain names", () => {
+    assert.equal(failure(withDomain({ "muc.services": "conference.a.test,muc.a.test:5222" })),
+      'config: muc.services[1]: must be a domain name (ASCII/punycode, e.g. example.org) (got "muc.a.test:5222"), set by --muc-services');
+    assert.match(failure({ file: file("muc-at.yaml", "domains: [a.test]\nmuc: { services: [room@conference.a.test] }\n") }),
+      /^config: muc\.services\[0\]: must be a domain name .*\(got "room@conference\.a\.test"\), set in /);
+    assert.match(failure({ file: file("muc-scalar.yaml", "domains: [a.test]\nmuc: { services: conference.a.test }\n") }),
+      /^config: muc\.services: must be a list of domain names \(got "conference\.a\.test"\)/);
+  });
+
   it("listeners need a port and a known tls mode", () => {
     const message = failure(withDomain({ listeners: "[{host: h}, {port: 1, tls: tls}]" }));
     assert.match(message, /^config: listeners\[0\]\.port: is required$/m);

@@ -154,6 +154,15 @@ describe("coercion of flag and environment strings", () => {
     assert.equal(config.admin.port, 0);
   });
 
+  it("muc.services: a list of domains from the file, a flag or the environment, lower-cased; unset by default", () => {
+    assert.equal(loadConfig({ flags: { domains: "a.test" } }).muc.services, undefined);
+    const path = file("muc.yaml", "domains: [a.test]\nmuc: { services: [Conference.A.Test, rooms.a.test] }\n");
+    assert.deepEqual(loadConfig({ file: path }).muc.services, ["conference.a.test", "rooms.a.test"]);
+    assert.deepEqual(loadConfig({ file: path, flags: { "muc.services": "chat.a.test" } }).muc.services, ["chat.a.test"]);
+    assert.deepEqual(loadConfig({ file: path, env: { MUCMUX_MUC_SERVICES: "x.a.test, y.a.test" } }).muc.services, ["x.a.test", "y.a.test"]);
+    assert.deepEqual(loadConfig({ flags: { domains: "a.test", "muc.services": "," } }).muc.services, []); // empty: discover
+  });
+
   it("accepts JSON for structured values", () => {
     const config = loadConfig({ flags: { domains: "a.test" }, env: { MUCMUX_LISTENERS: '[{"port": 1, "tls": "direct"}]' } });
     assert.deepEqual(config.listeners, [{ host: "0.0.0.0", port: 1, tls: "direct" }]);
