@@ -1,5 +1,5 @@
 // `npm run bench [-- --quick] [-- --only=ID,ID] [-- --pairs=N]`: mucmux side by side with a direct connection
-// (issue 7). Starts its own Prosody on loopback, runs every scenario direct and through mucmux in alternation
+// (the performance targets: docs/benchmarks.md). Starts its own Prosody on loopback, runs every scenario direct and through mucmux in alternation
 // (A B A B …), prints medians and per-pair comparisons, and writes the raw results to test/.tmp/bench-latest.json.
 // Never part of `npm test`.
 import { execFileSync } from "node:child_process";
@@ -116,7 +116,7 @@ function summarize(r: ScenarioResult, pairs: number): void {
 }
 
 function printTable(r: ScenarioResult): void {
-  const rows: string[][] = [["figure", "unit", "direct", "mucmux", "mucmux vs direct (median of pairs) [min..max]", "issue 7 target"]];
+  const rows: string[][] = [["figure", "unit", "direct", "mucmux", "mucmux vs direct (median of pairs) [min..max]", "target"]];
   for (const f of r.figures) {
     const s = r.summary[f.key];
     if (!s) continue;

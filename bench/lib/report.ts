@@ -55,7 +55,7 @@ export function renderReport(r: ReportInput): string {
     const pairsNote = s.pairs !== undefined && s.pairs !== m.pairs ? ` ${s.pairs} pairs in this run.` : "";
     out.push(`## ${s.title}`, "", `\`${s.id}\`: ${s.method}${pairsNote}`, "");
     if (s.error) out.push(`**This scenario failed in this run:** \`${s.error.split("\n")[0] ?? ""}\``, "");
-    out.push("| figure | unit | direct | mucmux | mucmux vs direct [range] | issue 7 target |", "|---|---|--:|--:|---|---|");
+    out.push("| figure | unit | direct | mucmux | mucmux vs direct [range] | target |", "|---|---|--:|--:|---|---|");
     for (const f of s.figures) {
       const e = s.summary[f.key];
       if (!e) continue;
@@ -75,10 +75,10 @@ export function renderReport(r: ReportInput): string {
   return out.join("\n");
 }
 
-/** Issue 7's targets against this run's medians (where the run has the scenario). */
+/** The performance targets against this run's medians (where the run has the scenario). */
 function targets(r: ReportInput): string[] {
   const get = (id: string, key: string) => r.scenarios.find((s) => s.id === id)?.summary[key];
-  const rows: string[] = ["## Issue 7 targets in this run", "", "| figure | target | this run | met |", "|---|---|---|---|"];
+  const rows: string[] = ["## Performance targets in this run", "", "| figure | target | this run | met |", "|---|---|---|---|"];
   // `ok` says whether the target is met: true/false, or a word of its own (e.g. "acceptable").
   const row = (figure: string, target: string, value: number | undefined, unit: string, ok: ((v: number) => boolean | string) | undefined, digits = 1) => {
     if (value === undefined || !Number.isFinite(value)) return rows.push(`| ${figure} | ${target} | not measured in this run | — |`);
@@ -86,7 +86,7 @@ function targets(r: ReportInput): string[] {
     rows.push(`| ${figure} | ${target} | ${fmt(value, digits)} ${unit} | ${met === true ? "yes" : met === false ? "no" : met} |`);
   };
   const passThrough = (v: number) => (v <= 5 ? true : v <= 12 ? "acceptable (≤ 12), not ≤ 5" : false);
-  row("pass-through CPU per stanza per direction, mucmux at one busy core (relay-saturation; the issue's figure)", "≤ 5 µs (acceptable ≤ 12)",
+  row("pass-through CPU per stanza per direction, mucmux at one busy core (relay-saturation; the headline figure)", "≤ 5 µs (acceptable ≤ 12)",
     get("relay-saturation", "relayUsPerStanza")?.mucmux, "µs", passThrough, 2);
   row("the same behind Prosody (relay-throughput: Prosody saturates first, mucmux at ~0.3 core reads few stanzas per wake-up)", "≤ 5 µs (acceptable ≤ 12)",
     get("relay-throughput", "mucmuxUsPerStanza")?.mucmux, "µs", passThrough);

@@ -38,7 +38,7 @@ export interface Figure {
   digits?: number;
   /** Figures only meaningful in one mode (e.g. mucmux's own CPU). */
   only?: Mode;
-  /** Issue 7's target for this figure, shown next to it (e.g. "≤ 5 µs, acceptable ≤ 12"). */
+  /** The performance target for this figure, shown next to it (e.g. "≤ 5 µs, acceptable ≤ 12"). */
   target?: string;
 }
 

@@ -43,7 +43,7 @@ export const mucHeavy: Scenario = {
       "and room upstream). Prosody restarted before each run.";
   },
   notes: [
-    "The ratio row is the issue's figure: Prosody + mucmux per room message through mucmux, over Prosody alone per " +
+    "The ratio row is the headline figure: Prosody + mucmux per room message through mucmux, over Prosody alone per " +
       "room message when the same clients connect to it directly (same message count; median of the per-pair ratios).",
     "Setup (logins and joins) is reported separately: through mucmux the 2nd and 3rd join of an account are answered " +
       "from mucmux's room state, so Prosody sees one occupant per account instead of three.",

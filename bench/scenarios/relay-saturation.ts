@@ -50,7 +50,7 @@ export const relaySaturation: Scenario = {
   },
   notes: [
     "The reflector (bench/lib/reflector.mjs) accepts any PLAIN login, binds, and copies each `<message/>` to the session its `to` names without parsing XML; it is a load generator, not a server.",
-    "relay CPU per stanza·direction is the issue's \"CPU per stanza at saturation of one core\" figure; relay CPU use shows how close the relay came to one core (the 2-core machine also runs the clients and the reflector).",
+    "relay CPU per stanza·direction is the figure of the target \"CPU per stanza at saturation of one core\"; relay CPU use shows how close the relay came to one core (the 2-core machine also runs the clients and the reflector).",
   ],
   figures: [
     { key: "msgPerSec", label: "messages delivered", unit: "msg/s", compare: "ratio", digits: 0 },

@@ -67,7 +67,7 @@ const listener = z
   })
   .strict();
 
-/** An IPv4/IPv6 CIDR or single address (issue 6 item 11: peers trusted to send a PROXY header). */
+/** An IPv4/IPv6 CIDR or single address (the PROXY protocol's trusted peers: those allowed, and required, to send a header). */
 const cidr = z.string({ invalid_type_error: "must be a CIDR string" }).superRefine((text, ctx) => {
   const c = parseCidr(text);
   if (typeof c === "string") ctx.addIssue({ code: z.ZodIssueCode.custom, message: c });
@@ -147,7 +147,7 @@ export const configShape = z
     drain: section({
       timeoutSeconds: seconds({ allowZero: false }).default(10).describe("on SIGTERM, wait this long for sessions to end"),
     }),
-    // Reserved for the MUC and offline-delivery issues: validated now so that configs written today keep working.
+    // Account-level MUC (SPEC B8, C5) and MUC offline delivery (SPEC D3, D6b).
     muc: section({
       historySize: integer(0).default(50).describe("room messages kept for history replay"),
       lingerSeconds: seconds({ allowZero: true }).default(86400).describe("keep room state this long after an account's last session"),

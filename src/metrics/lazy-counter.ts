@@ -1,4 +1,4 @@
-// Hot-path counters (issue 7): prom-client hashes the label set on every inc(), also through a labels()
+// Hot-path counters (relay CPU per stanza): prom-client hashes the label set on every inc(), also through a labels()
 // child, which cost a few per cent of the relay's CPU. A LazyCounter adds to a plain number and hands the
 // sum to prom-client when the counter is collected (a scrape, or any registry read), so every read sees
 // exact values and the per-stanza cost is one addition.

@@ -1,4 +1,4 @@
-// Where a client connection comes from (issue 6 item 11). Normally the socket's peer; behind a trusted
+// Where a client connection comes from. Normally the socket's peer; behind a trusted
 // load balancer, the endpoints of the PROXY protocol header it sent. That address is the client's
 // address everywhere: per-IP admission, auth-failure throttling, logs, and the header sent upstream.
 import type net from "node:net";

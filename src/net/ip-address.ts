@@ -1,5 +1,5 @@
 // IP addresses as text and bytes, strictly (PROXY protocol §2.1: decimal IPv4 without leading zeros,
-// IPv6 with at most one "::", no zone ids), and the list of trusted CIDRs (issue 6 item 11).
+// IPv6 with at most one "::", no zone ids), and the list of trusted CIDRs (PROXY protocol peers).
 import net from "node:net";
 
 export type Family = 4 | 6;

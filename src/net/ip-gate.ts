@@ -1,4 +1,4 @@
-// Per-IP admission at accept (issue 6 item 10): a cap on concurrent connections and a token-bucket cap
+// Per-IP admission at accept: a cap on concurrent connections and a token-bucket cap
 // on the accept rate, both per remote address. A refused socket is destroyed before TLS or any parsing,
 // so a flood from one address costs one accept each and cannot starve other addresses.
 
@@ -58,7 +58,7 @@ export class IpGate {
 }
 
 /**
- * Failed SASL attempts per remote address in a sliding window (XEP-0205, issue 6 item 10). Per address
+ * Failed SASL attempts per remote address in a sliding window (XEP-0205). Per address
  * and not per account, so that guessing one account's password cannot lock its owner out.
  */
 export class AuthFailureThrottle {

@@ -1,6 +1,6 @@
 // Client listeners (SPEC A1): STARTTLS and direct TLS (XEP-0368). Both are plain TCP servers; direct TLS
 // wraps each socket at once, so both modes share one TLS path and one hot-swappable SecureContext. Behind a
-// trusted load balancer the PROXY header is read first, on the raw TCP socket (issue 6 item 11).
+// trusted load balancer the PROXY header is read first, on the raw TCP socket (client-origin.ts).
 import net from "node:net";
 import type { SecureContext } from "node:tls";
 import type { Metrics } from "../metrics/metrics.js";
@@ -26,9 +26,9 @@ export interface ListenerDeps {
   accepting(): boolean;
   /** `origin`: the client's address (the PROXY header's when a trusted balancer sent one). */
   onSocket(socket: net.Socket, mode: ListenerSpec["tls"], origin: ClientOrigin): void;
-  /** Per-IP connection and accept-rate caps, shared by all listeners (issue 6 item 10). */
+  /** Per-IP connection and accept-rate caps, shared by all listeners (ip-gate.ts). */
   gate?: IpGate;
-  /** PROXY protocol (issue 6 item 11): peers that must, and alone may, send a header, and the time they have. */
+  /** PROXY protocol: peers that must, and alone may, send a header, and the time they have. */
   proxy?: { trusted: TrustList; timeoutMs: number };
 }
 

@@ -1,4 +1,4 @@
-// PROXY protocol (haproxy doc/proxy-protocol.txt), issue 6 item 11: an incremental decoder for the
+// PROXY protocol (haproxy doc/proxy-protocol.txt): an incremental decoder for the
 // v1/v2 header a trusted load balancer puts before a client's first byte, and the v2 encoder for the
 // header mucmux puts before its own first byte to the server. No dependency: the decoder is small,
 // strict and bounded, and it sees bytes from the network.

@@ -31,7 +31,7 @@ const STEPS: Record<number, string> = {
     CREATE INDEX offline_queue_room ON offline_queue (account, room, id);
     CREATE INDEX offline_queue_expiry ON offline_queue (expires_at);
   `,
-  // 3: exactly once across crashes (issue 6 item 15). Queued messages carry their stable id (the room's
+  // 3: exactly once across crashes and restarts (SPEC D6b, D7). Queued messages carry their stable id (the room's
   // stanza-id; at most once per account and room), and each registration remembers the newest stable id
   // the account's anchor received in that room: the point from which the room's archive is read after a
   // restart.

@@ -1,7 +1,7 @@
 // SQLite store (the embedded default): one file, WAL mode, schema versioned in a meta table (schema.ts).
 // better-sqlite3 is synchronous; the async Store methods just run the statement and settle.
 //
-// Durability (issue 6 item 15): journal_mode=WAL and synchronous=FULL, read back at start-up — a commit is
+// Durability (SPEC D7): journal_mode=WAL and synchronous=FULL, read back at start-up — a commit is
 // on disk before the call returns, so a queued message survives a crash or power loss, and mucmux refuses
 // to start where the file system does not give it that. `PRAGMA quick_check` runs at every start and a
 // damaged file is refused: on a 100k-message store (80 MB) quick_check took 62 ms here, integrity_check

@@ -30,7 +30,7 @@ export type NewQueuedMessage = Omit<QueuedMessage, "id"> & {
   /**
    * The message's stable id (the room's stanza-id), if it has one: a message whose key is queued for
    * (account, room) already is not queued again, and queuing moves the room's catch-up point to it in the
-   * same transaction (issue 6 item 15).
+   * same transaction, so the catch-up after a crash neither loses nor repeats a message (SPEC D7).
    */
   key?: string | undefined;
 };

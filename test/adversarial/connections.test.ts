@@ -1,4 +1,4 @@
-// Issue 6 item 10 (part): per-IP concurrent-connection and accept-rate caps, refused at accept; another
+// Per-IP admission: concurrent-connection and accept-rate caps, refused at accept; another
 // address is unaffected; failed SASL attempts throttled per IP (XEP-0205).
 import { test, describe } from "node:test";
 import assert from "node:assert/strict";
@@ -19,7 +19,7 @@ function tryConnect(port: number, localAddress: string, keep: tls.TLSSocket[]): 
   });
 }
 
-describe("item 10: connection caps per IP", () => {
+describe("connection caps per IP", () => {
   test("IpGate: concurrent cap, token bucket, release", () => {
     let now = 0;
     const g = new IpGate(2, 3, () => now);
@@ -71,7 +71,7 @@ describe("item 10: connection caps per IP", () => {
   });
 });
 
-describe("item 10: failed SASL attempts are throttled per IP, not per account", () => {
+describe("failed SASL attempts are throttled per IP, not per account", () => {
   test("after limits.authFailuresPerIp failures an address gets temporary-auth-failure without the server being asked; another address logs in to the same account", async () => {
     const env = await startEnv({ limits: { authFailuresPerIp: 3, authFailureWindowSeconds: 60 } });
     try {

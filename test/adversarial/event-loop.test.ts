@@ -1,4 +1,4 @@
-// SPEC E1 / issue 6: no single input blocks the event loop for more than 10 ms. Large frames are
+// SPEC E1: no single input blocks the event loop for more than 10 ms. Large frames are
 // parsed in slices (src/xml/parser.ts, PARSE_SLICE_CHARS in src/stream/wire.ts); this measures every
 // synchronous piece of work the parser does for the densest maximum-size stanzas we know of, and
 // relays such a stanza through mucmux with a canary running.

@@ -1,4 +1,4 @@
-// Issue 6 item 7: mutation fuzzing of the stream parser (framer → UTF-8 → saxes → tree builder →
+// Mutation fuzzing of the stream parser (SPEC E1–E3; framer → UTF-8 → saxes → tree builder →
 // serializer). Seeds are XEP-style examples and the hostile inputs of the adversarial suite; mutations
 // are byte flips, inserts, deletions, duplications and dictionary tokens; every input is fed with a
 // random segmentation, with and without time-slicing. Checked: nothing throws out of write(), at most

@@ -1,4 +1,4 @@
-// Adversarial test harness (issue 6): mucmux in-process in front of the recording fake upstream, a
+// Adversarial test harness (SPEC E, bad input): mucmux in-process in front of the recording fake upstream, a
 // canary session that keeps exchanging pings during every test, and offenders whose punishment is
 // checked against the global pass rule:
 //   mucmux stays up, the canary sees no disconnect, the upstream receives nothing derived from the

@@ -1,4 +1,4 @@
-// Issue 6 items 1, 2, 5, 8 and 12 through mucmux: hostile client input against the global pass rule
+// Hostile input through mucmux (SPEC E1–E3, A6): client input against the global pass rule
 // (harness.ts), and valid input, however segmented, reaching the recording fake upstream identical.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
@@ -19,7 +19,7 @@ after(async () => { await env?.stop(); });
 
 const B = (s: string) => Buffer.from(s, "utf8");
 
-describe("item 1: invalid UTF-8 → unsupported-encoding / not-well-formed, nothing forwarded", () => {
+describe("SPEC E2: invalid UTF-8 → unsupported-encoding / not-well-formed, nothing forwarded", () => {
   const bad: Record<string, number[]> = {
     "overlong 2-byte": [0xc0, 0x80],
     "overlong 3-byte": [0xe0, 0x80, 0xaf],
@@ -50,7 +50,7 @@ describe("item 1: invalid UTF-8 → unsupported-encoding / not-well-formed, noth
   }
 });
 
-describe("item 1: valid multibyte stanzas split at every offset and dripped reach upstream identical", () => {
+describe("SPEC E2: valid multibyte stanzas split at every offset and dripped reach upstream identical", () => {
   const body = "é € 😀 中 ∑ &amp; &lt; ' \" x";
   const stanza = (id: string) => B(`<message to='bob@localhost' id='${id}' type='chat'><body>${body}</body></message>`);
 
@@ -86,7 +86,7 @@ describe("item 1: valid multibyte stanzas split at every offset and dripped reac
   });
 });
 
-describe("item 2: restricted XML and well-formedness", () => {
+describe("SPEC E2: restricted XML and well-formedness", () => {
   const cases: [string, string, string][] = [
     ["comment", "<!-- hi -->", "restricted-xml"],
     ["comment inside a stanza", "<message><!-- x --><body>a</body></message>", "restricted-xml"],
@@ -127,7 +127,7 @@ describe("item 2: restricted XML and well-formedness", () => {
   });
 });
 
-describe("item 5 and 12: namespaces and forged from", () => {
+describe("SPEC E3, A6: namespaces and forged from", () => {
   test("prefixed c:message with a forged from is a message with the bound JID", async () => {
     const o = await offender(env);
     o.client.send("<c:message xmlns:c='jabber:client' from='victim@localhost/x' to='bob@localhost' id='pfx'><c:body>hi</c:body></c:message>");
@@ -161,7 +161,7 @@ describe("item 5 and 12: namespaces and forged from", () => {
   });
 });
 
-describe("item 5: prefixes declared on the stream header", () => {
+describe("SPEC E3: prefixes declared on the stream header", () => {
   const HEADER = "<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xmlns='jabber:client' " +
     "xmlns:stream='http://etherx.jabber.org/streams' xmlns:foo='urn:x' xmlns:c='jabber:client'>";
 
@@ -252,7 +252,7 @@ describe("item 5: prefixes declared on the stream header", () => {
   });
 });
 
-describe("item 8: size, depth and count limits", () => {
+describe("SPEC E1: size, depth and count limits", () => {
   const padded = (total: number) => {
     const head = "<message to='bob@localhost' id='lim'><body>";
     const tail = "</body></message>";
@@ -311,7 +311,7 @@ describe("item 8: size, depth and count limits", () => {
   });
 });
 
-describe("item 6: injection toward clients", () => {
+describe("SPEC E3: injection toward clients", () => {
   test("stream-level elements inside upstream stanzas never reach the client at top level", async () => {
     const o = await offender(env);
     const evil = [

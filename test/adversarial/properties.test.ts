@@ -1,4 +1,4 @@
-// Issue 6 items 3 and 4 at the parser level (fast-check, ≥ 10 000 runs for segmentation):
+// Segmentation invariance and canonical round trip at the parser level (SPEC E2, E3; fast-check, ≥ 10 000 runs for segmentation):
 // - valid streams: any segmentation, with or without time-slicing of large frames, yields the same
 //   events (the forwarded stanza sequence);
 // - invalid streams (mutated valid ones): any segmentation raises the same error;
@@ -37,7 +37,7 @@ function run(chunks: Buffer[], slice?: number): Run {
   return res;
 }
 
-describe("item 3: segmentation invariance", () => {
+describe("SPEC E2: segmentation invariance", () => {
   it("valid streams: same events for any segmentation, sliced or not (10 000 runs)", () => {
     fc.assert(
       fc.property(streamArb.chain((s) => fc.tuple(fc.constant(s), cutsArb(s.bytes.length), fc.integer({ min: 1, max: 64 }))), ([s, cuts, slice]) => {
@@ -75,7 +75,7 @@ describe("item 3: segmentation invariance", () => {
   });
 });
 
-describe("item 4: canonical round trip", () => {
+describe("SPEC E3: canonical round trip", () => {
   const chars = fc.constantFrom("\t", "\n", "\r", "&", "<", ">", '"', "'", "]]>", "]", "a", "é", "😀", " ");
   const str = fc.array(chars, { maxLength: 10 }).map((a) => a.join(""));
   const esc = (s: string, attr: boolean) => s.replace(/[&<>"'\t\n\r]/g, (c) => attr || "&<>\r".includes(c) ? `&#${c.charCodeAt(0)};` : c);

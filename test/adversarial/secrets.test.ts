@@ -1,4 +1,4 @@
-// Issue 6 item 13: no secrets in logs. Login flows at trace level (client PLAIN to mucmux; mucmux to the
+// No secrets in logs (SPEC A3). Login flows at trace level (client PLAIN to mucmux; mucmux to the
 // upstream with PLAIN against the fake upstream and with SCRAM against Prosody; a failed login too);
 // every log line is grepped for the passwords, the base64 PLAIN payloads and SCRAM client messages.
 // The same audit (test/support/log-audit.ts) runs over every mucmux the rest of the suite starts; here
@@ -52,7 +52,7 @@ function secretsIn(lines: string[], user: string): string[] {
   return hits;
 }
 
-describe("item 13: no secrets in logs", () => {
+describe("SPEC A3: no secrets in logs", () => {
   test("PLAIN through mucmux to a PLAIN upstream, plus a failed login, at trace level", async () => {
     const upstream = await FakeUpstream.start();
     try {
@@ -93,7 +93,7 @@ describe("item 13: no secrets in logs", () => {
   });
 });
 
-describe("item 13: the suite-wide log audit (test/support/log-audit.ts)", () => {
+describe("SPEC A3: the suite-wide log audit (test/support/log-audit.ts)", () => {
   test("finds passwords, PLAIN payloads of any account and SCRAM messages, in clear and base64", () => {
     const scramFinal = "c=biws,r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,p=v0X8v3Bz2T0CJGbJQyF0X+HI4Ts=";
     const serverFirst = "r=fyko+d2lbbFgONRv9qkxdawL3rfcNHYJY1ZVvWVs7j,s=QSXCR+Q6sek8bf92,i=4096";

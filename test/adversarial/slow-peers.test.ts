@@ -1,4 +1,4 @@
-// Issue 6 item 9: slow peers. A stanza-completion deadline (limits.stanzaSeconds) closes drippers of a
+// Slow peers (SPEC E4). A stanza-completion deadline (limits.stanzaSeconds) closes drippers of a
 // never-finished stanza; a write-stall timeout (limits.writeStallSeconds) closes a client that never reads.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
@@ -30,7 +30,7 @@ let env: Env;
 before(async () => { env = await startEnv({ limits: { stanzaSeconds: 1, writeStallSeconds: 1 } }); });
 after(async () => { await env?.stop(); });
 
-describe("item 9: slow peers", () => {
+describe("SPEC E4: slow peers", () => {
   test("50 connections dripping a never-finished stanza are closed by the stanza deadline; CPU stays low", async () => {
     const drippers = await Promise.all(Array.from({ length: 50 }, () => RawClient.connect(env.mux.directPort)));
     const cpu0 = process.cpuUsage();
@@ -141,7 +141,7 @@ describe("item 9: slow peers", () => {
   });
 });
 
-describe("item 9: an upstream that stops reading", () => {
+describe("SPEC E4: an upstream that stops reading", () => {
   test("the client is paused (bounded buffering); after the upstream resumes everything arrives in order", async () => {
     const o = await offender(env);
     o.leg.pauseReading();

@@ -1,4 +1,4 @@
-// Issue 6 item 14: protocol versions, AEAD-only suites, STARTTLS command injection, SNI for unknown
+// TLS (SPEC A1): protocol versions, AEAD-only suites, STARTTLS command injection, SNI for unknown
 // domains (host-unknown), and certificate files replaced where only the poll sees it.
 import { test, before, after, describe } from "node:test";
 import assert from "node:assert/strict";
@@ -30,7 +30,7 @@ function handshake(port: number, opts: tls.ConnectionOptions): Promise<{ ok: tru
   });
 }
 
-describe("item 14: TLS", () => {
+describe("SPEC A1: TLS", () => {
   test("TLS 1.0 and 1.1 are refused; 1.2 and 1.3 are accepted", async () => {
     for (const v of ["TLSv1", "TLSv1.1"] as const) {
       const r = await handshake(env.mux.directPort, { minVersion: v, maxVersion: v, ciphers: "DEFAULT@SECLEVEL=0" });
@@ -117,7 +117,7 @@ async function assertHostUnknown(env: Env, c: Awaited<ReturnType<typeof tlsClien
   await env.canary.check();
 }
 
-describe("item 14: SNI for a domain mucmux does not serve → host-unknown", () => {
+describe("SNI for a domain mucmux does not serve → host-unknown", () => {
   // XEP-0368 §3: a client sets SNI to the JID's domain, i.e. the stream's 'to'. The handshake completes
   // with the one (default) certificate; the stream header then decides.
   test("direct TLS: unknown SNI with a served 'to', and with the same unknown 'to'", async () => {
@@ -183,7 +183,7 @@ describe("item 14: SNI for a domain mucmux does not serve → host-unknown", () 
   });
 });
 
-describe("item 14: replaced certificate files take effect for new handshakes within 60 s; open sessions continue", () => {
+describe("replaced certificate files take effect for new handshakes within 60 s; open sessions continue", () => {
   test("the default poll interval (tls.reloadSeconds) is at most 60 s", () => {
     const reload = configSchema.parse({ domains: ["example.test"] }).tls.reloadSeconds;
     assert.ok(reload > 0 && reload <= 60, `tls.reloadSeconds defaults to ${reload}`);

@@ -1,4 +1,4 @@
-// Issue 6 item 16 (SPEC E6): SIGTERM under load. A real mucmux process in front of Prosody 0.12 with 100
+// SPEC E6: SIGTERM under load. A real mucmux process in front of Prosody 0.12 with 100
 // sessions chatting with each other and an absent account whose MUC offline queue is filling. On SIGTERM:
 // /readyz answers "not ready: draining" from the first request on, every session gets system-shutdown,
 // the process exits 0 within drain.timeoutSeconds, and the store file it leaves holds every message it

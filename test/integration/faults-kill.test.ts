@@ -1,4 +1,4 @@
-// Issue 6 item 15, the crash part: 50 SIGKILLs of a real mucmux process at random points — during start-up,
+// Exactly once across crashes (SPEC D6b, D7): 50 SIGKILLs of a real mucmux process at random points — during start-up,
 // during the anchor's catch-up, while it queues — while bob keeps talking in a room that an absent account
 // has MUC offline delivery on for (against real Prosody 0.12, whose room archive gives stanza-ids).
 // After every kill the store passes PRAGMA integrity_check and still holds everything it held before; each

@@ -1,4 +1,4 @@
-// Issue 6 item 15 (SPEC E5): faults around mucmux, against real Prosody 0.12 and mucmux's own process.
+// SPEC E5: faults around mucmux, against real Prosody 0.12 and mucmux's own process.
 //   - the server killed (SIGKILL): every session gets a stream error within 2 s;
 //   - the server stopped (SIGTERM): sessions get its system-shutdown; logins during the outage fail fast;
 //     after the restart, sessions and anchors come back without ever exceeding upstream.connectsPerSecond
@@ -103,7 +103,7 @@ async function rawLogin(port: number, user: string, resource: string): Promise<R
   return c;
 }
 
-describe("item 15: the server fails under mucmux (Prosody 0.12)", () => {
+describe("SPEC E5: the server fails under mucmux (Prosody 0.12)", () => {
   const USERS = Array.from({ length: 10 }, (_, i) => `fu${i}`);
   const RATE = 4;
   const BURST = 4;
@@ -232,7 +232,7 @@ describe("item 15: the server fails under mucmux (Prosody 0.12)", () => {
   });
 });
 
-describe("item 15: the server fails under mucmux (ejabberd 23.01)", () => {
+describe("SPEC E5: the server fails under mucmux (ejabberd 23.01)", () => {
   let ej: EjabberdServer;
   let mux: TestMucmux;
   before(async () => {
@@ -266,7 +266,7 @@ describe("item 15: the server fails under mucmux (ejabberd 23.01)", () => {
   });
 });
 
-describe("item 15: a client's TCP reset in the middle of a stanza (recording upstream)", () => {
+describe("a client's TCP reset in the middle of a stanza (recording upstream)", () => {
   let env: Env;
   before(async () => { env = await startEnv(); });
   after(async () => { await env?.stop(); });
@@ -312,7 +312,7 @@ describe("item 15: a client's TCP reset in the middle of a stanza (recording ups
   }
 });
 
-describe("item 15: the store becomes read-only at runtime (Prosody 0.12)", () => {
+describe("the store becomes read-only at runtime (Prosody 0.12)", () => {
   let prosody: ProsodyServer;
   before(async () => { prosody = await startProsody({ muc: true }); });
   after(async () => { await prosody?.stop(); });
@@ -380,7 +380,7 @@ function lockForWriting(file: string): () => void {
   };
 }
 
-test("item 15: a damaged store is refused at start-up: exit code 1, a clear message", async () => {
+test("a damaged store is refused at start-up: exit code 1, a clear message", async () => {
   const upstream = await freePort();
   const configFile = writeTestConfig({ upstreamPort: upstream, logLevel: "info" });
   const file = path.join(path.dirname(configFile), "mucmux.sqlite");

@@ -135,7 +135,7 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       }
     });
 
-    it("isolation (issue 6 item 12): one account can never read, change or delete another's offline registration", async () => {
+    it("isolation between accounts: one account can never read, change or delete another's offline registration", async () => {
       const r = room();
       const [al, eve] = [await fresh(), await fresh()];
       const bob = await connect(mux.directPort, "bob", "iso");
@@ -160,7 +160,7 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       assert.deepEqual(await queued(mux, eve), []);
     });
 
-    it("isolation (issue 6 item 12): one account can never read, change or delete another's queued messages", async () => {
+    it("isolation between accounts: one account can never read, change or delete another's queued messages", async () => {
       const r = room();
       const [al, eve] = [await fresh(), await fresh()];
       const bob = await connect(mux.directPort, "bob", "isoq");

@@ -1,4 +1,4 @@
-// Issue 6 item 11: PROXY protocol. Inbound v1/v2 from trusted load balancers only (per-IP caps and auth
+// PROXY protocol. Inbound v1/v2 from trusted load balancers only (per-IP caps and auth
 // throttling on the header's address; a trusted peer without a valid header, an untrusted peer with one,
 // garbage: closed, nothing upstream, the canary unaffected), on both listeners; outbound v2 byte for
 // byte; and against ejabberd 23.01 (use_proxy_protocol + mod_fail2ban): failed logins from one client

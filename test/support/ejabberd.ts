@@ -18,7 +18,7 @@ export type EjabberdServer = XmppTestServer & {
 };
 
 export interface EjabberdOptions extends StartServerOptions {
-  /** Also listen on `proxyPort` with `use_proxy_protocol: true` (issue 6 item 11). */
+  /** Also listen on `proxyPort` with `use_proxy_protocol: true` (PROXY protocol tests). */
   proxyProtocol?: boolean;
   /** Enable mod_fail2ban (off by default here; ejabberd's example config enables it with 20 failures, 1 h). */
   fail2ban?: { maxAuthFailures: number; banSeconds?: number };

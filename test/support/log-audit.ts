@@ -1,4 +1,4 @@
-// Issue 6 item 13: no secrets in logs, over the whole suite. Every mucmux a test starts logs at trace
+// No secrets in logs (SPEC A3), over the whole suite. Every mucmux a test starts logs at trace
 // level (the most verbose; mucmux has no trace calls today, so it equals debug) into a LogAudit, which
 // scans each line as it arrives and keeps nothing but a line count and the first few violations:
 //   - the test passwords: the default accounts' (server.ts), the canary's, any registered with
@@ -141,7 +141,7 @@ export class LogAudit {
 
   report(): string {
     const extra = this.more > 0 ? `\n  … and ${this.more} more` : "";
-    return `secrets in the log of ${this.label} (issue 6 item 13; ${this.lines} lines scanned):\n  ${this.violations.join("\n  ")}${extra}`;
+    return `secrets in the log of ${this.label} (SPEC A3; ${this.lines} lines scanned):\n  ${this.violations.join("\n  ")}${extra}`;
   }
 
   private scan(line: string): void {

@@ -1,6 +1,6 @@
 // Start mucmux in-process for integration tests, on ephemeral ports, in front of a given upstream; or as
 // a real process (src/main.ts through tsx) on the ports of a config file. Either way it logs at trace
-// level into a LogAudit, and stop() fails when a log line held a secret (issue 6 item 13).
+// level into a LogAudit, and stop() fails when a log line held a secret (SPEC A3).
 import { spawn, type ChildProcess } from "node:child_process";
 import { writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import path from "node:path";
@@ -28,7 +28,7 @@ export interface TestMucmux {
   directPort: number;
   adminPort: number;
   configFile: string;
-  /** The secret audit of its log lines (issue 6 item 13), checked by stop(). */
+  /** The secret audit of its log lines (SPEC A3), checked by stop(). */
   audit: LogAudit;
   /** Drains; throws when a log line held a secret. */
   stop(): Promise<void>;

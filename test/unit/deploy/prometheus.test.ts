@@ -35,7 +35,7 @@ describe("deploy/prometheus", () => {
     for (const a of alerts) assert.ok(fired.has(a), `alert ${a} has no test case where it fires`);
   });
 
-  it("the alerts cover what the issue asks for, each with a severity, summary and description", () => {
+  it("the essential alerts exist, each with a severity, summary and description", () => {
     const rules = loadRules().groups.flatMap((g) => g.rules);
     for (const name of ["MucmuxDown", "MucmuxUpstreamUnreachable", "MucmuxAuthFailureSpike", "MucmuxClientParseErrorSpike",
       "MucmuxStreamErrorSpike", "MucmuxEventLoopLag", "MucmuxOfflineQueueGrowing", "MucmuxOfflineMessagesDropped",

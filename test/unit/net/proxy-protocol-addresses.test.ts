@@ -1,4 +1,4 @@
-// Addresses for the PROXY protocol (issue 6 item 11): strict IPv4/IPv6 text, RFC 5952 output, the
+// Addresses for the PROXY protocol: strict IPv4/IPv6 text, RFC 5952 output, the
 // trusted-CIDR list and its configuration errors.
 import { describe, it } from "node:test";
 import { strict as assert } from "node:assert";

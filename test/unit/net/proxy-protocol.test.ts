@@ -1,4 +1,4 @@
-// PROXY protocol decoder and encoder (issue 6 item 11), against haproxy doc/proxy-protocol.txt: valid v1/v2
+// PROXY protocol decoder and encoder, against haproxy doc/proxy-protocol.txt: valid v1/v2
 // headers of every kind, any segmentation, the client's bytes after the header, and every malformed form.
 import { describe, it } from "node:test";
 import { strict as assert } from "node:assert";

@@ -1,4 +1,4 @@
-// The store failing at runtime (issue 4): read-only underneath an open store, or closed. Every failure is
+// The store failing at runtime (the offline store, SPEC D): read-only underneath an open store, or closed. Every failure is
 // counted and logged by the instrumented store, reads keep working where they can, and nothing already
 // stored is lost.
 import { describe, it } from "node:test";

@@ -1,6 +1,6 @@
 // SqliteStore (SPEC D6b, D7): registrations and the bounded offline queue, on `:memory:` and on a real
 // file (WAL, migration from schema 1, survives a reopen); durability checked at start-up, damaged files
-// refused, stable ids and the catch-up point (issue 6 item 15).
+// refused, stable ids and the catch-up point (exactly once across crashes).
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, openSync, closeSync, writeSync, statSync } from "node:fs";

@@ -1,4 +1,4 @@
-// The upstream connect rate cap (issue 6 item 15): a token bucket for logins and anchors, logins first,
+// The upstream connect rate cap (upstream.connectsPerSecond): a token bucket for logins and anchors, logins first,
 // a bounded wait for logins, an unbounded one for anchors, nothing at all when off. Mocked timers and
 // clock: the grant times below are exact, not measured.
 import { describe, it, beforeEach, afterEach, mock } from "node:test";
