@@ -23,6 +23,7 @@ import type { Credentials } from "./account/credentials.js";
 import { EventBus } from "./chain/events.js";
 import { emptyViews, type Views } from "./chain/views.js";
 import type { Stage } from "./chain/stage.js";
+import { createMucServices } from "./discovery/muc-services.js";
 
 export interface App {
   start(): Promise<void>;
@@ -75,6 +76,14 @@ export function createApp(opts: AppOptions): App {
     metrics.stageErrors.inc({ stage: "event-bus", path: event });
   });
   const views = emptyViews();
+  // MUC services of the served domains: configured (muc.services) or discovered through the first session's leg.
+  const mucServices = createMucServices({ config, log: log.child({ component: "discovery" }) });
+  views.services = {
+    isService: (domain) => mucServices.isService(domain.toLowerCase()),
+    settled: (served) => mucServices.settled(served),
+    ready: (served, waitMs) => mucServices.ready(served, waitMs),
+    learn: (domain) => mucServices.learn(domain),
+  };
   const accounts = new AccountRegistry({
     log,
     metrics,
@@ -98,7 +107,10 @@ export function createApp(opts: AppOptions): App {
       (domain: string, user: string, pw: string, origin?: ClientOrigin, _signal?: AbortSignal) => connectUpstream(upstreamDeps, domain, user, pw, origin),
       (_d, _u, _p, _o, signal) => signal),
     isDraining: () => draining,
-    onBound: (link: Link, creds: Credentials) => accounts.sessionBound(link, creds),
+    onBound: (link: Link, creds: Credentials) => {
+      accounts.sessionBound(link, creds);
+      if (link.domain) mucServices.discover(link.domain, (iq) => link.queryUpstream(iq)); // at most hourly per domain
+    },
     onClosed: (link: Link) => {
       links.delete(link);
       accounts.sessionClosed(link);
@@ -178,6 +190,7 @@ export function createApp(opts: AppOptions): App {
       while (links.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       for (const link of links) link.client.destroy();
       accounts.closeAll();
+      mucServices.close();
       tlsMaterial?.close();
       // Offline work already started (a message being queued) finishes on microtasks: let it commit first.
       await new Promise((r) => setImmediate(r));

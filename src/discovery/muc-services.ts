@@ -20,6 +20,8 @@ export interface MucServices {
   isService(domain: string): boolean;
   /** Discovery for served domain `served` ran to an end at least once (success, error or timeout); resolves at once when `muc.services` is configured or when it already did. Never rejects. Bounded: resolves after at most `waitMs`. */
   ready(served: string, waitMs?: number): Promise<void>;
+  /** What ready() waits for has happened: discovery for `served` ended at least once, or the services are configured. */
+  settled(served: string): boolean;
   /** Start discovery for `served` through `query` if it never ran, or if the last run is older than the refresh interval, or failed (retry no sooner than a backoff). Cheap to call on every login. */
   discover(served: string, query: IqQuery): void;
   /** A disco#info result seen passing by (a client asked): the caller checked its identity (hasMucIdentity); learns `domain` (bounded, least recently learned dropped first). */
@@ -118,6 +120,10 @@ export function createMucServices(deps: { config: Config; log: Logger; now?: () 
         timer.unref();
         st.waiters.add(done);
       });
+    },
+
+    settled(name) {
+      return configured !== undefined || stop.signal.aborted || served.get(name.toLowerCase())?.endedAt !== undefined;
     },
 
     discover(name, query) {

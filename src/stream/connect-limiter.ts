@@ -1,4 +1,4 @@
-// Upstream connect rate cap (issue 6 item 15): a token bucket shared by every new upstream TCP connection
+// Upstream connect rate cap (upstream.connectsPerSecond): a token bucket shared by every new upstream TCP connection
 // mucmux opens, client logins and anchor (re)connects alike, so that after a server outage mucmux does not
 // stampede the recovering server with every session and anchor at once.
 //

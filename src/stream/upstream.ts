@@ -29,7 +29,7 @@ export type UpstreamOutcome =
 /**
  * The server's post-authentication features, reduced to what a session needs: the features mucmux sends its
  * client after the stream restart, and the namespaces offered. Shared by every leg that got the same features
- * (interned), so a session keeps no parsed tree and no string of its own (issue 7: memory per idle session).
+ * (interned), so a session keeps no parsed tree and no string of its own (memory per idle session).
  */
 export interface LegFeatures {
   /** `<stream:features>` for the client: the server's minus what mucmux withholds, plus mucmux's limits. */
@@ -107,7 +107,7 @@ export async function connectUpstream(
   let wire: Wire | undefined;
   try {
     let socket: net.Socket = await tcpConnect(up.host, up.port, timeoutMs);
-    // Issue 6 item 11: the server sees the client's address (its per-address bans, e.g. ejabberd's
+    // PROXY protocol (upstream.proxyProtocol: v2): the server sees the client's address (its per-address bans, e.g. ejabberd's
     // mod_fail2ban, then hit that client and not mucmux); mucmux's own streams say LOCAL.
     if (up.proxyProtocol === "v2") socket.write((origin && encodeProxyV2(origin)) ?? localProxyHeader(socket));
     if (up.tls === "direct") socket = await tlsWrap(socket, domain, up.verify, timeoutMs);

@@ -26,7 +26,7 @@ export interface WireHandlers {
   onTimeout?(what: "stanza" | "write-stall"): void;
 }
 
-/** Slow-peer deadlines (issue 6 item 9); 0 or unset: off. */
+/** Slow-peer deadlines (SPEC E4: limits.stanzaSeconds, limits.writeStallSeconds); 0 or unset: off. */
 export interface WireTimeouts {
   stanzaMs?: number;
   writeStallMs?: number;
@@ -239,7 +239,7 @@ const ACCOUNTING = new WeakMap<object, Map<Side, WireAccounting>>();
 /**
  * Byte accounting for every wire of one side, shared (one object per metrics registry and side, not two
  * closures per session), counted into LazyCounters: prom-client hashes the label set on every inc(), which
- * was a few per cent of the relay's CPU (issue 7).
+ * was a few per cent of the relay's CPU.
  */
 export function sharedAccounting(bytes: Counter<"direction" | "side">, side: Side): WireAccounting {
   let bySide = ACCOUNTING.get(bytes);

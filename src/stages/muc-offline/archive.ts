@@ -1,4 +1,4 @@
-// Exactly once across crashes and restarts (issue 6 item 15, SPEC D7): the room messages the account's
+// Exactly once across crashes and restarts (SPEC D6b, D7): the room messages the account's
 // anchor did not receive because mucmux was down — killed before it read them from its socket, or not
 // running until the account's next login — are read from the room's archive (XEP-0313 MUC MAM) when that
 // login joins the flagged room again, and handled like live ones (to online sessions, or queued).

@@ -9,9 +9,10 @@ export function extendDiscoInfo(el: Element, learn: (domain: string) => void): v
   const query = el.getChild("query", DISCO_INFO);
   const from = el.attrs.from;
   if (!query || query.attrs.node !== undefined || !from || from.includes("/")) return;
-  if (!query.getChildren("identity").some((i) => i.attrs.category === "conference")) return;
-  const domain = domainOf(from);
-  learn(domain);
+  const identities = query.getChildren("identity").filter((i) => i.attrs.category === "conference");
+  if (identities.length === 0) return;
+  // A text conference service is a MUC service (an IRC gateway, conference/irc, is not folded).
+  if (identities.some((i) => i.attrs.type === "text")) learn(domainOf(from));
   const feature = from.includes("@") ? REGISTER : OFFLINE_FEATURE;
   if (query.getChildren("feature").some((f) => f.attrs.var === feature)) return;
   // Before any XEP-0128 extension form, where features usually are.
