@@ -46,8 +46,8 @@ export interface AppOptions {
   config: Config;
   log: Logger;
   build: BuildInfo;
-  /** Stages appended after the configured ones (tests: a probe that records what passes the chain). */
-  extraStages?: (deps: StageDeps) => Stage[];
+  /** The stage list from the configured one (tests: a probe stage placed where it must see what passes). */
+  stages?: (deps: StageDeps, configured: Stage[]) => Stage[];
 }
 
 export function createApp(opts: AppOptions): App {
@@ -93,7 +93,7 @@ export function createApp(opts: AppOptions): App {
   });
   const stageDeps: StageDeps = { config, metrics, log, accounts, events, views, store: () => store };
   const chain = createChainRunner({
-    stages: [...createStages(stageDeps), ...(opts.extraStages?.(stageDeps) ?? [])],
+    stages: opts.stages ? opts.stages(stageDeps, createStages(stageDeps)) : createStages(stageDeps),
     log,
     onStageError: (stage, path) => metrics.stageErrors.inc({ stage, path }),
   });

@@ -38,55 +38,66 @@ export function createChainRunner(deps: {
   };
   const notWritten = (opts: DeliverOptions | undefined, why: string) => opts?.onWritten?.(new Error(why));
 
+  /** The stages from `start` on, then onward. */
+  function runFrom(
+    stages: readonly Stage[], start: number, direction: Direction, session: Session, stanza: Element, delivery: Delivery,
+    origin: ChainOrigin, opts: DeliverOptions | undefined,
+  ): void {
+    // Pass-through fast path: nothing wants it, so no context object and no loop.
+    let first = start;
+    while (first < stages.length && !(stages[first] as Stage).wants(stanza, direction, session, origin)) first++;
+    if (first === stages.length) return delivery.onward(stanza, opts);
+    const shared = opts?.prepared?.el;
+    let at = first; // the stage that handles (or last handled) the stanza
+    const ctx: StanzaContext = {
+      direction,
+      origin,
+      session,
+      stanza,
+      edit() {
+        if (shared !== undefined && ctx.stanza === shared) ctx.stanza = clone(shared);
+        return ctx.stanza;
+      },
+      reply: (el) => delivery.back(el),
+      // Onward through the stages after the one that handled this stanza, also when called later (an answer
+      // a stage produced after awaiting the store): toward a device, nothing skips its outbound chain.
+      forward: (el) => runFrom(stages, at + 1, direction, session, el, delivery, origin, undefined),
+    };
+    loop(first, true);
+
+    function loop(from: number, askedFirst: boolean): void {
+      for (let i = from; i < stages.length; i++) {
+        const s = stages[i] as Stage;
+        // The first stage's wants() was just asked; later ones see the stanza as earlier stages left it.
+        if (!(askedFirst && i === from) && !s.wants(ctx.stanza, direction, session, origin)) continue;
+        const handler = direction === "c2s" ? s.c2s : s.s2c;
+        at = i;
+        let result: ReturnType<NonNullable<Stage["c2s"]>>;
+        try {
+          result = handler?.call(s, ctx);
+        } catch (err) {
+          // One stage failing on one stanza must not take the session down; the stanza is dropped.
+          failed(s, direction, err, ctx.stanza);
+          return notWritten(opts, `${s.name} failed`);
+        }
+        if (result === DROP) return notWritten(opts, `dropped by ${s.name}`);
+        if (result instanceof Promise) {
+          result.then(
+            (r) => (r === DROP ? notWritten(opts, `dropped by ${s.name}`) : loop(i + 1, false)),
+            (err: unknown) => { failed(s, direction, err, ctx.stanza); notWritten(opts, `${s.name} failed`); },
+          );
+          return;
+        }
+      }
+      // A stanza some stage replaced (or copied to edit) is serialized on its own, not from the shared form.
+      if (shared !== undefined && ctx.stanza !== shared) delivery.onward(ctx.stanza, { ...opts, prepared: undefined });
+      else delivery.onward(ctx.stanza, opts);
+    }
+  }
+
   return {
     run(direction, session, stanza, delivery, origin, opts) {
-      const stages = direction === "c2s" ? c2s : s2c;
-      // Pass-through fast path: nothing wants it, so no context object and no loop.
-      let first = 0;
-      while (first < stages.length && !(stages[first] as Stage).wants(stanza, direction, session, origin)) first++;
-      if (first === stages.length) return delivery.onward(stanza, opts);
-      const shared = opts?.prepared?.el;
-      const ctx: StanzaContext = {
-        direction,
-        origin,
-        session,
-        stanza,
-        edit() {
-          if (shared !== undefined && ctx.stanza === shared) ctx.stanza = clone(shared);
-          return ctx.stanza;
-        },
-        reply: (el) => delivery.back(el),
-        forward: (el) => delivery.onward(el, undefined),
-      };
-      runFrom(first, true);
-
-      function runFrom(start: number, askedFirst: boolean): void {
-        for (let i = start; i < stages.length; i++) {
-          const s = stages[i] as Stage;
-          // The first stage's wants() was just asked; later ones see the stanza as earlier stages left it.
-          if (!(askedFirst && i === start) && !s.wants(ctx.stanza, direction, session, origin)) continue;
-          const handler = direction === "c2s" ? s.c2s : s.s2c;
-          let result: ReturnType<NonNullable<Stage["c2s"]>>;
-          try {
-            result = handler?.call(s, ctx);
-          } catch (err) {
-            // One stage failing on one stanza must not take the session down; the stanza is dropped.
-            failed(s, direction, err, ctx.stanza);
-            return notWritten(opts, `${s.name} failed`);
-          }
-          if (result === DROP) return notWritten(opts, `dropped by ${s.name}`);
-          if (result instanceof Promise) {
-            result.then(
-              (r) => (r === DROP ? notWritten(opts, `dropped by ${s.name}`) : runFrom(i + 1, false)),
-              (err: unknown) => { failed(s, direction, err, ctx.stanza); notWritten(opts, `${s.name} failed`); },
-            );
-            return;
-          }
-        }
-        // A stanza some stage replaced (or copied to edit) is serialized on its own, not from the shared form.
-        if (shared !== undefined && ctx.stanza !== shared) delivery.onward(ctx.stanza, { ...opts, prepared: undefined });
-        else delivery.onward(ctx.stanza, opts);
-      }
+      runFrom(direction === "c2s" ? c2s : s2c, 0, direction, session, stanza, delivery, origin, opts);
     },
 
     anchor(account, el) {

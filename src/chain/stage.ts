@@ -29,7 +29,10 @@ export interface StanzaContext {
   edit(): Element;
   /** Send a stanza back toward where this one came from (an answer to the client passes its outbound chain). */
   reply(el: Element): void;
-  /** Send a stanza onward in this stanza's direction (after the remaining stages, not through them). */
+  /**
+   * Send a stanza onward in this stanza's direction, through the stages after the one that handled this
+   * stanza (also when called later, e.g. after awaiting the store), then to the destination.
+   */
   forward(el: Element): void;
 }
 

@@ -6,7 +6,7 @@ import { writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { loadConfig } from "../../src/config/index.js";
-import { createApp, type App } from "../../src/app.js";
+import { createApp, type App, type AppOptions } from "../../src/app.js";
 import { createLogger } from "../../src/log.js";
 import { testCertificate } from "./certs.js";
 import { TEST_TMP } from "./certs.js";
@@ -41,6 +41,8 @@ export interface MucmuxOptions {
   extra?: Record<string, Record<string, unknown>>;
   /** Default: trace (audited for secrets), or MUCMUX_TEST_LOG. */
   logLevel?: string;
+  /** In-process only: the stage list (e.g. a probe stage around the configured stages). */
+  stages?: AppOptions["stages"];
 }
 
 /** Writes a config file for mucmux in front of `upstreamPort`; used in-process and for real processes. */
@@ -73,7 +75,10 @@ export async function startMucmux(opts: MucmuxOptions): Promise<TestMucmux> {
   const configFile = writeTestConfig(opts);
   const config = loadConfig({ file: configFile });
   const audit = new LogAudit(`in-process mucmux #${++instances} (${configFile})`, echo);
-  const app = createApp({ config, log: createLogger(config.log.level, audit.destination), build: { version: "test", commit: "test" } });
+  const app = createApp({
+    config, log: createLogger(config.log.level, audit.destination), build: { version: "test", commit: "test" },
+    ...(opts.stages ? { stages: opts.stages } : {}),
+  });
   await app.start();
   const port = (mode: string) => app.listeners.find((l) => l.spec.tls === mode)?.port ?? 0;
   return {
