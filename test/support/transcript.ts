@@ -215,7 +215,8 @@ export class Transcript {
     const upstream = await FakeUpstream.start();
     const mux = await startMucmux({
       upstreamPort: upstream.port,
-      extra: { drain: { timeoutSeconds: 3 }, ...opts.extra },
+      // The scripted server answers no service discovery: the MUC service is configured (muc.services).
+      extra: { drain: { timeoutSeconds: 3 }, ...opts.extra, muc: { services: ["conference.localhost"], ...opts.extra?.muc } },
     });
     const sessions = new Map<string, ClientSession>();
     const t = new Transcript(mux, upstream, sessions, opts.timeoutMs ?? 3000);
