@@ -60,10 +60,11 @@ export class AccountRegistry {
   /** The account's anchor, opened on first use (SPEC A7: on the account's first MUC join). */
   anchorFor(account: Account): Anchor {
     if (account.anchor && account.anchor.state !== "closed") return account.anchor;
-    const { username, password } = account.credentials;
     const { events } = this.deps;
     const anchor = new Anchor({
-      connect: () => this.deps.connectUpstream(account.domain, username, password),
+      // Every (re)connect uses the account's current credentials: a session that logged in after a password
+      // change brought the new ones (SPEC A3, A9).
+      connect: () => this.deps.connectUpstream(account.domain, account.credentials.username, account.credentials.password),
       log: this.deps.log.child({ anchor: true }),
       onStanza: (el) => {
         if (account.anchorIqs.take(el)) return; // an answer mucmux was waiting for: never a stage's business

@@ -52,7 +52,7 @@ export class EventBus {
     const list = this.handlers.get(event);
     if (!list) return false;
     let any = false;
-    for (const h of list) {
+    for (const h of list.slice()) { // a handler may unsubscribe (itself or another) while this runs
       try {
         if (h(payload) === true) any = true;
       } catch (err) {

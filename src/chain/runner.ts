@@ -45,7 +45,12 @@ export function createChainRunner(deps: {
   ): void {
     // Pass-through fast path: nothing wants it, so no context object and no loop.
     let first = start;
-    while (first < stages.length && !(stages[first] as Stage).wants(stanza, direction, session, origin)) first++;
+    try {
+      while (first < stages.length && !(stages[first] as Stage).wants(stanza, direction, session, origin)) first++;
+    } catch (err) {
+      failed(stages[first] as Stage, direction, err, stanza);
+      return notWritten(opts, `${(stages[first] as Stage).name} failed`);
+    }
     if (first === stages.length) return delivery.onward(stanza, opts);
     const shared = opts?.prepared?.el;
     let at = first; // the stage that handles (or last handled) the stanza
@@ -68,12 +73,12 @@ export function createChainRunner(deps: {
     function loop(from: number, askedFirst: boolean): void {
       for (let i = from; i < stages.length; i++) {
         const s = stages[i] as Stage;
-        // The first stage's wants() was just asked; later ones see the stanza as earlier stages left it.
-        if (!(askedFirst && i === from) && !s.wants(ctx.stanza, direction, session, origin)) continue;
-        const handler = direction === "c2s" ? s.c2s : s.s2c;
-        at = i;
         let result: ReturnType<NonNullable<Stage["c2s"]>>;
         try {
+          // The first stage's wants() was just asked; later ones see the stanza as earlier stages left it.
+          if (!(askedFirst && i === from) && !s.wants(ctx.stanza, direction, session, origin)) continue;
+          at = i;
+          const handler = direction === "c2s" ? s.c2s : s.s2c;
           result = handler?.call(s, ctx);
         } catch (err) {
           // One stage failing on one stanza must not take the session down; the stanza is dropped.
@@ -82,10 +87,13 @@ export function createChainRunner(deps: {
         }
         if (result === DROP) return notWritten(opts, `dropped by ${s.name}`);
         if (result instanceof Promise) {
+          // Held: the caller may change its element once this call returns (fan-out restores `to`), so the
+          // held stanza is this session's own copy from now on.
+          ctx.stanza = clone(ctx.stanza);
           result.then(
             (r) => (r === DROP ? notWritten(opts, `dropped by ${s.name}`) : loop(i + 1, false)),
             (err: unknown) => { failed(s, direction, err, ctx.stanza); notWritten(opts, `${s.name} failed`); },
-          );
+          ).catch((err: unknown) => deps.log.error({ err }, "delivery after a held stanza failed")); // never unhandled
           return;
         }
       }

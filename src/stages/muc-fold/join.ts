@@ -114,7 +114,7 @@ export function onJoined(m: MucDeps, account: Account, room: Room, self: Element
     setStatusCodes(copy, codes);
     if (w.id) copy.attrs.id = w.id;
     else delete copy.attrs.id;
-    sendTo(w.session, copy, { rewriteItemJid: true });
+    sendTo(w.session, copy, { rewriteItemJid: true, origin: "anchor" });
     room.burst.add(w.session);
   }
   room.waiting = [];
