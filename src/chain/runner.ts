@@ -1,7 +1,7 @@
 // The chain runner: the only place with error isolation and stage metrics (stages stay plain). Three entries:
 // c2s (a client's stanza toward its leg), s2c (every stanza toward a device: relayed, synthesized or fanned
 // out) and anchor (a stanza that arrived on an account's anchor). A stage that throws costs that stanza,
-// never the stream it came on.
+// never the stream it came on (SPEC E7).
 import type { Element } from "@xmpp/xml";
 import { DROP, type ChainOrigin, type Direction, type Stage, type StanzaContext } from "./stage.js";
 import type { DeliverOptions, Session } from "./session.js";

@@ -129,7 +129,7 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
 
     // Prosody answers a member's registration request with its form (and registers the nick), a stranger's
     // with registration-required; ejabberd has no room registration (service-unavailable) either way.
-    for (const member of [true, false]) it(`SPEC D2/D3: a device's first request on a fresh mucmux is a room registration (${member ? "member" : "no affiliation"}): the form has the offline field, the setting is stored and works`, async () => {
+    for (const member of [true, false]) it(`SPEC B10, D2/D3, D9: a device's first request on a fresh mucmux is a room registration (${member ? "member" : "no affiliation"}): the form has the offline field, the setting is stored and works`, async () => {
       const r = room();
       const { bob } = await bobRoom(r, member ? "reg-owner-m" : "reg-owner");
       const al = await fresh();
@@ -185,7 +185,7 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
     });
 
     for (const withId of [true, false]) {
-      it(`SPEC C10: a MUC archive query ${withId ? "with" : "without"} queryid: its results reach the asking device only`, async () => {
+      it(`SPEC C14: a MUC archive query ${withId ? "with" : "without"} queryid: its results reach the asking device only`, async () => {
         const r = room();
         const { bob, reflections } = await bobRoom(r, withId ? "mam-q" : "mam-noq", 3);
         assert.ok(reflections.every((m) => m.getChild("stanza-id", "urn:xmpp:sid:0")?.attrs.by === r), "the room archives (stanza-ids by the room)");
@@ -215,7 +215,7 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       });
     }
 
-    it("SPEC B1/B3: a groupchat-1.0 join (no <x xmlns=muc>) is folded: 110 self-presence to the device; the room sees the anchor, never the device", async () => {
+    it("SPEC B9: a groupchat-1.0 join (no <x xmlns=muc>) is folded: 110 self-presence to the device; the room sees the anchor, never the device", async () => {
       const r = room();
       const { bob } = await bobRoom(r, "gc1-owner");
       const al = await fresh();
@@ -234,7 +234,7 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       assert.ok(jids.every((j) => j?.startsWith(`${al}@localhost/mucmux-`)), `the occupant is the account's anchor:\n${show(seen)}`);
     });
 
-    it("SPEC C5: a device that joined without <x> drops its connection: the room sees no leave; the account stays in it for the next device", async () => {
+    it("SPEC B9, C5: a device that joined without <x> drops its connection: the room sees no leave; the account stays in it for the next device", async () => {
       const r = room();
       const { bob } = await bobRoom(r, "gc2-owner");
       const al = await fresh();
@@ -272,7 +272,7 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       assert.ok(after.map(itemJid).every((j) => j?.startsWith(`${al}@localhost/mucmux-`)), `only the anchor:\n${show(after)}`);
     });
 
-    it("SPEC B4: after a groupchat-1.0 join, another device's MUC join is answered from the cache (no second upstream occupant)", async () => {
+    it("SPEC B9, B4: after a groupchat-1.0 join, another device's MUC join is answered from the cache (no second upstream occupant)", async () => {
       const r = room();
       const { bob } = await bobRoom(r, "gc3-owner", 2);
       const al = await fresh();

@@ -81,7 +81,7 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       await server?.stop();
     });
 
-    it("every stanza a client receives passed its outbound chain: relayed, fanned out, synthesized, offline", async () => {
+    it("SPEC E7: every stanza a client receives passed its outbound chain: relayed, fanned out, synthesized, offline", async () => {
       const r = room();
       const al = await fresh();
       const bob = await connect("bob", `fd${n}`);
@@ -131,7 +131,7 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       assert.equal(delivered[0]?.origin, "local");
     });
 
-    it("a stage that throws on an anchor stanza costs that stanza only: the anchor stays, the room never sees the account leave", async () => {
+    it("SPEC E7: a stage that throws on an anchor stanza costs that stanza only: the anchor stays, the room never sees the account leave", async () => {
       const r = room();
       const al = await fresh();
       const bob = await connect("bob", `fdb${n}`);

@@ -38,7 +38,7 @@ export function createMucFoldStage(m: MucDeps): Stage {
   };
 
   /**
-   * A presence that joins a room: with <x xmlns=muc>, or a groupchat 1.0 join (XEP-0045 §7.2.1: a plain
+   * A presence that joins a room: with <x xmlns=muc>, or a groupchat 1.0 join (SPEC B9: a plain
    * available presence to room/nick) on a MUC service, or one that may be, while the services of the account's
    * domain are still being discovered (c2s then waits for discovery).
    */
@@ -108,7 +108,7 @@ export function createMucFoldStage(m: MucDeps): Stage {
   };
 }
 
-/** How long a possible groupchat 1.0 join waits for the discovery of the account's MUC services. */
+/** How long a possible groupchat 1.0 join waits for the discovery of the account's MUC services (SPEC B10). */
 const DISCOVERY_WAIT_MS = 5000;
 
 /** The domain of an available presence's `to` of the form local@domain/resource, if it is one. */

@@ -37,7 +37,7 @@ export function onSessionIq(m: MucDeps, account: Account, room: Room, session: S
     sendTo(session, reply, { origin: "anchor" }); // SPEC C10: S's own id and to, through S's outbound chain
   };
   account.anchorIqs.request(el, (iq) => account.sendViaAnchor(iq), {
-    // Archive results go to the session that asked, never to the room's audience.
+    // SPEC C14: archive results go to the session that asked, never to the room's audience.
     collect: isArchiveQuery ? (msg) => sendTo(session, msg, { origin: "anchor" }) : undefined,
   }).then(answer, () => {
     // Not sent (the anchor is not online), no answer in time, or the anchor's stream went down meanwhile.

@@ -59,7 +59,8 @@ export function onRegisterRequest(ctx: OfflineContext, s: StanzaContext, account
   if (el.attrs.id === undefined || !query) return;
   if (isRoom(ctx, account, room)) return onRoomRegistration(ctx, s, account, session, room, query);
   // Not known to be a room yet: right after a restart the account's MUC services may still be being
-  // discovered. Wait for that (bounded); a registration with the offline field is never passed on unseen.
+  // discovered (SPEC B10). Wait for that (bounded); a registration with the offline field is never passed on
+  // unstored (SPEC D9).
   const decide = (): StageResult => {
     if (isRoom(ctx, account, room)) return onRoomRegistration(ctx, s, account, session, room, query);
     const form = query.getChild("x", XDATA);
