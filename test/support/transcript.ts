@@ -20,6 +20,7 @@
 import assert from "node:assert/strict";
 import type { Element } from "@xmpp/xml";
 import { StreamParser } from "../../src/xml/parser.js";
+import { parseStanzas as parseAll, parseStanza as parseOne, STANZA_LIMITS } from "./stanzas.js";
 import { serialize } from "../../src/xml/serialize.js";
 import { FakeUpstream, type UpstreamConnection } from "./fake-upstream.js";
 import { startMucmux, type TestMucmux } from "./mucmux.js";
@@ -38,33 +39,14 @@ export const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 export const DISCO_INFO = "http://jabber.org/protocol/disco#info";
 export const ANY = "{scansion:any}";
 
-const LIMITS = { maxStanzaBytes: 1 << 20, maxDepth: 64, maxAttributes: 100, maxChildren: 20_000 };
-const HEADER = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
 
 export type Expect = string | ((el: Element) => boolean);
 export interface WaitOptions { timeoutMs?: number; scan?: boolean }
 
 /** Parse XML text (one or more stanzas in the jabber:client namespace) into canonical elements. */
-export function parseStanzas(xmlText: string): Element[] {
-  const out: Element[] = [];
-  let error: string | undefined;
-  const p = new StreamParser({
-    onStreamOpen: () => {},
-    onElement: (el) => void out.push(el),
-    onStreamClose: () => {},
-    onError: (e) => { error = `${e.condition}: ${e.message}`; },
-  }, LIMITS);
-  p.write(Buffer.from(HEADER + xmlText, "utf8"));
-  if (error !== undefined) throw new Error(`transcript: bad XML (${error}): ${xmlText}`);
-  if (out.length === 0 && xmlText.trim() !== "") throw new Error(`transcript: incomplete XML: ${xmlText}`);
-  return out;
-}
+export const parseStanzas = (xmlText: string): Element[] => parseAll(xmlText, "transcript");
 
-export function parseStanza(xmlText: string): Element {
-  const els = parseStanzas(xmlText);
-  if (els.length !== 1) throw new Error(`transcript: expected exactly one stanza, got ${els.length}: ${xmlText}`);
-  return els[0] as Element;
-}
+export const parseStanza = (xmlText: string): Element => parseOne(xmlText, "transcript");
 
 const ownText = (el: Element) => el.children.filter((c): c is string => typeof c === "string").join("");
 
@@ -166,7 +148,7 @@ class ClientSession implements Log {
       },
       onStreamClose: () => {},
       onError: (e) => { this.broken = `the stream from mucmux is not well-formed: ${e.condition} ${e.message}`; },
-    }, LIMITS);
+    }, STANZA_LIMITS);
     raw.socket.on("data", (d: Buffer) => this.parser.write(d));
   }
 

@@ -2,25 +2,23 @@
 // mucmux parses them (canonical elements from its own StreamParser), a logger that records its lines, and
 // a turn of the event loop to let settled promises run (no sleeping).
 import type { Element } from "@xmpp/xml";
-import { StreamParser } from "../../src/xml/parser.js";
+import assert from "node:assert/strict";
+import { parseStanza } from "../support/stanzas.js";
+import { IqError } from "../../src/protocol/iq-tracker.js";
 import { createLogger, type Logger } from "../../src/log.js";
 
-const LIMITS = { maxStanzaBytes: 1 << 20, maxDepth: 64, maxAttributes: 100, maxChildren: 1000 };
-const HEADER = "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
-
 /** One stanza (jabber:client) from XML text, as mucmux's parser would hand it on. */
-export function stanza(xmlText: string): Element {
-  const out: Element[] = [];
-  let error: string | undefined;
-  const p = new StreamParser({
-    onStreamOpen: () => {},
-    onElement: (el) => void out.push(el),
-    onStreamClose: () => {},
-    onError: (e) => { error = `${e.condition}: ${e.message}`; },
-  }, LIMITS);
-  p.write(Buffer.from(HEADER + xmlText, "utf8"));
-  if (error !== undefined || out.length !== 1) throw new Error(`stanza(): expected one stanza (${error ?? `${out.length} parsed`}): ${xmlText}`);
-  return out[0] as Element;
+export const stanza = (xmlText: string): Element => parseStanza(xmlText, "stanza()");
+
+/** Settles to the IqError condition the promise rejected with (fails the test if it resolved). */
+export async function iqErrorCondition(p: Promise<Element>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    assert.ok(err instanceof IqError, String(err));
+    return err.condition;
+  }
+  assert.fail("resolved, expected a rejection");
 }
 
 /** A logger whose JSON lines are kept (level `debug` and up unless told). */

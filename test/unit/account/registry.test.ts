@@ -10,10 +10,9 @@ import type { Account } from "../../../src/account/account.js";
 import { EventBus, type Events } from "../../../src/chain/events.js";
 import type { Session } from "../../../src/chain/session.js";
 import type { LegHandlers, UpstreamLeg, UpstreamOutcome } from "../../../src/stream/upstream.js";
-import { IqError } from "../../../src/protocol/iq-tracker.js";
 import { createMetrics } from "../../../src/metrics/metrics.js";
 import { createLogger } from "../../../src/log.js";
-import { flush, stanza } from "../helpers.js";
+import { flush, iqErrorCondition, stanza } from "../helpers.js";
 
 const ROOM = "room@conference.example.test";
 
@@ -43,16 +42,7 @@ function setup(connect: Connect = () => new Promise<UpstreamOutcome>(() => {})) 
   return { registry, events, log, connects, anchorStanzas, metrics, handlerErrors };
 }
 
-/** Settles to the IqError condition a request rejected with. */
-async function condition(p: Promise<Element>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof IqError, String(err));
-    return err.condition;
-  }
-  assert.fail("resolved, expected a rejection");
-}
+const condition = iqErrorCondition;
 
 describe("AccountRegistry: sessions", () => {
   it("session-bound creates the account record and reports { account, session }", () => {

@@ -4,8 +4,8 @@
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import type { Element } from "@xmpp/xml";
-import { IqError, IqTracker, resultOf } from "../../../src/protocol/iq-tracker.js";
-import { stanza } from "../helpers.js";
+import { IqTracker, resultOf } from "../../../src/protocol/iq-tracker.js";
+import { iqErrorCondition, stanza } from "../helpers.js";
 
 const ROOM = "room@conference.example.test";
 const OTHER = "other@conference.example.test";
@@ -33,16 +33,7 @@ const archived = (from: string, queryid: string | undefined, n: number) => stanz
   `<forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' type='groupchat' from='${from}/bob'><body>old ${n}</body></message></forwarded></result></message>`,
 );
 
-/** Settles to the IqError condition the promise rejected with (fails the test if it resolved). */
-async function condition(p: Promise<Element>): Promise<string> {
-  try {
-    await p;
-  } catch (err) {
-    assert.ok(err instanceof IqError, String(err));
-    return err.condition;
-  }
-  assert.fail("resolved, expected a rejection");
-}
+const condition = iqErrorCondition;
 
 /** Has the promise settled yet (after the reactions queued so far)? */
 async function settled(p: Promise<unknown>): Promise<boolean> {

@@ -168,6 +168,18 @@ async function firstJoin(h: Harness, s: FakeSession, id = "j1"): Promise<void> {
   await h.settle();
 }
 
+/** Two sessions in the room: the first joined upstream, the second answered from the cache; nothing left unread. */
+async function twoJoined(h: Harness): Promise<[FakeSession, FakeSession]> {
+  const s1 = h.session("phone");
+  const s2 = h.session("laptop");
+  await firstJoin(h, s1);
+  s2.sends(joinXml("j2"));
+  await h.settle();
+  s1.take();
+  s2.take();
+  return [s1, s2];
+}
+
 describe("muc-fold: joins", () => {
   it("SPEC B1, B2, B3: the first join goes upstream once, on the anchor; the burst reaches the session", async (t) => {
     const h = harness(t);
@@ -258,13 +270,7 @@ describe("muc-fold: joins", () => {
 describe("muc-fold: live traffic", () => {
   it("SPEC C1: a groupchat message from the room is delivered once to each joined session, origin anchor, addressed to it", async (t) => {
     const h = harness(t);
-    const s1 = h.session("phone");
-    const s2 = h.session("laptop");
-    await firstJoin(h, s1);
-    s2.sends(joinXml("j2"));
-    await h.settle();
-    s1.take();
-    s2.take();
+    const [s1, s2] = await twoJoined(h);
     const outsider = h.session("tablet"); // online, never joined
 
     const el = h.fromAnchor(`<message type='groupchat' from='${ROOM}/bob' to='${ANCHOR_JID}' id='live1'><body>hello</body></message>`);
@@ -284,13 +290,7 @@ describe("muc-fold: live traffic", () => {
 
   it("SPEC C5: a session that closes sends nothing to the room and nothing to the other sessions", async (t) => {
     const h = harness(t);
-    const s1 = h.session("phone");
-    const s2 = h.session("laptop");
-    await firstJoin(h, s1);
-    s2.sends(joinXml("j2"));
-    await h.settle();
-    s1.take();
-    s2.take();
+    const [s1, s2] = await twoJoined(h);
     const before = h.anchor().sent.length;
 
     s2.online = false;
@@ -363,13 +363,7 @@ describe("muc-fold: groupchat 1.0 joins", () => {
 describe("muc-fold: IQs through the anchor", () => {
   it("SPEC C10: a MAM query from one session: results reach that session only, and the final IQ with its own id", async (t) => {
     const h = harness(t);
-    const s1 = h.session("phone");
-    const s2 = h.session("laptop");
-    await firstJoin(h, s1);
-    s2.sends(joinXml("j2"));
-    await h.settle();
-    s1.take();
-    s2.take();
+    const [s1, s2] = await twoJoined(h);
 
     s1.sends(`<iq type='set' to='${ROOM}' id='mam1'><query xmlns='${MAM}' queryid='f27'/></iq>`);
     const query = h.anchor().sent.at(-1) as Element;
@@ -407,13 +401,7 @@ describe("muc-fold: IQs through the anchor", () => {
 
   it("SPEC C11: an occupant's IQ to the account goes to one joined session; its answer goes back on the anchor with the original id", async (t) => {
     const h = harness(t);
-    const s1 = h.session("phone");
-    const s2 = h.session("laptop");
-    await firstJoin(h, s1);
-    s2.sends(joinXml("j2"));
-    await h.settle();
-    s1.take();
-    s2.take();
+    const [s1, s2] = await twoJoined(h);
     const before = h.anchor().sent.length;
 
     h.fromAnchor(`<iq type='get' from='${ROOM}/bob' to='${ANCHOR_JID}' id='v1'><query xmlns='jabber:iq:version'/></iq>`);
