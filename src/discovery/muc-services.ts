@@ -3,17 +3,15 @@
  * through the server (XEP-0030, per served domain, refreshed hourly), and disco#info answers clients
  * asked for that were seen passing by (learn()). isService() is a Set lookup: it runs per stanza.
  */
-import type { Element } from "@xmpp/xml";
 import { LRUCache } from "lru-cache";
 import type { Config } from "../config/index.js";
 import type { Logger } from "../log.js";
 import { runDiscovery, type RunOutcome } from "./run.js";
-import { serviceDomain } from "./xep0030.js";
+import { serviceDomain, type IqQuery } from "./xep0030.js";
 
 export { hasMucIdentity } from "./xep0030.js";
 
-/** Sends one IQ get on some upstream leg and resolves with the server's answer (result or error), or undefined on timeout / no leg. */
-export type IqQuery = (iq: Element) => Promise<Element | undefined>;
+export type { IqQuery } from "./xep0030.js";
 
 export interface MucServices {
   /** Is `domain` (lower-cased) a MUC service: configured, discovered, or learned? Synchronous, cheap (a Set lookup): called per stanza. */

@@ -2,8 +2,7 @@
 // disco#info to each listed item, a few at a time; the domain's own disco#info is asked alongside.
 import type { Element } from "@xmpp/xml";
 import { DISCO_INFO } from "../protocol/xep.js";
-import type { IqQuery } from "./muc-services.js";
-import { DISCO_ITEMS, discoGet, infoSaysMuc, itemDomains } from "./xep0030.js";
+import { DISCO_ITEMS, discoGet, infoSaysMuc, itemDomains, type IqQuery } from "./xep0030.js";
 
 /** Items asked about per run; a server listing more is unusual, and the rest are left out (and counted). */
 export const MAX_ITEMS = 64;

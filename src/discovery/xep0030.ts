@@ -5,6 +5,9 @@ import { Element } from "@xmpp/xml";
 import { HOST_NAME } from "../net/ip-address.js";
 import { DISCO_INFO } from "../protocol/xep.js";
 
+/** Sends one IQ get on some upstream leg and resolves with the server's answer (result or error), or undefined on timeout / no leg. */
+export type IqQuery = (iq: Element) => Promise<Element | undefined>;
+
 export const DISCO_ITEMS = "http://jabber.org/protocol/disco#items";
 
 /**
