@@ -1,7 +1,9 @@
 /**
  * Command-line parsing and --help, both generated from the leaf list so that every config key has a
- * flag, and every flag is documented.
+ * flag, and every flag is documented. node:util's parseArgs splits the command line into tokens; the
+ * rules below are mucmux's own (see parseCli).
  */
+import { parseArgs, type ParseArgsConfig } from "node:util";
 import { ConfigError } from "./errors.js";
 import { suggest } from "./suggest.js";
 import { configLeaves, leafIndex, type Leaf } from "./leaves.js";
@@ -15,40 +17,64 @@ export interface CliArgs {
   flags: Record<string, string>;
 }
 
+type Options = NonNullable<ParseArgsConfig["options"]>;
+type Token = ReturnType<typeof tokenize>[number];
+
 const BOOLEAN_WORDS = new Set(["true", "false", "1", "0"]);
 
-/** Accepts `--name value` and `--name=value`; a boolean flag alone means true. Throws ConfigError. */
+/** One parseArgs option per leaf (boolean leaves as booleans, so they never take the next argument). */
+function tokenize(argv: readonly string[], leaves: Iterable<Leaf>) {
+  const options: Options = {
+    config: { type: "string" },
+    help: { type: "boolean", short: "h" },
+    version: { type: "boolean", short: "v" },
+  };
+  for (const leaf of leaves) options[leaf.flag] = { type: leaf.kind === "boolean" ? "boolean" : "string" };
+  return parseArgs({ args: [...argv], options, strict: false, allowPositionals: true, tokens: true }).tokens;
+}
+
+/**
+ * Accepts `--name value` and `--name=value`; a boolean flag alone means true. Throws ConfigError at the
+ * first bad argument. parseArgs runs with `strict: false` and every token is checked here, because its
+ * strict mode refuses `--upstream-verify=false`, turns the `false` of `--upstream-verify false` into a
+ * stray argument, and reports unknown flags in its own words, without a "did you mean".
+ */
 export function parseCli(argv: readonly string[]): CliArgs {
   const { byFlag } = leafIndex();
+  const tokens = tokenize(argv, byFlag.values());
   const out: CliArgs = { help: false, version: false, flags: {} };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i] ?? "";
-    if (arg === "-h" || arg === "--help") out.help = true;
-    else if (arg === "-v" || arg === "--version") out.version = true;
-    else if (!arg.startsWith("--")) throw new ConfigError(`config: unexpected argument '${arg}' (see --help)`);
-    else {
-      const eq = arg.indexOf("=");
-      const name = arg.slice(2, eq === -1 ? undefined : eq);
-      const inline = eq === -1 ? undefined : arg.slice(eq + 1);
-      const leaf = name === "config" ? undefined : byFlag.get(name);
-      if (name !== "config" && !leaf) {
-        const hint = suggest(name, [...byFlag.keys(), "config", "help", "version"]);
-        throw new ConfigError(`config: unknown flag --${name}${hint ? ` (did you mean --${hint}?)` : ""}`);
-      }
-      const next = argv[i + 1];
-      let value: string;
-      if (inline !== undefined) value = inline;
-      else if (leaf?.kind === "boolean") {
-        // `--upstream-verify false` reads naturally; a bare `--upstream-verify` means true.
-        value = next !== undefined && BOOLEAN_WORDS.has(next.toLowerCase()) ? (i++, next) : "true";
-      } else if (next === undefined || next.startsWith("--")) {
-        throw new ConfigError(`config: flag --${name} needs a value`);
-      } else value = (i++, next);
-      if (leaf) out.flags[leaf.path] = value;
-      else out.configFile = value;
-    }
+  for (let t = 0; t < tokens.length; t++) {
+    const token = tokens[t] as Token;
+    const arg = argv[token.index] ?? "";
+    if (token.kind === "option-terminator") throw unknownFlag("", byFlag); // `--`: no positionals to end
+    if (token.kind === "positional") throw new ConfigError(`config: unexpected argument '${arg}' (see --help)`);
+    const { name, value } = token;
+    // rawName === arg: exactly -h, --help, -v or --version (not `-hv`, which parseArgs splits, nor `--help=x`).
+    if ((name === "help" || name === "version") && token.rawName === arg) { out[name] = true; continue; }
+    if (!token.rawName.startsWith("--")) throw new ConfigError(`config: unexpected argument '${arg}' (see --help)`);
+    const leaf = name === "config" ? undefined : byFlag.get(name);
+    // Named as typed: parseArgs reads `--=x` as a flag named "=x", mucmux as an empty name with a value.
+    if (name !== "config" && !leaf) throw unknownFlag(arg.slice(2).split("=", 1)[0] ?? "", byFlag);
+    let text: string;
+    if (token.inlineValue) text = value ?? "";
+    else if (leaf?.kind === "boolean") {
+      // `--upstream-verify false` reads naturally; a bare `--upstream-verify` means true. parseArgs left
+      // the word after it as a positional: take it if it is a boolean word.
+      const next = tokens[t + 1];
+      text = next?.kind === "positional" && BOOLEAN_WORDS.has(next.value.toLowerCase()) ? (t++, next.value) : "true";
+    } else if (value === undefined || value.startsWith("--")) {
+      // parseArgs takes whatever follows a string option; a value that looks like a flag needs `=`.
+      throw new ConfigError(`config: flag --${name} needs a value`);
+    } else text = value;
+    if (leaf) out.flags[leaf.path] = text;
+    else out.configFile = text;
   }
   return out;
+}
+
+function unknownFlag(name: string, byFlag: ReadonlyMap<string, Leaf>): ConfigError {
+  const hint = suggest(name, [...byFlag.keys(), "config", "help", "version"]);
+  return new ConfigError(`config: unknown flag --${name}${hint ? ` (did you mean --${hint}?)` : ""}`);
 }
 
 function metavar(leaf: Leaf): string {

@@ -1,5 +1,7 @@
 // IP addresses as text and bytes, strictly (PROXY protocol §2.1: decimal IPv4 without leading zeros,
 // IPv6 with at most one "::", no zone ids), and the list of trusted CIDRs (PROXY protocol peers).
+// node:net checks the text (isIPv4, isIPv6) and matches peers (BlockList); Node 20 has no API that turns
+// an address into bytes or bytes into text (inet_pton/ntop), so that part is here.
 import net from "node:net";
 
 export type Family = 4 | 6;
@@ -7,54 +9,32 @@ export type Family = 4 | 6;
 /** A DNS host name: RFC 1035 labels; IDNs in their A-label (punycode) form, as they appear on the wire. */
 export const HOST_NAME = /^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$/i;
 
-const DEC = /^(?:0|[1-9][0-9]{0,2})$/;
-const HEX = /^[0-9a-fA-F]{1,4}$/;
-
+/** 4 bytes, or undefined. node:net's isIPv4 is the PROXY protocol's form: dot-decimal without leading zeros. */
 export function parseIPv4(text: string): Buffer | undefined {
-  const parts = text.split(".");
-  if (parts.length !== 4) return undefined;
+  if (!net.isIPv4(text)) return undefined;
   const out = Buffer.alloc(4);
-  for (let i = 0; i < 4; i++) {
-    const p = parts[i] as string;
-    if (!DEC.test(p) || Number(p) > 255) return undefined;
-    out[i] = Number(p);
-  }
+  text.split(".").forEach((octet, i) => { out[i] = Number(octet); });
   return out;
 }
 
-/** 16 bytes, or undefined. Accepts the dotted IPv4 tail of mapped/compatible forms (`::ffff:1.2.3.4`). */
+/**
+ * 16 bytes, or undefined. node:net's isIPv6 checks the text (at most one "::", a dotted IPv4 tail only
+ * last, as in `::ffff:1.2.3.4`); zone ids (`fe80::1%eth0`), which it also accepts, are refused.
+ */
 export function parseIPv6(text: string): Buffer | undefined {
-  if (text.length < 2 || text.length > 45) return undefined;
-  const halves = text.split("::");
-  if (halves.length > 2) return undefined;
-  const groups = (s: string): number[] | undefined => {
-    if (s === "") return [];
-    const out: number[] = [];
-    const parts = s.split(":");
-    for (let i = 0; i < parts.length; i++) {
-      const p = parts[i] as string;
-      if (i === parts.length - 1 && p.includes(".")) {
-        const v4 = parseIPv4(p);
-        if (!v4) return undefined;
-        out.push(v4.readUInt16BE(0), v4.readUInt16BE(2));
-      } else if (HEX.test(p)) {
-        out.push(parseInt(p, 16));
-      } else {
-        return undefined;
-      }
-    }
-    return out;
-  };
-  const head = groups(halves[0] as string);
-  const tail = halves.length === 2 ? groups(halves[1] as string) : [];
-  if (!head || !tail) return undefined;
-  // A dotted tail is only allowed at the very end of the address.
-  if (halves.length === 2 && (halves[0] as string).includes(".")) return undefined;
-  const n = head.length + tail.length;
-  if (halves.length === 2 ? n > 7 : n !== 8) return undefined;
-  const all = [...head, ...new Array<number>(8 - n).fill(0), ...tail];
-  const out = Buffer.alloc(16);
-  all.forEach((g, i) => out.writeUInt16BE(g, i * 2));
+  if (!net.isIPv6(text) || text.includes("%")) return undefined;
+  let hex = text;
+  if (text.includes(".")) {
+    const at = text.lastIndexOf(":") + 1;
+    const v4 = parseIPv4(text.slice(at)) as Buffer; // valid: isIPv6 checked it
+    hex = `${text.slice(0, at)}${v4.readUInt16BE(0).toString(16)}:${v4.readUInt16BE(2).toString(16)}`;
+  }
+  const [head = "", tail = ""] = hex.split("::");
+  const before = head === "" ? [] : head.split(":");
+  const after = tail === "" ? [] : tail.split(":");
+  const out = Buffer.alloc(16); // the groups "::" stands for stay zero
+  before.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), i * 2));
+  after.forEach((g, i) => out.writeUInt16BE(parseInt(g, 16), 16 - (after.length - i) * 2));
   return out;
 }
 
@@ -133,8 +113,10 @@ function maskBytes(bytes: Buffer, prefix: number): Buffer {
 }
 
 /**
- * Peers allowed to send a PROXY protocol header. IPv4 entries also match IPv4-mapped IPv6 peers
- * (`::ffff:10.0.0.1` on a dual-stack listener), as node:net's BlockList does.
+ * Peers allowed to send a PROXY protocol header, matched by node:net's BlockList, which takes an IPv4
+ * peer and its IPv4-mapped form (`::ffff:10.0.0.1`, how a dual-stack listener reports IPv4 clients) as
+ * one address: an IPv4 entry matches both, and so does an IPv6 entry covering them (`::ffff:10.0.0.0/104`,
+ * `::/0`). The IPv4-compatible form (`::10.0.0.1`) is just IPv6.
  */
 export class TrustList {
   private readonly list = new net.BlockList();

@@ -64,6 +64,15 @@ describe("parseCli", () => {
     assert.throws(() => parseCli(["mucmux.yaml"]), /config: unexpected argument 'mucmux.yaml'/);
   });
 
+  it("keeps its own rules where node:util parseArgs reads arguments differently", () => {
+    assert.deepEqual(parseCli(["--upstream-verify=false", "--admin-port", "-1"]).flags, { "upstream.verify": "false", "admin.port": "-1" });
+    assert.deepEqual(parseCli(["--upstream-verify", "TRUE"]).flags, { "upstream.verify": "TRUE" });
+    assert.throws(() => parseCli(["--upstream-verify", "maybe"]), /config: unexpected argument 'maybe'/);
+    assert.throws(() => parseCli(["-hv"]), /config: unexpected argument '-hv'/);
+    assert.throws(() => parseCli(["-x"]), /config: unexpected argument '-x'/);
+    assert.throws(() => parseCli(["--", "x"]), /config: unknown flag --$/);
+  });
+
   it("accepts a flag for every leaf", () => {
     for (const leaf of configLeaves()) {
       assert.deepEqual(parseCli([`--${leaf.flag}=x`]).flags, { [leaf.path]: "x" });

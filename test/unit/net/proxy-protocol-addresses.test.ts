@@ -61,6 +61,17 @@ describe("trusted proxies", () => {
     assert.equal(new TrustList([]).has("10.1.2.3"), false);
   });
 
+  it("an IPv4 peer and its IPv4-mapped form are one address (node:net BlockList); IPv4-compatible is IPv6", () => {
+    const v4 = new TrustList(["10.0.0.0/8"]);
+    assert.equal(v4.has("::ffff:a01:203"), true); // ::ffff:10.1.2.3 in hex
+    assert.equal(v4.has("::10.1.2.3"), false);
+    const mapped = new TrustList(["::ffff:10.0.0.0/104"]);
+    assert.deepEqual(["10.1.2.3", "::ffff:10.1.2.3", "11.1.2.3"].map((a) => mapped.has(a)), [true, true, false]);
+    assert.equal(new TrustList(["::/0"]).has("192.0.2.1"), true); // ::/0 covers ::ffff:0:0/96
+    assert.equal(new TrustList(["0.0.0.0/0"]).has("2001:db8::1"), false);
+    assert.equal(new TrustList(["192.0.2.7"]).has("::ffff:192.0.2.7"), true);
+  });
+
   it("the configuration validates proxyProtocol.trusted and upstream.proxyProtocol", () => {
     const ok = loadConfig({ flags: { domains: "example.test", "proxyProtocol.trusted": "10.0.0.0/8,fd00::/8", "upstream.proxyProtocol": "v2" } });
     assert.deepEqual(ok.proxyProtocol.trusted, ["10.0.0.0/8", "fd00::/8"]);
