@@ -1,10 +1,15 @@
 /** Rules that span several keys; zod runs them only once every key has the right type. */
 import { z } from "zod";
-import type { configShape } from "./schema.js";
 
-type Shape = z.infer<typeof configShape>;
+/** The keys these rules read (the schema's shape satisfies it; no import back into schema.ts). */
+interface Checked {
+  tls: { cert?: string | undefined; key?: string | undefined };
+  limits: { maxStanzaBytes: number; maxUnauthedStanzaBytes: number };
+  domains: readonly string[];
+  listeners: readonly { host: string; port: number }[];
+}
 
-export function crossChecks(config: Shape, ctx: z.RefinementCtx): void {
+export function crossChecks(config: Checked, ctx: z.RefinementCtx): void {
   const { cert, key } = config.tls;
   if (cert !== undefined && key === undefined) {
     ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tls", "key"], message: "is required when tls.cert is set (both or neither)" });
