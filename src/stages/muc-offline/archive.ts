@@ -8,6 +8,7 @@
 // sessions directly, batched once per second). The archive is read backwards from its end until that id turns up; what follows it was missed.
 // Stable ids also make the catch-up and live copies of one message count once. Rooms without an archive
 // (no stanza-ids, the query answered with an error) keep the old behaviour: nothing is caught up.
+import { randomBytes } from "node:crypto";
 import { Element } from "@xmpp/xml";
 import type { Account } from "../../account/account.js";
 import { bareKey } from "../../account/jid.js";
@@ -136,7 +137,7 @@ async function fetchMissed(ctx: OfflineContext, account: Account, room: string, 
  * account's IQ tracker hands this query's result messages to it alone (no session ever sees them).
  */
 async function query(account: Account, room: string, start: number, before: string): Promise<Page | undefined> {
-  const queryid = `mmo-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}`;
+  const queryid = `mmo-${randomBytes(6).toString("hex")}`;
   const iq = new Element("iq", { type: "set", to: room });
   const q = iq.c("query", { xmlns: MAM, queryid });
   const x = q.c("x", { xmlns: XDATA, type: "submit" });
