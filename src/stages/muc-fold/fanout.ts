@@ -19,7 +19,7 @@ function write(el: Element, sessions: readonly Session[], opts: CopyOptions): nu
   const prepared = sessions.length > 1 ? new Prepared(el, opts.rewriteItemJid ?? false) : undefined;
   const item = opts.rewriteItemJid ? el.getChild("x", MUC_USER)?.getChild("item") : undefined;
   const itemJid = item?.attrs.jid;
-  const origin = opts.origin ?? "anchor";
+  const deliver = { origin: opts.origin ?? "anchor", prepared }; // the same for every copy
   let n = 0;
   try {
     for (const session of sessions) {
@@ -27,7 +27,7 @@ function write(el: Element, sessions: readonly Session[], opts: CopyOptions): nu
       if (jid === undefined) continue;
       el.attrs.to = jid;
       if (item && itemJid !== undefined) item.attrs.jid = jid;
-      session.deliver(el, { origin, prepared });
+      session.deliver(el, deliver);
       n++;
     }
   } finally {
