@@ -37,7 +37,7 @@ ensureProsody();
 const { startProsody } = await import("../test/support/prosody.js");
 const { startMucmux } = await import("../test/support/mucmux.js");
 const { connectClient } = await import("../test/support/clients.js");
-const { join, isGroupchat, sleep } = await import("../test/integration/muc-support.js");
+const { join, isGroupchat, serverLogReaches } = await import("../test/integration/muc-support.js");
 
 const prosody = await startProsody({ muc: true, debugLog: true });
 const mux = await startMucmux({ upstreamPort: prosody.port });
@@ -64,7 +64,7 @@ async function scenario(mode: Mode) {
     await bob.send(xml("message", { to: room, type: "groupchat", id }, xml("body", {}, `message ${i}`)));
     for (const d of devices) await d.waitFor(isGroupchat(room, `message ${i}`));
   }
-  await sleep(300);
+  await serverLogReaches(prosody, bob, room, "alice@localhost"); // Prosody's log has every copy of the messages by then
   const log = readFileSync(prosody.logFile, "utf8").split("\n");
   const upstream = ids.map((id) => log.filter((l) => /Sending\[c2s\]: <message/.test(l) && l.includes(`id='${id}'`) && l.includes("to='alice@localhost/")).length);
   const received = devices.map((d) => d.received.filter((el) => el.name === "message" && el.attrs.type === "groupchat" && el.getChildText("body")?.startsWith("message ")).length);

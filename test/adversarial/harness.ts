@@ -12,16 +12,13 @@ import { startMucmux, type TestMucmux } from "../support/mucmux.js";
 import { RawClient } from "../support/raw-client.js";
 import { StreamParser } from "../../src/xml/parser.js";
 import { readFileSync } from "node:fs";
+import { until } from "../support/wait.js";
 
 export const NS_PING = "urn:xmpp:ping";
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-export async function waitUntil(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
+/** Resolves once `cond` holds (checked every 5 ms); rejects with `timed out waiting for <what>`. */
+export function waitUntil(cond: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  return until(what, cond, timeoutMs, 5);
 }
 
 /**
@@ -31,6 +28,7 @@ export async function waitUntil(cond: () => boolean, timeoutMs: number, what: st
 export class Canary {
   sent = 0;
   answered = 0;
+  private paused = false;
   private timer: ReturnType<typeof setInterval> | undefined;
   private lastAnswer = Date.now();
   private conn: UpstreamConnection | undefined;
@@ -61,10 +59,24 @@ export class Canary {
       this.answered = answers;
       this.lastAnswer = Date.now();
     }
-    if (this.sent - this.answered < 20) {
+    if (!this.paused && this.sent - this.answered < 20) {
       this.client.send(`<iq type='get' id='cp${this.sent++}' to='localhost'><ping xmlns='${NS_PING}'/></iq>`);
     }
     if (this.client.text.length > 1 << 20) this.client.text = this.client.text.slice(-4096);
+  }
+
+  /**
+   * Stops sending pings until resume() and resolves once every ping sent is answered: from then on the
+   * canary writes nothing to mucmux (for a test that counts the client bytes mucmux reads).
+   */
+  async pause(): Promise<void> {
+    this.paused = true;
+    await waitUntil(() => this.answered === this.sent, 3000, "the canary's pings in flight to be answered");
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.lastAnswer = Date.now();
   }
 
   /** The canary is connected, saw no stream error, and pings keep being answered. */
@@ -123,8 +135,11 @@ export async function offender(env: Env, user = `mallory${++offenders}`): Promis
   const jid = await client.login(user, `${user}pw`, "evil");
   const leg = env.upstream.find(user, "evil");
   assert.ok(leg, "offender upstream leg");
-  // The session's own start-up traffic settles first.
-  await sleep(20);
+  // The session's own start-up traffic (what mucmux asks the server at a login, e.g. MUC service discovery)
+  // settles first: mucmux writes it on the leg when the session binds, so it is ahead of this ping there.
+  const settle = `settle-${offenders}`;
+  client.send(`<iq type='get' id='${settle}' to='localhost'><ping xmlns='${NS_PING}'/></iq>`);
+  await waitUntil(() => leg.received.some((el) => el.attrs.id === settle), 2000, "the offender's ping on its leg");
   client.text = "";
   return { client, leg, jid, mark: Buffer.concat(leg.bytes).length, markStanzas: leg.received.length };
 }

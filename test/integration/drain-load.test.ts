@@ -15,11 +15,15 @@ import { connectClient, type TestClient } from "../support/clients.js";
 import { RawClient } from "../support/raw-client.js";
 import { freePorts } from "../support/ports.js";
 import { join, waitAfter } from "./muc-support.js";
-import { submit, until } from "./muc-offline-support.js";
+import { metric, submit, until } from "./muc-offline-support.js";
+import { pace } from "../support/wait.js";
 
 const SESSIONS = 100;
 const ACCOUNTS = Array.from({ length: 10 }, (_, i) => `dl${i}`);
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** bob's rate in the room: one message every this many ms. */
+const SEND_EVERY_MS = 50;
+/** How often /readyz is sampled while mucmux drains. */
+const SAMPLE_EVERY_MS = 20;
 
 let prosody: ProsodyServer;
 before(async () => {
@@ -60,12 +64,12 @@ test(`SIGTERM with ${SESSIONS} busy sessions: not ready at once, system-shutdown
     await join(dq, room, "dq");
     assert.equal((await dq.iq(submit(room, "dq", "1"))).attrs.type, "result");
     await dq.stop();
-    await sleep(300);
+    await until("the room kept with no session in it", async () => (await metric(admin, "mucmux_rooms_managed", 'state="kept"')) === 1);
     bobTalk = (async () => {
       while (talking) {
         const n = ++sent;
         await bob.send(xml("message", { to: room, type: "groupchat", id: `d${n}` }, xml("body", {}, `d${n}`)));
-        await sleep(50);
+        await pace(SEND_EVERY_MS);
       }
     })();
 
@@ -99,7 +103,7 @@ test(`SIGTERM with ${SESSIONS} busy sessions: not ready at once, system-shutdown
         const code = await fetch(`http://127.0.0.1:${admin}/readyz`).then((r) => r.status, () => 0);
         if (code === 0) return;
         later.push(code);
-        await sleep(20);
+        await pace(SAMPLE_EVERY_MS);
       }
     })();
     const code = await exited;
@@ -126,7 +130,9 @@ test(`SIGTERM with ${SESSIONS} busy sessions: not ready at once, system-shutdown
     mux = await spawnMucmuxProcess(configFile, direct);
     const dq2 = await connectClient({ service: `xmpps://127.0.0.1:${direct}`, domain: "localhost", username: "dq", password: "dqpw", resource: "back" });
     clients.push(dq2);
-    await sleep(1000);
+    // mucmux is back at work for dq: a message bob sends from now on gets queued (live, or by the catch-up).
+    const sentAtLogin = sent;
+    await until(`d${sentAtLogin + 1} queued after the restart`, () => queued().includes(`d${sentAtLogin + 1}`), 20_000, 100);
     talking = false;
     await bobTalk;
     await waitAfter(bob, 0, (el: Element) => el.getChildText("body") === `d${sent}`, 10_000);

@@ -16,10 +16,12 @@ import { spawnMucmuxChild, writeTestConfig } from "../support/mucmux.js";
 import { connectClient, type TestClient } from "../support/clients.js";
 import { freePorts, waitForPort } from "../support/ports.js";
 import { join, waitAfter } from "./muc-support.js";
-import { submit } from "./muc-offline-support.js";
+import { metric, offlineBarrier, submit } from "./muc-offline-support.js";
+import { elapse, pace, poll, until } from "../support/wait.js";
 
 const KILLS = 50;
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** bob's rate: one room message every this many ms, during the kills and restarts alike. */
+const SEND_EVERY_MS = 80;
 const rand = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1));
 
 let prosody: ProsodyServer;
@@ -56,16 +58,25 @@ test(`${KILLS} SIGKILLs of mucmux while it queues offline messages: the store st
     await join(setup, room, al);
     assert.equal((await setup.iq(submit(room, al, "1"))).attrs.type, "result");
     await setup.stop(); // no session left in the room: the flag keeps the anchor there
-    await sleep(300);
+    await until("the room kept with no session in it", async () => (await metric(admin, "mucmux_rooms_managed", 'state="kept"')) === 1);
     // From here on every message of bob's is for the offline queue, during kills and restarts alike.
     sender = (async () => {
       while (sending) {
         const n = ++sent;
         await bob.send(xml("message", { to: room, type: "groupchat", id: `k${n}` }, xml("body", {}, `k${n}`)));
-        await sleep(80);
+        await pace(SEND_EVERY_MS);
       }
     })();
 
+    /** The bodies queued for al, as the store file has them (a reader beside mucmux). */
+    const queuedBodies = () => {
+      const db = new Database(storeFile, { readonly: true });
+      try {
+        return (db.prepare("SELECT stanza FROM offline_queue WHERE account = ? ORDER BY id").all(`${al}@localhost`) as { stanza: string }[]).map((r) => bodyOf(r.stanza));
+      } finally {
+        db.close();
+      }
+    };
     /** The queue of al as the store file has it (a reader beside mucmux, or alone after a kill). */
     const queue = () => {
       const db = new Database(storeFile);
@@ -85,7 +96,7 @@ test(`${KILLS} SIGKILLs of mucmux while it queues offline messages: the store st
       const startup = i > 0 && i % 3 === 0;
       if (startup) {
         // A random point of the start-up (compiling, opening and checking the store, binding).
-        await sleep(rand(100, 600));
+        await elapse(rand(100, 600), "the kill lands at a random point of the start-up");
         kinds.startup++;
       } else {
         await waitForPort(direct, { timeoutMs: 20_000, failed: () => (proc.child.exitCode !== null ? `mucmux exited:\n${proc.output()}` : undefined) });
@@ -99,7 +110,7 @@ test(`${KILLS} SIGKILLs of mucmux while it queues offline messages: the store st
         open.push(a);
         // (The first process's anchor is in the room since the setup.)
         if (i > 0) await waitAfter(bob, mark, (el: Element) => el.name === "presence" && el.attrs.from === `${room}/${al}` && el.attrs.type === undefined, 15_000);
-        await sleep(rand(100, 600));
+        await elapse(rand(100, 600), "the kill lands at a random point of the catch-up and the queuing");
         kinds.traffic++;
       }
       proc.child.kill("SIGKILL");
@@ -119,7 +130,9 @@ test(`${KILLS} SIGKILLs of mucmux while it queues offline messages: the store st
     await waitForPort(direct, { timeoutMs: 20_000 });
     const last = await viaMux("last");
     open.push(last);
-    await sleep(1500);
+    // The last process is at work: a message bob sends from now on gets queued (live, or by the catch-up).
+    const sentAtLogin = sent;
+    await until(`k${sentAtLogin + 1} queued by the last process`, () => queuedBodies().includes(`k${sentAtLogin + 1}`), 20_000, 100);
     sending = false;
     await sender;
     const want = new Set<string>();
@@ -129,12 +142,8 @@ test(`${KILLS} SIGKILLs of mucmux while it queues offline messages: the store st
     const reflected = new Set(bob.received.filter((el) => el.name === "message" && el.attrs.type === "groupchat").map((el) => el.getChildText("body") ?? ""));
     const expected = [...want].filter((b) => reflected.has(b));
     assert.ok(expected.length > 300, `bob's messages during the kills: ${expected.length}`);
-    const end = Date.now() + 20_000;
-    let bodies = queue().bodies;
-    while (expected.some((b) => !bodies.includes(b)) && Date.now() < end) {
-      await sleep(200);
-      bodies = queue().bodies;
-    }
+    let bodies: string[] = [];
+    await poll(() => { bodies = queue().bodies; return expected.every((b) => bodies.includes(b)); }, 20_000, 200);
     const missing = expected.filter((b) => !bodies.includes(b));
     assert.deepEqual(missing, [], "every message is queued");
     assert.equal(new Set(bodies).size, bodies.length, "and only once");
@@ -146,7 +155,7 @@ test(`${KILLS} SIGKILLs of mucmux while it queues offline messages: the store st
     const markDelivery = last.received.length;
     await last.send(xml("presence"));
     await waitAfter(last, markDelivery, (el: Element) => el.getChildText("body") === expected.at(-1), 20_000);
-    await sleep(500);
+    await offlineBarrier(bob, room, al, last); // after the whole queue read of this login
     const got = last.received.slice(markDelivery).filter((el) => el.name === "message" && el.attrs.type === "groupchat").map((el) => el.getChildText("body") ?? "");
     assert.deepEqual(got, bodies, "each queued message written once, in queue order");
     assert.deepEqual([...got].sort(), [...expected].sort());
@@ -164,6 +173,7 @@ test(`${KILLS} SIGKILLs of mucmux while it queues offline messages: the store st
 test("a restart after a session of the account saw the room live: the catch-up brings nothing it saw again", { timeout: 60_000 }, async () => {
   const [starttls = 0, direct = 0, admin = 0] = await freePorts(3);
   const configFile = writeTestConfig({ upstreamPort: prosody.port, ports: { starttls, direct, admin }, logLevel: "info" });
+  const storeFile = path.join(path.dirname(configFile), "mucmux.sqlite");
   const al = `kr${Date.now().toString(36)}`;
   await prosody.register(al, `${al}pw`);
   const room = `seen-${Date.now().toString(36)}@conference.localhost`;
@@ -182,8 +192,19 @@ test("a restart after a session of the account saw the room live: the catch-up b
     assert.equal((await a.iq(submit(room, al, "1"))).attrs.type, "result");
     // Seen live in the room by al's session.
     for (let i = 1; i <= 3; i++) await bob.send(xml("message", { to: room, type: "groupchat", id: `s${i}` }, xml("body", {}, `seen ${i}`)));
-    await a.waitFor((el: Element) => el.getChildText("body") === "seen 3", 10_000);
-    await sleep(1500); // the room's catch-up point follows within a second
+    const seen3 = await a.waitFor((el: Element) => el.getChildText("body") === "seen 3", 10_000);
+    // The room's catch-up point follows within a second (batched): wait until the store file has it.
+    const seenId = seen3.getChildren("stanza-id", "urn:xmpp:sid:0").find((sid) => sid.attrs.by === room)?.attrs.id;
+    assert.ok(seenId, "Prosody's room archive gives a stanza-id");
+    const catchUpPoint = () => {
+      const db = new Database(storeFile, { readonly: true });
+      try {
+        return (db.prepare("SELECT last_key FROM offline_registrations WHERE account = ? AND room = ?").get(`${al}@localhost`, room) as { last_key: string | null } | undefined)?.last_key;
+      } finally {
+        db.close();
+      }
+    };
+    await until("the room's catch-up point at 'seen 3'", () => catchUpPoint() === seenId, 10_000, 100);
     proc.child.kill("SIGKILL");
     await proc.exited;
     proc.checkLog(); // every log line of every start is audited for secrets
@@ -196,7 +217,7 @@ test("a restart after a session of the account saw the room live: the catch-up b
     const mark = back.received.length;
     await back.send(xml("presence"));
     await waitAfter(back, mark, (el: Element) => el.getChildText("body") === "missed 1", 15_000);
-    await sleep(700);
+    await offlineBarrier(bob, room, al, back); // after the catch-up and the queue read of this login
     const bodies = back.received.slice(mark).filter((el) => el.name === "message" && el.attrs.type === "groupchat").map((el) => el.getChildText("body"));
     assert.deepEqual(bodies, ["missed 1"], "only what nobody of the account saw");
     proc.child.kill("SIGTERM");

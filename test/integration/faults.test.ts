@@ -32,10 +32,9 @@ import { makeReadOnly } from "../support/readonly.js";
 import { SqliteStore } from "../../src/store/sqlite.js";
 import { startEnv, waitUntil, type Env } from "../adversarial/harness.js";
 import { join } from "./muc-support.js";
-import { getRegistration, formField, metric, OFFLINE, submit, until } from "./muc-offline-support.js";
+import { getRegistration, formField, metric, OFFLINE, roomKept, submit, until } from "./muc-offline-support.js";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const status = async (port: number, p: string) => {
   try {
     const r = await fetch(`http://127.0.0.1:${port}${p}`);
@@ -159,6 +158,9 @@ describe("SPEC E5: the server fails under mucmux (Prosody 0.12)", () => {
       await join(c, room, u);
     }
     assert.equal(await metric(mux.adminPort, "mucmux_anchors_open"), USERS.length);
+    const connectFailures = async () => await metric(mux.adminPort, "mucmux_upstream_connect_failures_total", 'reason="network"') +
+      await metric(mux.adminPort, "mucmux_upstream_connect_failures_total", 'reason="protocol"');
+    const failuresBefore = await connectFailures();
     try {
       const pid = prosody.pid;
       process.kill(pid, "SIGTERM");
@@ -173,10 +175,12 @@ describe("SPEC E5: the server fails under mucmux (Prosody 0.12)", () => {
       for (let i = 0; i < 3; i++) await loginFailsFast(mux.directPort);
       // /readyz follows within its probe's 2 s cache.
       let ready = await status(mux.adminPort, "/readyz");
-      for (let i = 0; i < 40 && ready.code !== 503; i++) ready = await sleep(100).then(() => status(mux.adminPort, "/readyz"));
+      await until("/readyz to say 503", async () => (ready = await status(mux.adminPort, "/readyz")).code === 503, 4000, 100).catch(() => undefined);
       assert.equal(ready.code, 503);
       assert.match(ready.text, /upstream unreachable/);
-      await sleep(1500); // the anchors keep trying (and failing) meanwhile
+      // The anchors keep trying (and failing) meanwhile: the server comes back once there have been as many
+      // failed reconnects as anchors (refused connections, counted; the three logins above are counted too).
+      await until("every anchor's failed reconnect", async () => (await connectFailures()) >= failuresBefore + 3 + USERS.length, 20_000, 100);
 
       // The server comes back: anchors reconnect by themselves and every client logs in again at once.
       const from = relay.accepted.length;
@@ -300,8 +304,15 @@ describe("a client's TCP reset in the middle of a stanza (recording upstream)", 
       await waitUntil(() => leg.received.some((el) => el.attrs.id === "whole"), 2000, "the complete stanza upstream");
       const mark = Buffer.concat(leg.bytes).length;
       const stanzas = leg.received.length;
-      s.write(`<message to='bob@localhost' type='chat' id='torn'><body>${"y".repeat(size)}never`);
-      await sleep(50);
+      // The reset must come while mucmux is in the middle of the stanza: once it has read every byte of it
+      // (client bytes it read, on /metrics; the canary writes nothing meanwhile).
+      const bytesIn = () => metric(env.mux.adminPort, "mucmux_bytes_total", 'direction="in",side="client"');
+      await env.canary.pause();
+      const torn = `<message to='bob@localhost' type='chat' id='torn'><body>${"y".repeat(size)}never`;
+      const before = await bytesIn();
+      s.write(torn);
+      await until("mucmux to have read the torn stanza", async () => (await bytesIn()) >= before + Buffer.byteLength(torn), 5000, 5);
+      env.canary.resume();
       tcp.resetAndDestroy();
       await waitUntil(() => leg.closed, 2000, "the session's upstream leg to close");
       const after = Buffer.concat(leg.bytes).subarray(mark).toString("utf8").replace(/<\/stream:stream>\s*$/, "");
@@ -356,7 +367,7 @@ describe("the store becomes read-only at runtime (Prosody 0.12)", () => {
       assert.equal(formField(await getRegistration(a, room), OFFLINE)?.getChildText("value"), "0");
       assert.equal((await a.iq(submit(room, al, "1"))).attrs.type, "result");
       await a.stop();
-      await sleep(300);
+      await roomKept(mux, al, room);
       await bob.send(xml("message", { to: room, type: "groupchat" }, xml("body", {}, "after the store came back")));
       await until("queued", async () => ((await mux.app.store?.pending(`${al}@localhost`, Date.now(), 0, 10)) ?? []).length === 1);
     } finally {

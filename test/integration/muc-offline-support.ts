@@ -2,7 +2,9 @@
 // mucmux as a real process (restart on the same store file).
 import { xml, type Element } from "@xmpp/xml";
 import type { TestClient } from "../support/clients.js";
-import { spawnMucmuxProcess } from "../support/mucmux.js";
+import { spawnMucmuxProcess, type TestMucmux } from "../support/mucmux.js";
+import { until } from "../support/wait.js";
+import { waitAfter } from "./muc-support.js";
 
 export const OFFLINE = "{http://tigase.org/protocol/muc}offline";
 export const REGISTER = "jabber:iq:register";
@@ -34,12 +36,35 @@ export async function metric(adminPort: number, name: string, labels?: string): 
   return Number(re.exec(text)?.[1] ?? 0);
 }
 
-export async function until(what: string, check: () => Promise<boolean> | boolean, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+export { until } from "../support/wait.js";
+
+/** The account manages `room` and has no session in it: its last session's departure is done (SPEC C5). */
+export async function roomKept(mux: TestMucmux, user: string, room: string): Promise<void> {
+  await until(`${user}'s last session out of ${room}, the room kept`, () => {
+    const account = mux.app.accounts.get(`${user}@localhost`);
+    const view = account && mux.app.views.rooms.get(account, room);
+    return view?.state === "joined" && !view.occupied;
+  });
+}
+
+const BARRIER = "offline barrier";
+let barriers = 0;
+
+/** Is this the private message of an offlineBarrier? */
+export const isBarrier = (el: Element) => el.getChildText("body")?.startsWith(BARRIER) === true;
+
+/**
+ * Ordering round trip through the offline stage: `sender` (an occupant) writes a private message to the
+ * account's nick. The room hands it to the account's anchor after everything it sent there before, and
+ * with no session of the account in the room it goes through the account's offline order (SPEC C12: to
+ * every online session) after every delivery, queue read and catch-up queued there before. Resolves once
+ * `c` has it; what those earlier steps wrote to `c` came before.
+ */
+export async function offlineBarrier(sender: TestClient, room: string, nick: string, c: TestClient): Promise<Element> {
+  const body = `${BARRIER} ${++barriers}`;
+  const start = c.received.length;
+  await sender.send(xml("message", { to: `${room}/${nick}`, type: "chat" }, xml("body", {}, body), xml("x", { xmlns: "http://jabber.org/protocol/muc#user" })));
+  return waitAfter(c, start, (el) => el.name === "message" && el.getChildText("body") === body, 10_000);
 }
 
 export const stanzaId = (el: Element | undefined) => el?.getChild("stanza-id", "urn:xmpp:sid:0")?.attrs.id;

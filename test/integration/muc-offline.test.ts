@@ -14,14 +14,19 @@ import { freePorts } from "../support/ports.js";
 import { makeReadOnly } from "../support/readonly.js";
 import { SqliteStore } from "../../src/store/sqlite.js";
 import { readFileSync } from "node:fs";
-import { connectVia, countMatching, isGroupchat, join, sleep, upstreamCopies, waitAfter } from "./muc-support.js";
 import {
-  discoInfo, features, formField, getRegistration, isCopy, metric, OFFLINE, REGISTER, removeRegistration, spawnMucmux,
-  stanzaId, submit, until,
+  connectVia, countMatching, isGroupchat, join, roomSettled, serverLogReaches, serverRoundTrip, upstreamCopies, waitAfter,
+} from "./muc-support.js";
+import {
+  discoInfo, features, formField, getRegistration, isBarrier, isCopy, metric, offlineBarrier, OFFLINE, REGISTER, removeRegistration,
+  roomKept, spawnMucmux, stanzaId, submit, until,
 } from "./muc-offline-support.js";
+import { untilTime } from "../support/wait.js";
 
 const MUC_ADMIN = "http://jabber.org/protocol/muc#admin";
 const CHATSTATES = "http://jabber.org/protocol/chatstates";
+/** Timers fire no earlier than asked, but the two clocks read here may straddle a millisecond. */
+const TIMER_SLACK_MS = 5;
 
 function suite(name: string, start: () => Promise<XmppTestServer>): void {
   describe(`MUC offline delivery on ${name}`, () => {
@@ -123,8 +128,10 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       assert.equal((await a.iq(removeRegistration(r))).attrs.type, "result");
       assert.equal(await flagOf(mux, al, r), false);
       assert.equal(formField(await getRegistration(a, r), OFFLINE)?.getChildText("value"), "0");
-      // SPEC D3: the server never saw the field (its debug log has every stanza it received)
-      await sleep(300);
+      // SPEC D3: the server never saw the field (its debug log has every stanza it received). The register
+      // IQs went out on al's anchor; the server logs that stream in order, so once it logged bob's marker to
+      // the anchor, it had logged them.
+      await serverLogReaches(server, bob, r, `${al}@localhost`);
       assert.ok(!readFileSync(server.logFile, "utf8").includes("tigase.org/protocol/muc}offline"), "stripped before upstream");
       if (server.kind === "prosody") {
         // SPEC D2: forbidden passes through unchanged (an outcast asks).
@@ -174,8 +181,8 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
         await join(c, r, u);
         await c.iq(submit(r, u, "1"));
         await c.stop();
+        await roomKept(mux, u, r);
       }
-      await sleep(300);
       const reflections = await bobTalks(bob, r, "isoq");
       await until("three queued for each", async () => (await queued(mux, al)).length === 3 && (await queued(mux, eve)).length === 3);
       const alRows = await queued(mux, al);
@@ -186,7 +193,7 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       const mark = e1.received.length;
       await e1.send(xml("presence"));
       await waitAfter(e1, mark, isCopy(r, "isoq 3"));
-      await sleep(500);
+      await offlineBarrier(bob, r, eve, e1); // a private message to eve only: al's queue stays as it is
       assertCopies(e1, mark, r, "isoq", reflections, true);
       await until("eve's queue delivered", async () => (await queued(mux, eve)).length === 0);
       // eve works the room: joins (no history), reads, clears and sets her registration, tries al's nick, chats.
@@ -199,8 +206,14 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       await e1.send(xml("message", { to: r, type: "groupchat" }, xml("composing", { xmlns: CHATSTATES })));
       await e1.send(xml("presence", { to: `${r}/${eve}`, type: "unavailable" }));
       await e1.stop();
+      // eve's anchor has left the room: no offline barrier through it. e2's initial presence makes mucmux read
+      // eve's queue (the store's "pending" operation, counted on /metrics); what that read wrote to e2 came
+      // before the answer to e2's round trip on its stream.
+      const reads = () => metric(mux.adminPort, "mucmux_store_operation_duration_seconds_count", 'op="pending"');
+      const readsBefore = await reads();
       const e2 = await connect(mux.directPort, eve, "isoq-again");
-      await sleep(700);
+      await until("e2's login to read eve's queue", async () => (await reads()) > readsBefore);
+      await serverRoundTrip(e2);
       for (const c of [e1, e2]) {
         const bodies = c.received.filter((el) => el.name === "message" && el.attrs.from?.split("/")[0] === r).map((el) => el.getChildText("body"));
         assert.deepEqual(bodies.filter((b) => b !== null && b.startsWith("isoq")), c === e1 ? ["isoq 1", "isoq 2", "isoq 3"] : [], "only her own copies, once");
@@ -213,7 +226,7 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       const aMark = a.received.length;
       await a.send(xml("presence"));
       await waitAfter(a, aMark, isCopy(r, "isoq 3"));
-      await sleep(500);
+      await offlineBarrier(bob, r, al, a);
       assertCopies(a, aMark, r, "isoq", reflections, true);
       await until("al's queue delivered", async () => (await queued(mux, al)).length === 0);
     });
@@ -239,13 +252,12 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
         assert.equal(pm.attrs.from, `${r}/bob`);
         assert.equal(pm.attrs.type, "chat");
       }
-      await sleep(500);
+      // bob's PM took the same path as the bodies (room, anchor, the account's offline order) after them,
+      // and whatever the bodies, the chat state and the subject made mucmux write came before it.
       for (const [k, c] of [a1, a2].entries()) assertCopies(c, marks[k] ?? 0, r, "live", reflections, false);
       // SPEC D6c: the server sent each message once, to the anchor, and mucmux sent nothing back
-      const copies = () => [1, 2, 3].map((i) => upstreamCopies(server, `${al}@localhost`, `live${i}`));
-      await until("the server's log is written", () => copies().every((c) => c >= 1), 20_000); // ejabberd's log is written lazily
-      await sleep(300);
-      assert.deepEqual(copies(), [1, 1, 1]);
+      await serverLogReaches(server, bob, r, `${al}@localhost`);
+      assert.deepEqual([1, 2, 3].map((i) => upstreamCopies(server, `${al}@localhost`, `live${i}`)), [1, 1, 1]);
       for (const c of [a1, a2]) assert.equal(countMatching(c, (el) => el.attrs.type === "error"), 0);
       // SPEC C5: kept, so bob never saw the account leave
       assert.equal(countMatching(bob, (el) => el.name === "presence" && el.attrs.from === `${r}/${al}` && el.attrs.type === "unavailable", bobMark), 0);
@@ -261,21 +273,23 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       await join(a1, r, al);
       await a1.iq(submit(r, al, "1"));
       await a1.stop(); // an implicit departure: the flagged room is kept (SPEC C5)
-      await sleep(300);
+      await roomKept(mux, al, r);
       const reflections = await bobTalks(bob, r, "queued");
       await until("three queued messages", async () => (await queued(mux, al)).length === 3);
       const a2 = await connect(mux.directPort, al, "back", false);
-      await sleep(500);
+      // mucmux handles a bind within one turn of its event loop (the store is synchronous SQLite), so anything
+      // the bind made it write to a2 was written before it read a2's ping, and came before the answer.
+      await serverRoundTrip(a2);
       assert.equal(countMatching(a2, (el) => el.name === "message" && el.attrs.from?.split("/")[0] === r), 0, "nothing before the initial presence");
       const mark = a2.received.length;
       await a2.send(xml("presence"));
       await waitAfter(a2, mark, isCopy(r, "queued 3"));
-      await sleep(500);
+      await offlineBarrier(bob, r, al, a2);
       assertCopies(a2, mark, r, "queued", reflections, true);
       await until("the queue is empty once written", async () => (await queued(mux, al)).length === 0);
       const a3 = await connect(mux.directPort, al, "again");
-      await sleep(700);
-      assert.equal(countMatching(a3, (el) => el.name === "message" && el.attrs.from?.split("/")[0] === r), 0, "they arrive once");
+      await offlineBarrier(bob, r, al, a3); // after a3's initial presence and the queue read it caused
+      assert.equal(countMatching(a3, (el) => el.name === "message" && el.attrs.from?.split("/")[0] === r && !isBarrier(el)), 0, "they arrive once");
     });
 
     it("SPEC C5: clearing the flag while no session is in the room lets the anchor leave after the linger", async () => {
@@ -287,10 +301,14 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       await join(a1, r, al);
       await a1.iq(submit(r, al, "1"));
       await a1.stop();
-      await sleep(2500); // longer than lingerSeconds (2): only the flag keeps the room
+      await roomKept(mux, al, r); // a linger would have started by now
+      // Past lingerSeconds (2): only the flag keeps the room. A linger that ends finds the room kept and sends
+      // nothing, so there is no event to wait for; the time is the behaviour under test.
+      await untilTime(Date.now() + 2000 + TIMER_SLACK_MS, "muc.lingerSeconds (2) has run out");
       const leaves = () => countMatching(bob, (el) => el.name === "presence" && el.attrs.from === `${r}/${al}` && el.attrs.type === "unavailable");
-      assert.equal(leaves(), 0, "kept by the flag");
       const a2 = await connect(mux.directPort, al, "release2");
+      await roomSettled(r, a2, bob); // a leave on the anchor would have reached bob before his answer
+      assert.equal(leaves(), 0, "kept by the flag");
       await a2.iq(submit(r, al, "0"));
       await until("the anchor left", () => leaves() === 1, 6000);
       const acct = mux.app.accounts.get(`${al}@localhost`);
@@ -312,22 +330,23 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
           await a.iq(submit(r, al, "1"));
         }
         await a.stop();
-        await sleep(300);
+        for (const r of [r1, r2]) await roomKept(capped, al, r);
         const count = (what: string, labels?: string) => metric(capped.adminPort, what, labels);
         for (let i = 1; i <= 3; i++) await bob.send(xml("message", { to: r1, type: "groupchat" }, xml("body", {}, `r1 ${i}`)));
         for (let i = 1; i <= 3; i++) await carol.waitFor(isGroupchat(r1, `r1 ${i}`)); // a full queue blocks nobody
         await until("r1 queued", async () => (await count("mucmux_offline_messages_queued_total")) === 3);
         for (let i = 1; i <= 2; i++) await bob.send(xml("message", { to: r2, type: "groupchat" }, xml("body", {}, `r2 ${i}`)));
         await until("r2 queued", async () => (await count("mucmux_offline_messages_queued_total")) === 5);
+        const lastQueued = Date.now(); // every queued message was received before this
         assert.equal(await count("mucmux_offline_messages_dropped_total", 'reason="cap_room"'), 1);
         assert.equal(await count("mucmux_offline_messages_dropped_total", 'reason="cap_account"'), 1);
         assert.deepEqual((await queued(capped, al)).map((m) => /<body>([^<]*)</.exec(m.stanza)?.[1]), ["r1 3", "r2 1", "r2 2"]);
         assert.equal(await count("mucmux_offline_queue_depth"), 3);
-        await sleep(3200); // ttlSeconds: 3
+        await untilTime(lastQueued + 3000, "offline.ttlSeconds (3): every queued message has expired");
         const back = await connect(capped.directPort, al, "late");
         await until("expired ones counted", async () => (await count("mucmux_offline_messages_dropped_total", 'reason="ttl"')) === 3);
-        await sleep(300);
-        assert.equal(countMatching(back, (el) => el.name === "message" && !!el.getChild("body")), 0, "expired messages are not delivered");
+        await offlineBarrier(bob, r1, al, back); // after the queue read of back's login
+        assert.equal(countMatching(back, (el) => el.name === "message" && !!el.getChild("body") && !isBarrier(el)), 0, "expired messages are not delivered");
         await carol.send(xml("message", { to: r1, type: "groupchat" }, xml("body", {}, "still here")));
         await bob.waitFor(isGroupchat(r1, "still here"));
       } finally {
@@ -351,7 +370,7 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
         await join(a, r, al);
         await a.iq(submit(r, al, "1"));
         await a.stop();
-        await sleep(300);
+        await roomKept(ro, al, r);
         await bob.send(xml("message", { to: r, type: "groupchat" }, xml("body", {}, "stored before")));
         await until("one queued", async () => (await queued(ro, al)).length === 1);
         restore = makeReadOnly(file);
@@ -397,7 +416,7 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
         await join(a, r, al);
         await a.iq(submit(r, al, "1"));
         await a.stop();
-        await sleep(300);
+        await until("the room kept with no session in it", async () => (await metric(admin, "mucmux_rooms_managed", 'state="kept"')) === 1);
         const reflections = await bobTalks(bob, r, "restart");
         await until("three queued", async () => (await metric(admin, "mucmux_offline_queue_depth")) === 3);
         assert.equal(await proc.stop(), 0, proc.output());
@@ -406,17 +425,17 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
         const mark = a2.received.length;
         await a2.send(xml("presence"));
         await waitAfter(a2, mark, isCopy(r, "restart 3"), 15_000);
-        await sleep(500);
-        assertCopies(a2, mark, r, "restart", reflections, true);
         // SPEC D7: the login brought the anchor back into the flagged room: new messages reach a2 live.
         const bob2 = await connect(direct, "bob", "restart2");
         await join(bob2, r, "bob");
         await bob2.waitFor((el) => el.name === "presence" && el.attrs.from === `${r}/${al}`);
+        await offlineBarrier(bob2, r, al, a2); // after the queue read and the archive catch-up of a2's login
+        assertCopies(a2, mark, r, "restart", reflections, true);
         await bob2.send(xml("message", { to: r, type: "groupchat" }, xml("body", {}, "after the restart")));
         await a2.waitFor(isCopy(r, "after the restart"));
         const a3 = await connect(direct, al, "third");
-        await sleep(700);
-        assert.equal(countMatching(a3, (el) => el.name === "message" && el.attrs.from?.split("/")[0] === r), 0, "once");
+        await offlineBarrier(bob2, r, al, a3);
+        assert.equal(countMatching(a3, (el) => el.name === "message" && el.attrs.from?.split("/")[0] === r && !isBarrier(el)), 0, "once");
       } finally {
         await Promise.allSettled(open.splice(0).map((c) => c.stop()));
         proc.kill();

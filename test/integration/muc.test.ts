@@ -2,16 +2,20 @@
 // sessions through mucmux. Upstream copies are counted from the server's own debug log.
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { xml } from "@xmpp/xml";
+import { xml, type Element } from "@xmpp/xml";
 import { startProsody } from "../support/prosody.js";
 import { startEjabberd } from "../support/ejabberd.js";
 import type { XmppTestServer } from "../support/server.js";
 import { startMucmux, type TestMucmux } from "../support/mucmux.js";
 import type { TestClient } from "../support/clients.js";
 import {
-  codesOf, connectVia, countMatching, isGroupchat, isSelfPresence, isSubject, join, joinPresence, sleep,
-  settledUpstreamCopies, upstreamCopies, waitAfter, MUC_USER,
+  codesOf, connectVia, countMatching, isGroupchat, isSelfPresence, isSubject, join, joinPresence, roomSettled,
+  serverRoundTrip, settledUpstreamCopies, upstreamCopies, waitAfter, MUC_USER,
 } from "./muc-support.js";
+import { until, untilTime } from "../support/wait.js";
+
+/** Timers fire no earlier than asked, but the two clocks read here may straddle a millisecond. */
+const TIMER_SLACK_MS = 5;
 
 function suite(name: string, start: () => Promise<XmppTestServer>): void {
   describe(`account-level MUC on ${name}`, () => {
@@ -43,8 +47,9 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       await join(bob, r, "bob");
       const a = [await connect("alice", "a1"), await connect("alice", "a2"), await connect("alice", "a3")];
       for (const c of a) await join(c, r, "alice");
-      // bob sees exactly one occupant 'alice' (one join presence, no leaves)
-      await sleep(300);
+      // bob sees exactly one occupant 'alice' (one join presence, no leaves): whatever the joins made the
+      // room broadcast reached bob before the answers to these round trips (alice's go through the anchor).
+      await roomSettled(r, ...a, bob);
       const alicePresences = bob.received.filter((el) => el.name === "presence" && el.attrs.from === `${r}/alice`);
       assert.equal(alicePresences.filter((p) => p.attrs.type !== "unavailable").length >= 1, true);
       assert.equal(alicePresences.filter((p) => p.attrs.type === "unavailable").length, 0);
@@ -55,10 +60,10 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
         const marks = a.map((c) => c.received.length);
         await bob.send(xml("message", { to: r, type: "groupchat", id }, xml("body", {}, body)));
         for (const c of a) await waitAfter(c, marks[a.indexOf(c)] ?? 0, isGroupchat(r, body));
-        await sleep(200);
+        await roomSettled(r, ...a); // a second copy would have come before the answer
         a.forEach((c, k) => assert.equal(countMatching(c, isGroupchat(r, body), marks[k]), 1, `session ${k} got it once`));
-        assert.equal(await settledUpstreamCopies(server, "alice@localhost", id), 1, "the server sent it once to alice's account");
-        assert.equal(await settledUpstreamCopies(server, "bob@localhost", id), 1, "and once to bob (the count works)");
+        assert.equal(await settledUpstreamCopies(server, bob, r, "alice@localhost", id), 1, "the server sent it once to alice's account");
+        assert.equal(await settledUpstreamCopies(server, bob, r, "bob@localhost", id), 1, "and once to bob (the count works)");
       }
       // SPEC C1: the reflection of a session's own message goes to every joined session, the sender included.
       const marks = a.map((c) => c.received.length);
@@ -82,8 +87,7 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
         await bob.send(xml("message", { to: r, type: "groupchat", id: `h${i}-${tag}` }, xml("body", {}, `hist ${i}`)));
         await a1.waitFor(isGroupchat(r, `hist ${i}`));
       }
-      await sleep(200);
-      const upstreamBefore = await settledUpstreamCopies(server, "alice@localhost", `h4-${tag}`);
+      const upstreamBefore = await settledUpstreamCopies(server, bob, r, "alice@localhost", `h4-${tag}`);
       assert.equal(upstreamBefore, 1);
       const a4 = await connect("alice", "h4");
       const got = await join(a4, r, "alice", "join-4", { maxstanzas: "3" });
@@ -119,7 +123,7 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       await waitAfter(y, 0, isSubject(r), 10_000);
       assert.equal(x.received.find(isSelfPresence(r))?.attrs.id, "rx");
       assert.equal(y.received.find(isSelfPresence(r))?.attrs.id, "ry");
-      await sleep(300);
+      await roomSettled(r, x, y, bob); // a second upstream join would have reached bob before his answer
       const joins = bob.received.slice(before).filter((el) => el.name === "presence" && el.attrs.from === `${r}/alice` && el.attrs.type === undefined);
       assert.equal(joins.length, 1, "bob saw alice join once");
     });
@@ -139,9 +143,12 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       const own = await waitAfter(a1, m1, (el) => el.name === "presence" && el.attrs.type === "unavailable" && el.attrs.from === `${r}/alice`);
       assert.ok(codesOf(own).includes("110"));
       assert.equal(own.getChild("x", MUC_USER)?.getChild("item")?.attrs.role, "none");
-      // a2 disconnects without leaving: nothing either
+      // a2 disconnects without leaving: nothing either (a leave mucmux sent for it would be on the anchor
+      // before a1's round trip, which a1 makes through the anchor: the room still is the account's)
       await a2.stop();
-      await sleep(500);
+      await until("mucmux to have closed a2's session", () =>
+        ![...(mux.app.accounts.get("alice@localhost")?.sessions ?? [])].some((s) => s.jid === a2.jid));
+      await roomSettled(r, a1, bob);
       assert.equal(leaves(), 0);
       // a3 joins (from cache), then leaves explicitly as the last session: one leave, forwarded to a3
       const a3 = await connect("alice", "l3");
@@ -151,7 +158,7 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       const gone = await waitAfter(a3, m3, (el) => el.name === "presence" && el.attrs.type === "unavailable" && el.attrs.from === `${r}/alice`);
       assert.ok(codesOf(gone).includes("110"));
       await bob.waitFor(() => leaves() === 1);
-      await sleep(300);
+      await roomSettled(r, a3, bob); // a second leave would have reached bob before his answer
       assert.equal(leaves(), 1);
     });
 
@@ -161,12 +168,16 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       await join(bob, r, "bob");
       const a = await connect("alice", "linger");
       await join(a, r, "alice");
+      const mark = bob.received.length;
+      const gone = Date.now(); // the linger starts when mucmux sees the session close, after this
       await a.stop();
-      await sleep(1000);
-      const leaves = () => bob.received.filter((el) => el.name === "presence" && el.attrs.from === `${r}/alice` && el.attrs.type === "unavailable").length;
-      assert.equal(leaves(), 0, "no leave during the linger period");
-      await sleep(2500); // lingerSeconds: 2 in this suite
-      assert.equal(leaves(), 1, "the anchor left after the linger period");
+      const isLeave = (el: Element) => el.name === "presence" && el.attrs.from === `${r}/alice` && el.attrs.type === "unavailable";
+      // The linger expiry's event: the anchor's leave, which the room broadcasts (lingerSeconds: 2 in this suite).
+      await waitAfter(bob, mark, isLeave, 2000 + 5000);
+      const after = Date.now() - gone;
+      assert.ok(after >= 2000 - TIMER_SLACK_MS, `no leave during the linger period (it came after ${after} ms)`);
+      await roomSettled(r, bob);
+      assert.equal(countMatching(bob, isLeave, mark), 1, "the anchor left once, after the linger period");
     });
 
     it("SPEC B7: a join error reaches every waiting session and leaves no state", async () => {
@@ -249,9 +260,11 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       await join(a1, r, "alice");
       await bob.send(xml("message", { to: r, type: "groupchat" }, xml("body", {}, "old one")));
       await a1.waitFor(isGroupchat(r, "old one"));
-      await sleep(1100);
+      // mucmux stamped "old one" before a1 had it: past this point it is more than 1 s old for the
+      // `seconds: 1` join below, while "new one", sent after it, is younger than 1 s there.
+      await untilTime(Date.now() + 1000, "history seconds='1' must leave out 'old one'");
       const cut = new Date().toISOString();
-      await sleep(50);
+      await untilTime(Date.parse(cut) + 1, "'new one' is stamped after `since`, not in the same millisecond");
       await bob.send(xml("message", { to: r, type: "groupchat" }, xml("body", {}, "new one")));
       await a1.waitFor(isGroupchat(r, "new one"));
       const bodies = (els: import("@xmpp/xml").Element[]) => els.filter((el) => el.name === "message" && el.getChild("body")).map((el) => el.getChildText("body"));
@@ -275,15 +288,23 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
         const last = bob.received.filter((el) => el.name === "presence" && el.attrs.from === `${r}/alice`).at(-1);
         return last?.getChildText("show") ?? "";
       };
+      // Each change reaches bob as the anchor's presence (debounced); once it is there, round trips through
+      // the anchor (a2) and to bob show that nothing else followed it.
+      let mark = bob.received.length;
+      const shows = async (show: string) => {
+        await waitAfter(bob, mark, (el) => el.name === "presence" && el.attrs.from === `${r}/alice` && (el.getChildText("show") ?? "") === show);
+        await roomSettled(r, a2, bob);
+        mark = bob.received.length;
+      };
       await a1.send(xml("presence", { to: `${r}/alice` }, xml("show", {}, "away")));
       await a2.send(xml("presence", { to: `${r}/alice` }, xml("show", {}, "dnd")));
-      await sleep(600);
+      await shows("away");
       assert.equal(showOfAlice(), "away");
       await a1.send(xml("presence", { to: `${r}/alice` }, xml("show", {}, "chat")));
-      await sleep(600);
+      await shows("chat");
       assert.equal(showOfAlice(), "chat");
       await a1.send(xml("presence", { to: `${r}/alice`, type: "unavailable" }));
-      await sleep(600);
+      await shows("dnd");
       assert.equal(showOfAlice(), "dnd");
     });
 
@@ -328,7 +349,9 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       const carbon = await a2.waitFor((el) => el.name === "message" && !!el.getChild("sent", "urn:xmpp:carbons:2"));
       const inner = carbon.getChild("sent", "urn:xmpp:carbons:2")?.getChild("forwarded", "urn:xmpp:forward:0")?.getChild("message");
       assert.equal(inner?.getChildText("body"), "psst back");
-      await sleep(300);
+      // The server forked its carbons when it routed the PM, before a2 had one; a1's round trip on its own
+      // stream comes back after any that reached a1's leg.
+      await serverRoundTrip(a1);
       assert.equal(countMatching(a1, (el) => !!el.getChild("sent", "urn:xmpp:carbons:2") || !!el.getChild("received", "urn:xmpp:carbons:2")), 0);
     });
 
@@ -360,11 +383,11 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       const mark = a1.received.length;
       const account = mux.app.accounts.get("alice@localhost");
       account?.anchor?.dropForTest();
-      await sleep(300);
+      await until("the anchor to be down", () => account?.anchor?.state !== "online");
       await bob.send(xml("message", { to: r, type: "groupchat" }, xml("body", {}, "while away")));
       const m = await waitAfter(a1, mark, isGroupchat(r, "while away"), 15_000);
       assert.ok(m);
-      await sleep(500);
+      await roomSettled(r, a1); // through the new anchor: after the whole re-join burst
       assert.equal(countMatching(a1, isSelfPresence(r), mark), 0, "no second self-presence");
       assert.equal(countMatching(a1, isGroupchat(r, "while away"), mark), 1, "the missed message once");
       // and the room still works both ways

@@ -18,7 +18,8 @@ import { startMucmux, type TestMucmux } from "../support/mucmux.js";
 import { connectClient, type TestClient } from "../support/clients.js";
 import { RawClient } from "../support/raw-client.js";
 import { startPrometheus, type PrometheusServer } from "../support/prometheus.js";
-import { isGroupchat, join, sleep, waitAfter } from "./muc-support.js";
+import { isGroupchat, join, waitAfter } from "./muc-support.js";
+import { until } from "../support/wait.js";
 import {
   dashboardExpressions, exposedNames, loadDashboard, metricNames, recordedNames, RULES_FILE, ruleExpressions, variableSelectors,
 } from "../unit/deploy/promql.js";
@@ -72,7 +73,12 @@ test("a real Prometheus scrapes mucmux during logins, joins and messages and fin
     await bob.send(xml("message", { to: room, type: "groupchat", id: `ops-${i}` }, xml("body", {}, `hello ${i}`)));
     await waitAfter(a1, s1, isGroupchat(room, `hello ${i}`));
     await waitAfter(a2, s2, isGroupchat(room, `hello ${i}`));
-    await sleep(300); // spread over several scrapes, so that rates see increases
+    if (i === 0) {
+      // A rate needs an increase between two scrapes of a series: once Prometheus has scraped the first
+      // message's counts (the groupchat series is new), the other four increase them in a later scrape.
+      await prom.waitFor('mucmux_stanzas_total{job="mucmux",direction="c2s",kind="message",type="groupchat"} >= 1');
+      await prom.waitFor('mucmux_muc_upstream_copies_saved_total{job="mucmux"} >= 1');
+    }
   }
   await a1.send(xml("message", { to: bob.jid, type: "chat" }, xml("body", {}, "hi")));
   await bob.waitFor((el) => el.name === "message" && el.getChildText("body") === "hi");
@@ -134,15 +140,13 @@ test("a real Prometheus scrapes mucmux during logins, joins and messages and fin
   assert.deepEqual(missing, [], `series Prometheus did not find:\n${missing.join("\n")}`);
 
   // The rules load and evaluate cleanly; nothing fires against a healthy setup.
-  let rules: { groups: { name: string; rules: { name: string; health: string; lastError?: string; lastEvaluation: string }[] }[] };
-  const end = Date.now() + 15_000;
-  for (;;) {
-    rules = await prom.api("rules");
+  type Rules = { groups: { name: string; rules: { name: string; health: string; lastError?: string; lastEvaluation: string }[] }[] };
+  let rules: Rules = { groups: [] };
+  await until("every rule evaluated", async () => {
+    rules = await prom.api<Rules>("rules");
     const all = rules.groups.flatMap((g) => g.rules);
-    if (all.length > 0 && all.every((r) => !r.lastEvaluation.startsWith("0001-"))) break;
-    assert.ok(Date.now() < end, "the rules were not all evaluated in time");
-    await sleep(250);
-  }
+    return all.length > 0 && all.every((r) => !r.lastEvaluation.startsWith("0001-"));
+  }, 15_000, 250);
   const all = rules.groups.flatMap((g) => g.rules);
   assert.deepEqual(rules.groups.map((g) => g.name).sort(), ["mucmux.alerts", "mucmux.recording"]);
   assert.deepEqual(all.filter((r) => r.health !== "ok").map((r) => `${r.name}: ${r.health} ${r.lastError ?? ""}`), []);
@@ -218,6 +222,7 @@ test("a certificate Secret update (the kubelet's ..data symlink swap) reaches a 
       extra: { tls: { cert: path.join(dir, "tls.crt"), key: path.join(dir, "tls.key"), reloadSeconds: 1 } },
     });
     const port = m.directPort;
+    const adminPort = m.adminPort;
     const served = async (): Promise<{ socket: tls.TLSSocket; fingerprint: string | undefined }> => {
       const socket = tls.connect({ host: "127.0.0.1", port, servername: "localhost", rejectUnauthorized: false });
       sockets.push(socket);
@@ -236,24 +241,16 @@ test("a certificate Secret update (the kubelet's ..data symlink swap) reaches a 
     renameSync(path.join(dir, "..data_tmp"), path.join(dir, "..data"));
     rmSync(path.join(dir, "..2026_01_01_00_00_00.1"), { recursive: true });
 
-    const deadline = Date.now() + 10_000;
-    let now = await served();
-    while (now.fingerprint !== fpB) {
-      now.socket.destroy();
-      assert.ok(Date.now() < deadline, "a new TLS connection did not get the new certificate within 10 s");
-      await sleep(200);
-      now = await served();
-    }
+    // The reload's event: mucmux counts it once the new pair is in place; the next connection gets it.
+    await until("the certificate reload", async () => /^mucmux_tls_certificate_reloads_total\{result="success"\} [1-9]/m.test(await scrape(adminPort)), 10_000, 100);
+    const now = await served();
+    assert.equal(now.fingerprint, fpB, "a new TLS connection gets the new certificate");
     // The connection made before the update still works: it gets a stream.
     assert.equal(first.socket.destroyed, false);
     let text = "";
     first.socket.on("data", (d: Buffer) => { text += d.toString(); });
     first.socket.write("<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>");
-    const end = Date.now() + 5000;
-    while (!text.includes("<stream:features")) {
-      assert.ok(Date.now() < end, `no stream features on the old connection: ${text}`);
-      await sleep(20);
-    }
+    await until("stream features on the old connection", () => text.includes("<stream:features"), 5000);
     const metrics = await scrape(m.adminPort);
     assert.match(metrics, /^mucmux_tls_certificate_reloads_total\{result="success"\} [1-9]/m);
     const expiry = Number(/^mucmux_tls_certificate_expiry_timestamp_seconds (\S+)$/m.exec(metrics)?.[1]);

@@ -15,11 +15,13 @@ import { Canary, startEnv, waitUntil, type Env } from "../adversarial/harness.js
 import { FakeUpstream } from "../support/fake-upstream.js";
 import { startMucmux, type TestMucmux } from "../support/mucmux.js";
 import { startEjabberd, type EjabberdServer } from "../support/ejabberd.js";
+import { until } from "../support/wait.js";
 
 const LB = "127.0.0.2";
 const SIG = "0d0a0d0a000d0a515549540a";
 const OPEN = "<?xml version='1.0'?><stream:stream to='localhost' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>";
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** One turn of the event loop: mucmux (in this process) reads what was written before the next write. */
+const turn = () => new Promise<void>((r) => setImmediate(r));
 const v1 = (src: string, sport: number, dst = "192.0.2.10", dport = 5222) => Buffer.from(`PROXY TCP4 ${src} ${dst} ${sport} ${dport}\r\n`, "latin1");
 const v2 = (src: string, sport: number, dst = "192.0.2.10", dport = 5223) =>
   encodeProxyV2({ source: { address: src, port: sport }, destination: { address: dst, port: dport } }) as Buffer;
@@ -84,7 +86,7 @@ async function connect(port: number, mode: Mode, opts: { header?: Buffer; from?:
   const raw = await tcp(port, opts.from ?? LB);
   let header = opts.header ?? Buffer.alloc(0);
   if (opts.drip) {
-    for (const b of header) { raw.write(Buffer.from([b])); await sleep(1); }
+    for (const b of header) { raw.write(Buffer.from([b])); await turn(); }
     header = Buffer.alloc(0);
   }
   const secure = (socket: Duplex) => new Promise<tls.TLSSocket>((resolve, reject) => {
@@ -156,8 +158,11 @@ describe("inbound PROXY protocol from a trusted balancer (both listeners)", () =
       open.push(await connect(starttlsPort, "starttls", { header: v1("203.0.113.8", 40005) }));
       open.push(await connect(directPort, "direct", { header: v2("203.0.113.8", 40006), drip: true }));
       open[0]?.destroy();
-      await sleep(100);
-      open.push(await connect(directPort, "direct", { header: v1("203.0.113.7", 40007), drip: true }));
+      // 203.0.113.7 has a free slot again once mucmux has seen that connection close: admitted from then on.
+      let again: Conn | undefined;
+      await until("a connection from 203.0.113.7 to be admitted again", async () =>
+        (again = await connect(directPort, "direct", { header: v1("203.0.113.7", 40007), drip: true }).catch(() => undefined)) !== undefined, 5000);
+      if (again) open.push(again);
       const counts = await headerCounts(env.mux);
       assert.ok((counts.proxy_v1 ?? 0) >= 4 && (counts.proxy_v2 ?? 0) >= 3, JSON.stringify(counts));
       await env.canary.check();

@@ -8,8 +8,9 @@ import * as path from "node:path";
 
 import { testCertificate } from "./certs.js";
 import { freePorts, waitForPort } from "./ports.js";
-import { commandExists, isRoot, pidAlive, run, sleep, track, trackDir, untrack, untrackDir, waitForExit } from "./proc.js";
+import { commandExists, isRoot, pidAlive, run, track, trackDir, untrack, untrackDir, waitForExit } from "./proc.js";
 import { DEFAULT_USERS, keepTmp, type StartServerOptions, type XmppTestServer } from "./server.js";
+import { until } from "./wait.js";
 
 export type EjabberdServer = XmppTestServer & {
   readonly kind: "ejabberd";
@@ -112,9 +113,7 @@ export async function startEjabberd(opts: EjabberdOptions = {}): Promise<Ejabber
       await waitForPort(port, { timeoutMs: 60_000, failed: exited });
       if (tlsPort) await waitForPort(tlsPort, { timeoutMs: 10_000, failed: exited });
       // `ejabberdctl started` polls every 2 s; the log line is as good and immediate
-      for (const deadline = Date.now() + 30_000; !readFile(logFile).includes(" is started in the node ", logFrom); await sleep(50)) {
-        if (Date.now() > deadline) throw new Error("ejabberd: no 'is started' in the log after 30 s");
-      }
+      await until("ejabberd: 'is started' in its log", () => readFile(logFile).includes(" is started in the node ", logFrom), 30_000, 50);
       pid ||= readPid();
       if (!pid) throw new Error(`ejabberd: no pid in ${pidFile}`);
       track(pid, "ejabberd");

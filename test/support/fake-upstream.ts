@@ -21,6 +21,14 @@ const NS = {
 
 const LIMITS = { maxStanzaBytes: 1 << 20, maxDepth: 64, maxAttributes: 100, maxChildren: 20_000 };
 const STANZAS = new Set(["message", "presence", "iq"]);
+const PING = "urn:xmpp:ping";
+
+/**
+ * IQ ids of ordering round trips (test/support/transcript.ts): a ping with such an id that a client sends
+ * to the server is answered at once, and answers with such an id are counted in `barriers`; neither is
+ * recorded in `received`, so that a transcript's expectations never see them.
+ */
+export const BARRIER_ID_PREFIX = "transcript-barrier-";
 
 /** One c2s connection from mucmux: a session's leg or an anchor. */
 export class UpstreamConnection {
@@ -32,6 +40,8 @@ export class UpstreamConnection {
   readonly received: Element[] = [];
   /** Index in `received` of the first stanza after the bind request. */
   boundAt = 0;
+  /** Ids of the barrier answers mucmux wrote on this connection (see BARRIER_ID_PREFIX). */
+  readonly barriers = new Set<string>();
   closed = false;
   /** Every byte mucmux wrote on this connection, raw, in order (adversarial tests assert on it). */
   readonly bytes: Buffer[] = [];
@@ -109,6 +119,7 @@ export class UpstreamConnection {
   private onElement(el: Element): void {
     if (!this.authed) return this.onSasl(el);
     if (!STANZAS.has(el.name)) return;
+    if (el.name === "iq" && el.attrs.id?.startsWith(BARRIER_ID_PREFIX)) return this.onBarrier(el);
     this.received.push(el);
     if (el.name === "iq") this.autoAnswer(el);
   }
@@ -127,6 +138,16 @@ export class UpstreamConnection {
     this.authed = true;
     this.parser.reset(); // RFC 6120 §6.4.6: the client restarts the stream after <success/>
     this.send(`<success xmlns='${NS.sasl}'/>`);
+  }
+
+  /** A barrier: a client's ping to the server is answered; mucmux's answer to one sent on this connection is noted. */
+  private onBarrier(iq: Element): void {
+    const id = iq.attrs.id ?? "";
+    if (iq.attrs.type === "result" || iq.attrs.type === "error") {
+      this.barriers.add(id);
+    } else if (iq.attrs.type === "get" && iq.getChild("ping", PING)) {
+      this.send(`<iq type='result' id='${id}' from='${iq.attrs.to ?? this.domain}'${this.jid ? ` to='${this.jid}'` : ""}/>`);
+    }
   }
 
   /** The minimal answers a fresh session needs; every other IQ is left to the script. */

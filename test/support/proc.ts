@@ -2,6 +2,7 @@
 // cleanup that SIGKILLs every server PID still registered when the test process exits or is signalled.
 import { execFile } from "node:child_process";
 import { existsSync, readFileSync, rmSync } from "node:fs";
+import { poll } from "./wait.js";
 
 export interface RunResult {
   stdout: string;
@@ -47,17 +48,13 @@ export function pidAlive(pid: number): boolean {
   }
 }
 
-/** Waits until `pid` is gone; returns false on timeout. Works for non-children (polls kill(pid, 0)). */
-export async function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
-  const deadline = Date.now() + timeoutMs;
-  while (pidAlive(pid)) {
-    if (Date.now() > deadline) return false;
-    await sleep(50);
-  }
-  return true;
+/**
+ * Waits until `pid` is gone; returns false on timeout. Works for non-children, whose exit this process
+ * gets no event for: it checks kill(pid, 0) every 50 ms.
+ */
+export function waitForExit(pid: number, timeoutMs: number): Promise<boolean> {
+  return poll(() => !pidAlive(pid), timeoutMs, 50);
 }
-
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /** Resolves true when `p` settles within ms, else false (no timer left behind). */
 export async function within(p: Promise<unknown>, ms: number): Promise<boolean> {

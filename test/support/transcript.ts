@@ -8,6 +8,11 @@
 //   await t.receives("alice/a1", `<presence from='room@conference.localhost/alice' id='j1'/>`);
 //   await t.receivesNothing("alice/a2");
 //
+// "Nothing" is shown by ordering round trips, not by waiting (test/support/wait.ts): a client pings the
+// server through mucmux and its leg (t.roundTrip), or the server pings an anchor and mucmux answers on it;
+// what mucmux was going to write on that path because of earlier stanzas comes before the answer. The
+// barrier stanzas are kept out of every log the script reads (fake-upstream.ts BARRIER_ID_PREFIX).
+//
 // Names: "alice/a1" is alice's session a1 on the client side and its leg on the upstream side;
 // "alice/anchor" is alice's anchor connection (the newest one, after a reconnect).
 // Expectations are either a predicate or an XML template matched the way scansion matches: the
@@ -22,9 +27,10 @@ import type { Element } from "@xmpp/xml";
 import { StreamParser } from "../../src/xml/parser.js";
 import { parseStanzas as parseAll, parseStanza as parseOne, STANZA_LIMITS } from "./stanzas.js";
 import { serialize } from "../../src/xml/serialize.js";
-import { FakeUpstream, type UpstreamConnection } from "./fake-upstream.js";
+import { BARRIER_ID_PREFIX, FakeUpstream, type UpstreamConnection } from "./fake-upstream.js";
 import { startMucmux, type TestMucmux } from "./mucmux.js";
 import { RawClient } from "./raw-client.js";
+import { elapse, poll } from "./wait.js";
 
 export const DOMAIN = "localhost";
 export const MUC = "http://jabber.org/protocol/muc";
@@ -39,6 +45,9 @@ export const STANZAS = "urn:ietf:params:xml:ns:xmpp-stanzas";
 export const DISCO_INFO = "http://jabber.org/protocol/disco#info";
 export const ANY = "{scansion:any}";
 
+/** SPEC C3: the anchor's presence goes out this long after the last change (DEBOUNCE_MS in src/stages/muc-fold/presence.ts). */
+const PRESENCE_DEBOUNCE_MS = 200;
+let barriers = 0;
 
 export type Expect = string | ((el: Element) => boolean);
 export interface WaitOptions { timeoutMs?: number; scan?: boolean }
@@ -85,7 +94,6 @@ const safe = (test: (el: Element) => boolean) => (el: Element) => {
 
 export const show = (el: Element): string => serialize(el);
 const list = (els: Element[]) => (els.length ? els.map((e) => `    ${show(e).slice(0, 600)}`).join("\n") : "    (nothing)");
-export const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /** An ordered stanza log with a read cursor: the common part of both sides of a transcript. */
 interface Log { readonly all: Element[]; cursor: number; readonly broken?: string | undefined }
@@ -93,31 +101,31 @@ interface Log { readonly all: Element[]; cursor: number; readonly broken?: strin
 async function take(who: string, get: () => Log | undefined, expect: Expect, opts: WaitOptions, fallbackMs: number): Promise<Element> {
   const { test, label } = predicate(expect);
   const ok = safe(test);
-  const end = Date.now() + (opts.timeoutMs ?? fallbackMs);
-  for (;;) {
+  const timeoutMs = opts.timeoutMs ?? fallbackMs;
+  const found: { el?: Element } = {};
+  await poll(() => {
     const log = get();
     if (log?.broken) assert.fail(`${who}: ${log.broken}`);
-    if (log) {
-      const unread = log.all.slice(log.cursor);
-      // strict (scansion): the next unread stanza must match; with scan: the first matching one, passing over the others
-      const at = opts.scan ? unread.findIndex(ok) : unread.length > 0 && ok(unread[0] as Element) ? 0 : -1;
-      if (at >= 0) {
-        log.cursor += at + 1;
-        return unread[at] as Element;
-      }
-      if (!opts.scan && unread.length > 0) assert.fail(`${who} received something else.\n  expected: ${label}\n  unread:\n${list(unread)}`);
+    if (!log) return false;
+    const unread = log.all.slice(log.cursor);
+    // strict (scansion): the next unread stanza must match; with scan: the first matching one, passing over the others
+    const at = opts.scan ? unread.findIndex(ok) : unread.length > 0 && ok(unread[0] as Element) ? 0 : -1;
+    if (at >= 0) {
+      log.cursor += at + 1;
+      found.el = unread[at] as Element;
+      return true;
     }
-    if (Date.now() > end) {
-      assert.fail(`${who} received nothing matching within ${opts.timeoutMs ?? fallbackMs} ms.\n  expected: ${label}\n` +
-        `  unread:\n${list(log ? log.all.slice(log.cursor) : [])}${log ? "" : "\n  (no such connection)"}`);
-    }
-    await sleep(5);
-  }
+    if (!opts.scan && unread.length > 0) assert.fail(`${who} received something else.\n  expected: ${label}\n  unread:\n${list(unread)}`);
+    return false;
+  }, timeoutMs, 5);
+  if (found.el) return found.el;
+  const log = get();
+  return assert.fail(`${who} received nothing matching within ${timeoutMs} ms.\n  expected: ${label}\n` +
+    `  unread:\n${list(log ? log.all.slice(log.cursor) : [])}${log ? "" : "\n  (no such connection)"}`);
 }
 
-async function nothing(who: string, get: () => Log | undefined, ms: number, expect: Expect | undefined): Promise<void> {
-  await sleep(ms);
-  const log = get();
+/** Nothing (matching `expect`, if given) is unread in `log`. */
+function nothingUnread(who: string, log: Log | undefined, expect: Expect | undefined): void {
   if (!log) return;
   if (log.broken) assert.fail(`${who}: ${log.broken}`);
   const unread = log.all.slice(log.cursor);
@@ -136,6 +144,8 @@ class ClientSession implements Log {
   cursor = 0;
   jid = "";
   broken: string | undefined;
+  /** Ids of the answers to this session's round trips (never in `all`). */
+  readonly barriers = new Set<string>();
   private readonly parser: StreamParser;
 
   constructor(readonly raw: RawClient) {
@@ -144,6 +154,7 @@ class ClientSession implements Log {
       onElement: (el) => {
         // RFC 6120 §6.4.6: after <success/> the next bytes belong to a new stream.
         if (el.name === "success" && el.attrs.xmlns === "urn:ietf:params:xml:ns:xmpp-sasl") this.parser.reset();
+        if (el.name === "iq" && el.attrs.id?.startsWith(BARRIER_ID_PREFIX)) return void this.barriers.add(el.attrs.id);
         this.all.push(el);
       },
       onStreamClose: () => {},
@@ -276,9 +287,25 @@ export class Transcript {
     return out;
   }
 
-  /** Waits `ms`, then nothing (matching `expect`, if given) may be unread. */
-  receivesNothing(who: string, ms = 300, expect?: Expect): Promise<void> {
-    return nothing(`${who} (client)`, () => this.session(who), ms, expect);
+  /**
+   * Ordering round trip of client session `who`: it pings the server, through mucmux and its own leg.
+   * Whatever mucmux was going to write to the session, or on its leg, because of stanzas the script wrote
+   * before (on any connection) comes before the answer. (Nothing more arrives once the session is gone.)
+   */
+  async roundTrip(who: string): Promise<void> {
+    const s = this.session(who);
+    if (s.raw.closed) return;
+    const id = `${BARRIER_ID_PREFIX}${++barriers}`;
+    s.raw.send(`<iq type='get' id='${id}' to='${DOMAIN}'><ping xmlns='${PING}'/></iq>`);
+    const answered = await poll(() => s.barriers.has(id) || s.broken !== undefined || s.raw.closed, this.timeoutMs, 2);
+    if (s.broken) assert.fail(`${who} (client): ${s.broken}`);
+    if (!answered) assert.fail(`${who} (client): no answer to the round trip ${id} within ${this.timeoutMs} ms`);
+  }
+
+  /** After a round trip (roundTrip), nothing (matching `expect`, if given) may be unread. */
+  async receivesNothing(who: string, expect?: Expect): Promise<void> {
+    await this.roundTrip(who);
+    nothingUnread(`${who} (client)`, this.session(who), expect);
   }
 
   /** The client goes away without closing its stream (an implicit departure, SPEC C5). */
@@ -294,8 +321,34 @@ export class Transcript {
     return take(`${who} (upstream)`, () => this.view(who), expect, opts, this.timeoutMs);
   }
 
-  upstreamReceivesNothing(who: string, ms = 300, expect?: Expect): Promise<void> {
-    return nothing(`${who} (upstream)`, () => this.view(who), ms, expect);
+  /** Ordering round trip on an anchor: the server pings it, mucmux answers on it (SPEC A8). */
+  private async anchorRoundTrip(who: string): Promise<void> {
+    const conn = this.connection(who);
+    if (!conn || conn.closed) return; // nothing more can arrive on it
+    const id = `${BARRIER_ID_PREFIX}${++barriers}`;
+    conn.send(`<iq type='get' from='${DOMAIN}' id='${id}'${conn.jid ? ` to='${conn.jid}'` : ""}><ping xmlns='${PING}'/></iq>`);
+    if (!(await poll(() => conn.barriers.has(id) || conn.closed, this.timeoutMs, 2))) {
+      assert.fail(`${who} (upstream): no answer to the round trip ${id} within ${this.timeoutMs} ms`);
+    }
+  }
+
+  /**
+   * Everything mucmux was going to write on upstream connection `who` has arrived. A session's leg: the
+   * session's round trip. An anchor: a round trip; then SPEC C3's presence debounce runs out (the anchor's
+   * presence goes out only on a change, so a timer that decides to send nothing has no event: this time is
+   * the behaviour under test); then another round trip.
+   */
+  async upstreamSettles(who: string): Promise<void> {
+    if (this.sessions.has(who)) return this.roundTrip(who);
+    await this.anchorRoundTrip(who);
+    await elapse(PRESENCE_DEBOUNCE_MS + 5, "SPEC C3: a presence change goes out on the anchor once the debounce has run out");
+    await this.anchorRoundTrip(who);
+  }
+
+  /** Once upstream connection `who` has settled (upstreamSettles), nothing (matching `expect`, if given) may be unread. */
+  async upstreamReceivesNothing(who: string, expect?: Expect): Promise<void> {
+    await this.upstreamSettles(who);
+    nothingUnread(`${who} (upstream)`, this.view(who), expect);
   }
 
   /** Everything the connection received after its bind request (read or not). */
@@ -306,13 +359,8 @@ export class Transcript {
 
   /** The server writes these stanzas on `who`'s connection, `to` defaulting to its bound JID. */
   async upstreamSends(who: string, xmlText: string): Promise<void> {
-    const end = Date.now() + this.timeoutMs;
-    let conn = this.connection(who);
-    while (!conn) {
-      if (Date.now() > end) assert.fail(`${who} (upstream): no such connection`);
-      await sleep(5);
-      conn = this.connection(who);
-    }
+    if (!(await poll(() => this.connection(who) !== undefined, this.timeoutMs, 5))) assert.fail(`${who} (upstream): no such connection`);
+    const conn = this.connection(who) as UpstreamConnection;
     const to = conn.jid ?? "";
     conn.send(parseStanzas(xmlText).map((el) => {
       el.attrs.to ??= to;

@@ -4,8 +4,9 @@ import assert from "node:assert/strict";
 import type { Element } from "@xmpp/xml";
 import {
   DELAY, DISCO_INFO, MUC, MUC_USER, OCCUPANT_ID, ROOM, SID, STANZAS,
-  codesOf, firstJoin, isSubject, joinXml, occupantXml, selfPresenceXml, show, sleep, subjectXml, toRoom, withTranscript,
+  codesOf, firstJoin, isSubject, joinXml, occupantXml, selfPresenceXml, show, subjectXml, toRoom, withTranscript,
 } from "../support/transcript.js";
+import { elapse } from "../support/wait.js";
 
 const T = { timeout: 30_000 };
 const ago = (ms: number) => new Date(Date.now() - ms).toISOString();
@@ -45,7 +46,7 @@ test("SPEC B1: after a join, nothing a session sends to the room or room/* reach
     await t.sends("alice/a1", `<presence type='unavailable' to='${ROOM}/alice' id='bye'/>`);
     await t.upstreamReceives("alice/anchor", `<presence type='unavailable' to='${ROOM}/alice'/>`, { scan: true });
 
-    await sleep(300);
+    for (const s of ["a1", "a2"]) await t.roundTrip(`alice/${s}`); // after whatever their stanzas made mucmux send on their legs
     for (const s of ["a1", "a2"]) {
       const leaked = t.upstreamLog(`alice/${s}`).filter(toRoom(ROOM));
       assert.deepEqual(leaked.map(show), [], `alice/${s}'s own leg carried stanzas addressed to the room`);
@@ -57,24 +58,24 @@ test("SPEC B2: two joins 5 ms apart are one upstream join; each session gets its
   withTranscript({ users: { alice: ["a1", "a2"] } }, async (t) => {
     for (const [room, label] of [[ROOM, "anchor not yet open"], ["other@conference.localhost", "anchor already online"]] as const) {
       await t.sends("alice/a1", joinXml(room, "alice", `${label}-1`));
-      await sleep(5);
+      await elapse(5, "the two joins are 5 ms apart");
       await t.sends("alice/a2", joinXml(room, "alice", `${label}-2`));
       const join = await t.upstreamReceives("alice/anchor", `<presence to='${room}/alice'><x xmlns='${MUC}'/></presence>`);
-      await t.upstreamReceivesNothing("alice/anchor", 300, (el) => el.name === "presence");
+      await t.upstreamReceivesNothing("alice/anchor", (el) => el.name === "presence");
       await t.upstreamSends("alice/anchor", selfPresenceXml({ room, nick: "alice", jid: t.jid("alice/anchor"), id: join.attrs.id ?? "" }) + subjectXml(room, "Hi"));
       for (const s of ["a1", "a2"] as const) {
         await t.receives(`alice/${s}`, `<presence from='${room}/alice' to='${t.jid(`alice/${s}`)}' id='${label}-${s.slice(1)}'>` +
           `<x xmlns='${MUC_USER}'><status code='110'/></x></presence>`);
         await t.receives(`alice/${s}`, `<message type='groupchat' from='${room}'><subject>Hi</subject></message>`);
       }
-      await t.upstreamReceivesNothing("alice/anchor", 400, (el) => el.name === "presence");
+      await t.upstreamReceivesNothing("alice/anchor", (el) => el.name === "presence");
     }
   }));
 
 test("SPEC B3: the join burst reaches every waiting session with `to` and the self-presence's item jid rewritten", T, () =>
   withTranscript({ users: { alice: ["a1", "a2"] } }, async (t) => {
     await t.sends("alice/a1", joinXml(ROOM, "alice", "j1"));
-    await sleep(5);
+    await elapse(5, "the two joins are 5 ms apart");
     await t.sends("alice/a2", joinXml(ROOM, "alice", "j2"));
     await t.upstreamReceives("alice/anchor", `<presence to='${ROOM}/alice'><x xmlns='${MUC}'/></presence>`);
     const anchor = t.jid("alice/anchor");
@@ -100,7 +101,7 @@ test("SPEC B3: the join burst reaches every waiting session with `to` and the se
       await t.receives(who, `<message type='groupchat' from='${ROOM}/carol' to='${me}'><body>second</body>` +
         `<delay xmlns='${DELAY}' stamp='${h2}'/><stanza-id xmlns='${SID}' id='s2'/></message>`);
       await t.receives(who, `<message type='groupchat' from='${ROOM}' to='${me}'><subject>Topic</subject></message>`);
-      await t.receivesNothing(who, 100);
+      await t.receivesNothing(who);
     }
   }));
 
@@ -122,7 +123,7 @@ test("SPEC B4: a join while the anchor is joined is answered from cache, in orde
     await t.receives("alice/a1", `<message from='${ROOM}/bob'><body>m3</body></message>`);
     await t.upstreamSends("alice/anchor", `<presence type='unavailable' from='${ROOM}/carol'><x xmlns='${MUC_USER}'><item affiliation='member' role='none'/></x></presence>`);
     await t.receives("alice/a1", `<presence type='unavailable' from='${ROOM}/carol'/>`);
-    await t.upstreamReceivesNothing("alice/anchor", 300); // settle: the anchor has nothing to say now
+    await t.upstreamReceivesNothing("alice/anchor"); // settle: the anchor has nothing to say now
 
     const cases: [string, string, string[]][] = [
       ["a2", "<history maxstanzas='2'/>", ["h2", "m3"]],
@@ -159,10 +160,10 @@ test("SPEC B4: a join while the anchor is joined is answered from cache, in orde
         assert.equal(h.attrs.to, me);
       }
       assert.equal((got.at(-1) as Element).getChildText("subject"), "Topic");
-      await t.receivesNothing(who, 50);
+      await t.receivesNothing(who);
     }
-    await t.receivesNothing("alice/a1", 100);
-    await t.upstreamReceivesNothing("alice/anchor", 400);
+    await t.receivesNothing("alice/a1");
+    await t.upstreamReceivesNothing("alice/anchor");
   }));
 
 test("SPEC B4: no room presence when upstream sent none, no 100/170 when upstream had none, an empty <subject/>", T, () =>
@@ -176,7 +177,7 @@ test("SPEC B4: no room presence when upstream sent none, no 100/170 when upstrea
     assert.equal(subject.attrs.type, "groupchat");
     assert.equal(subject.getChildText("subject"), "");
     assert.equal(subject.getChildElements().length, 1, show(subject));
-    await t.upstreamReceivesNothing("alice/anchor", 400);
+    await t.upstreamReceivesNothing("alice/anchor");
   }));
 
 test("SPEC B5: a join from a session that is already joined replays the cached join to it alone", T, () =>
@@ -184,7 +185,7 @@ test("SPEC B5: a join from a session that is already joined replays the cached j
     await firstJoin(t, "alice/a1", { nick: "alice", id: "j1", burst: occupantXml(ROOM, "bob") + historyXml(ROOM, "bob", "old", ago(60_000), "s1") });
     await t.sends("alice/a2", joinXml(ROOM, "alice", "j2"));
     await t.collect("alice/a2", isSubject);
-    await t.upstreamReceivesNothing("alice/anchor", 300);
+    await t.upstreamReceivesNothing("alice/anchor");
 
     await t.sends("alice/a1", joinXml(ROOM, "alice", "resync"));
     const me = t.jid("alice/a1");
@@ -192,15 +193,15 @@ test("SPEC B5: a join from a session that is already joined replays the cached j
     await t.receives("alice/a1", `<presence from='${ROOM}/alice' to='${me}' id='resync'><x xmlns='${MUC_USER}'><status code='110'/></x></presence>`);
     await t.receives("alice/a1", `<message type='groupchat' from='${ROOM}/bob' to='${me}'><body>old</body><delay xmlns='${DELAY}' from='${ROOM}'/><stanza-id xmlns='${SID}' id='s1'/></message>`);
     await t.receives("alice/a1", `<message type='groupchat' from='${ROOM}' to='${me}'><subject>Welcome</subject></message>`);
-    await t.receivesNothing("alice/a1", 100);
-    await t.receivesNothing("alice/a2", 100);
-    await t.upstreamReceivesNothing("alice/anchor", 300);
+    await t.receivesNothing("alice/a1");
+    await t.receivesNothing("alice/a2");
+    await t.upstreamReceivesNothing("alice/anchor");
   }));
 
 test("SPEC B7: a join error reaches every waiting session from room/theirnick with their own id; the next join goes upstream again", T, () =>
   withTranscript({ users: { alice: ["a1", "a2"] } }, async (t) => {
     await t.sends("alice/a1", joinXml(ROOM, "alice", "e1"));
-    await sleep(5);
+    await elapse(5, "the two joins are 5 ms apart");
     await t.sends("alice/a2", joinXml(ROOM, "ally", "e2"));
     await t.upstreamReceives("alice/anchor", `<presence to='${ROOM}/alice' id='e1'><x xmlns='${MUC}'/></presence>`);
     await t.upstreamSends("alice/anchor", `<presence type='error' from='${ROOM}/alice' id='e1'><x xmlns='${MUC}'/>` +
@@ -208,12 +209,12 @@ test("SPEC B7: a join error reaches every waiting session from room/theirnick wi
     for (const [s, nick, id] of [["a1", "alice", "e1"], ["a2", "ally", "e2"]] as const) {
       await t.receives(`alice/${s}`, `<presence type='error' from='${ROOM}/${nick}' to='${t.jid(`alice/${s}`)}' id='${id}'>` +
         `<error type='auth'><registration-required xmlns='${STANZAS}'/></error></presence>`);
-      await t.receivesNothing(`alice/${s}`, 100);
+      await t.receivesNothing(`alice/${s}`);
     }
     // nothing is joined: room traffic reaches nobody
     await t.upstreamSends("alice/anchor", `<message type='groupchat' from='${ROOM}/bob' id='late'><body>late</body></message>`);
-    await t.receivesNothing("alice/a1", 200);
-    await t.receivesNothing("alice/a2", 0);
+    await t.receivesNothing("alice/a1");
+    await t.receivesNothing("alice/a2");
     // a fresh join is a fresh upstream join
     await t.sends("alice/a2", joinXml(ROOM, "ally", "again"));
     await t.upstreamReceives("alice/anchor", `<presence to='${ROOM}/ally' id='again'><x xmlns='${MUC}'/></presence>`, { scan: true });
@@ -230,7 +231,7 @@ test("SPEC B2/B4: a join arriving between the self-presence and the subject is a
     await t.receives("alice/a1", `<presence from='${ROOM}/bob'/>`);
     await t.receives("alice/a1", `<presence from='${ROOM}/alice' id='j1'/>`);
     await t.sends("alice/a2", joinXml(ROOM, "alice", "j2"));
-    await t.receivesNothing("alice/a2", 200); // the burst is not complete yet
+    await t.receivesNothing("alice/a2"); // the burst is not complete yet
     await t.upstreamSends("alice/anchor", historyXml(ROOM, "bob", "during", ago(5_000), "s9") + subjectXml(ROOM, "Topic"));
     await t.collect("alice/a1", isSubject);
     const me = t.jid("alice/a2");
@@ -238,6 +239,6 @@ test("SPEC B2/B4: a join arriving between the self-presence and the subject is a
     await t.receives("alice/a2", `<presence from='${ROOM}/alice' to='${me}' id='j2'><x xmlns='${MUC_USER}'><status code='110'/></x></presence>`);
     await t.receives("alice/a2", `<message type='groupchat' from='${ROOM}/bob' to='${me}'><body>during</body><stanza-id xmlns='${SID}' id='s9'/></message>`);
     await t.receives("alice/a2", `<message type='groupchat' from='${ROOM}' to='${me}'><subject>Topic</subject></message>`);
-    await t.receivesNothing("alice/a2", 100);
-    await t.upstreamReceivesNothing("alice/anchor", 400, (el) => el.name === "presence");
+    await t.receivesNothing("alice/a2");
+    await t.upstreamReceivesNothing("alice/anchor", (el) => el.name === "presence");
   }));
