@@ -38,12 +38,11 @@ export function createChainRunner(deps: {
   };
   const notWritten = (opts: DeliverOptions | undefined, why: string) => opts?.onWritten?.(new Error(why));
 
-  /** The stages from `start` on, then onward. */
+  /** The stages from `start` on, then onward. The fast path allocates nothing: no context, no closure. */
   function runFrom(
     stages: readonly Stage[], start: number, direction: Direction, session: Session, stanza: Element, delivery: Delivery,
     origin: ChainOrigin, opts: DeliverOptions | undefined,
   ): void {
-    // Pass-through fast path: nothing wants it, so no context object and no loop.
     let first = start;
     try {
       while (first < stages.length && !(stages[first] as Stage).wants(stanza, direction, session, origin)) first++;
@@ -52,6 +51,14 @@ export function createChainRunner(deps: {
       return notWritten(opts, `${(stages[first] as Stage).name} failed`);
     }
     if (first === stages.length) return delivery.onward(stanza, opts);
+    handle(stages, first, direction, session, stanza, delivery, origin, opts);
+  }
+
+  /** Some stage wants the stanza: run the wanting stages from `first` on with a context. */
+  function handle(
+    stages: readonly Stage[], first: number, direction: Direction, session: Session, stanza: Element, delivery: Delivery,
+    origin: ChainOrigin, opts: DeliverOptions | undefined,
+  ): void {
     const shared = opts?.prepared?.el;
     let at = first; // the stage that handles (or last handled) the stanza
     const ctx: StanzaContext = {
@@ -68,9 +75,7 @@ export function createChainRunner(deps: {
       // a stage produced after awaiting the store): toward a device, nothing skips its outbound chain.
       forward: (el) => runFrom(stages, at + 1, direction, session, el, delivery, origin, undefined),
     };
-    loop(first, true);
-
-    function loop(from: number, askedFirst: boolean): void {
+    const loop = (from: number, askedFirst: boolean): void => {
       for (let i = from; i < stages.length; i++) {
         const s = stages[i] as Stage;
         let result: ReturnType<NonNullable<Stage["c2s"]>>;
@@ -100,7 +105,8 @@ export function createChainRunner(deps: {
       // A stanza some stage replaced (or copied to edit) is serialized on its own, not from the shared form.
       if (shared !== undefined && ctx.stanza !== shared) delivery.onward(ctx.stanza, { ...opts, prepared: undefined });
       else delivery.onward(ctx.stanza, opts);
-    }
+    };
+    loop(first, true);
   }
 
   return {
