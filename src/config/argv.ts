@@ -51,6 +51,7 @@ export function parseCli(argv: readonly string[]): CliArgs {
     const { name, value } = token;
     // rawName === arg: exactly -h, --help, -v or --version (not `-hv`, which parseArgs splits, nor `--help=x`).
     if ((name === "help" || name === "version") && token.rawName === arg) { out[name] = true; continue; }
+    if ((name === "help" || name === "version") && token.inlineValue) throw new ConfigError(`config: flag ${token.rawName} takes no value`);
     if (!token.rawName.startsWith("--")) throw new ConfigError(`config: unexpected argument '${arg}' (see --help)`);
     const leaf = name === "config" ? undefined : byFlag.get(name);
     // Named as typed: parseArgs reads `--=x` as a flag named "=x", mucmux as an empty name with a value.

@@ -69,6 +69,8 @@ describe("parseCli", () => {
     assert.deepEqual(parseCli(["--upstream-verify", "TRUE"]).flags, { "upstream.verify": "TRUE" });
     assert.throws(() => parseCli(["--upstream-verify", "maybe"]), /config: unexpected argument 'maybe'/);
     assert.throws(() => parseCli(["-hv"]), /config: unexpected argument '-hv'/);
+    assert.throws(() => parseCli(["--help=x"]), /^ConfigError: config: flag --help takes no value$/);
+    assert.throws(() => parseCli(["--version=1"]), /config: flag --version takes no value/);
     assert.throws(() => parseCli(["-x"]), /config: unexpected argument '-x'/);
     assert.throws(() => parseCli(["--", "x"]), /config: unknown flag --$/);
   });
