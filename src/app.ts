@@ -109,13 +109,20 @@ export function createApp(opts: AppOptions): App {
     isDraining: () => draining,
     onBound: (link: Link, creds: Credentials) => {
       accounts.sessionBound(link, creds);
-      if (link.domain) mucServices.discover(link.domain, (iq) => link.queryUpstream(iq)); // at most hourly per domain
+      // At most hourly per domain; later runs ask through whichever session of the domain is online then.
+      const domain = link.domain;
+      if (domain) mucServices.discover(domain, (iq) => onlineLink(domain)?.queryUpstream(iq) ?? Promise.resolve(undefined));
     },
     onClosed: (link: Link) => {
       links.delete(link);
       accounts.sessionClosed(link);
     },
     authThrottle: new AuthFailureThrottle(config.limits.authFailuresPerIp, config.limits.authFailureWindowSeconds * 1000),
+  };
+  /** A session of the served domain whose leg can carry mucmux's own queries (discovery). */
+  const onlineLink = (domain: string): Link | undefined => {
+    for (const l of links) if (l.online && l.domain === domain) return l;
+    return undefined;
   };
   const requireTls = () => {
     if (!tlsMaterial) throw new Error("TLS material not loaded");

@@ -19,6 +19,8 @@ export class Account {
   readonly sessionIqs = new IqTracker({ prefix: "mmq", timeoutMs: IQ_TIMEOUT_MS });
   /** Per-stage state of this account (a stage's own symbol key). */
   readonly slots = new Map<symbol, unknown>();
+  /** The registry dropped this record: nothing may open an anchor for it or keep state in it any more. */
+  disposed = false;
 
   constructor(
     readonly bare: string,
@@ -41,6 +43,7 @@ export class Account {
 
   /** Forget the credentials, stop the anchor and fail what is in flight (the record is being dropped). */
   dispose(): void {
+    this.disposed = true;
     this.anchor?.close();
     this.anchor = undefined;
     this.credentials = { username: "", password: "" };

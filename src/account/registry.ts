@@ -57,8 +57,12 @@ export class AccountRegistry {
     this.dropIfIdle(account);
   }
 
-  /** The account's anchor, opened on first use (SPEC A7: on the account's first MUC join). */
-  anchorFor(account: Account): Anchor {
+  /**
+   * The account's anchor, opened on first use (SPEC A7: on the account's first MUC join); undefined for a
+   * record the registry already dropped (a late timer or a held stanza must not log in with it).
+   */
+  anchorFor(account: Account): Anchor | undefined {
+    if (account.disposed) return undefined;
     if (account.anchor && account.anchor.state !== "closed") return account.anchor;
     const { events } = this.deps;
     const anchor = new Anchor({
@@ -88,12 +92,17 @@ export class AccountRegistry {
     if (account.sessions.size > 0 || this.accounts.get(bareKey(account.bare)) !== account) return;
     if (this.deps.events.emit("account-busy?", { account })) return;
     this.accounts.delete(bareKey(account.bare));
-    account.dispose();
+    this.dispose(account);
   }
 
   /** SIGTERM: close every anchor. */
   closeAll(): void {
-    for (const a of this.accounts.values()) a.dispose();
+    for (const a of [...this.accounts.values()]) this.dispose(a);
     this.accounts.clear();
+  }
+
+  private dispose(account: Account): void {
+    this.deps.events.emit("account-disposed", { account });
+    account.dispose();
   }
 }

@@ -22,6 +22,8 @@ export interface Events {
   "room-unjoined-message": { account: Account; room: string; el: Element };
   /** Question: must `room` stay joined with no session in it (SPEC C5: the offline flag)? */
   "room-kept?": { account: Account; room: string };
+  /** The account record is being dropped (no session, no stage state, or SIGTERM): stop its timers. */
+  "account-disposed": { account: Account };
   /** Question: does some stage still hold state for the account (rooms it manages)? */
   "account-busy?": { account: Account };
   /** Request: join `room` for the account with no session in it (SPEC D7); true when a stage took it. */

@@ -19,6 +19,11 @@ export interface DeliverOptions {
    * replaced or edited the stanza; `el.attrs.to` must be this session's JID while `deliver` runs.
    */
   prepared?: Prepared | undefined;
+  /**
+   * The caller keeps `el` (a cached stanza, one of several copies) and may change it once `deliver` returns:
+   * a stage that edits or holds it gets its own copy. Implied by `prepared`.
+   */
+  shared?: boolean | undefined;
   /** The bytes were handed to the socket (`err` undefined), or never will be (dropped, session closed). */
   onWritten?: ((err?: Error | null) => void) | undefined;
 }

@@ -47,5 +47,5 @@ export interface Stage {
    * waiting for). Runs in stage order; DROP ends the run. The element belongs to the anchor's stream: copy
    * what you keep.
    */
-  anchor?(account: Account, el: Element): StageResult;
+  anchor?(account: Account, el: Element): void | typeof DROP;
 }

@@ -6,6 +6,7 @@
 // so they never go anywhere else.
 import { randomBytes } from "node:crypto";
 import type { Element } from "@xmpp/xml";
+import { LRUCache } from "lru-cache";
 
 export class IqError extends Error {
   constructor(readonly condition: "timeout" | "not-sent" | "cancelled", message: string) {
@@ -25,7 +26,9 @@ interface Entry {
   reject(err: IqError): void;
   timer: NodeJS.Timeout;
   to: string;
+  /** The query's own queryid on the wire (fresh, mucmux's), and the one the requester chose (restored on results). */
   queryId: string | undefined;
+  askedQueryId: string | undefined;
   collect: ((el: Element) => void) | undefined;
 }
 
@@ -35,6 +38,8 @@ const MAM = /^urn:xmpp:mam:[0-9]+$/;
 export class IqTracker {
   private readonly pending = new Map<string, Entry>();
   private readonly byQuery = new Map<string, string>();
+  /** Ids that timed out lately: an answer that arrives after all is taken (and dropped), never passed on. */
+  private readonly late = new LRUCache<string, true>({ max: 256 });
 
   constructor(private readonly opts: { prefix: string; timeoutMs: number }) {}
 
@@ -49,7 +54,12 @@ export class IqTracker {
   request(iq: Element, send: (iq: Element) => boolean, o: IqRequestOptions = {}): Promise<Element> {
     const id = `${this.opts.prefix}${randomBytes(6).toString("hex")}`;
     iq.attrs.id = id;
-    const queryId = o.collect ? queryIdOf(iq) : undefined;
+    // A collecting query gets a queryid of mucmux's own: two requesters that chose the same one (two devices
+    // of one client) each get their own results; theirs is put back on the results they receive.
+    const query = o.collect ? queryOf(iq) : undefined;
+    const askedQueryId = query?.attrs.queryid;
+    const queryId = query ? `${id}q` : undefined;
+    if (query) query.attrs.queryid = queryId as string;
     return new Promise<Element>((resolve, reject) => {
       if (o.signal?.aborted) return reject(new IqError("cancelled", "cancelled"));
       const settle = () => {
@@ -62,9 +72,13 @@ export class IqTracker {
       const entry: Entry = {
         resolve: (el) => { settle(); resolve(el); },
         reject: (err) => { settle(); reject(err); },
-        timer: setTimeout(() => entry.reject(new IqError("timeout", "no answer in time")), o.timeoutMs ?? this.opts.timeoutMs),
+        timer: setTimeout(() => {
+          this.late.set(id, true);
+          entry.reject(new IqError("timeout", "no answer in time"));
+        }, o.timeoutMs ?? this.opts.timeoutMs),
         to: (iq.attrs.to ?? "").toLowerCase(),
         queryId,
+        askedQueryId,
         collect: o.collect,
       };
       entry.timer.unref();
@@ -88,8 +102,9 @@ export class IqTracker {
     if (el.name === "iq") {
       const type = el.attrs.type;
       if (type !== "result" && type !== "error") return false;
-      const entry = el.attrs.id === undefined ? undefined : this.pending.get(el.attrs.id);
-      if (!entry || !sameJid(el.attrs.from, entry.to)) return false;
+      const id = el.attrs.id;
+      const entry = id === undefined ? undefined : this.pending.get(id);
+      if (!entry || !sameJid(el.attrs.from, entry.to)) return id !== undefined && this.late.delete(id);
       entry.resolve(el);
       return true;
     }
@@ -98,8 +113,16 @@ export class IqTracker {
     if (!result) return false;
     const entry = this.collectorFor(result.attrs.queryid, el.attrs.from);
     if (!entry?.collect) return false;
+    if (entry.askedQueryId === undefined) delete result.attrs.queryid;
+    else result.attrs.queryid = entry.askedQueryId;
     entry.collect(el);
     return true;
+  }
+
+  /** Reject what is pending toward `jid` (that session is gone: its answers cannot come any more). */
+  cancelTo(jid: string): void {
+    const to = jid.toLowerCase();
+    for (const e of [...this.pending.values()]) if (e.to === to) e.reject(new IqError("cancelled", "the recipient is gone"));
   }
 
   /** Reject everything pending (the stream it was sent on is gone). */
@@ -113,9 +136,9 @@ export class IqTracker {
       const entry = id === undefined ? undefined : this.pending.get(id);
       return entry && sameJid(from, entry.to) ? entry : undefined;
     }
-    // A query without queryid: its results carry none either; they belong to the oldest collecting query
+    // Results without queryid (a server that does not echo it): they belong to the oldest collecting query
     // to the same JID.
-    for (const e of this.pending.values()) if (e.collect && e.queryId === undefined && sameJid(from, e.to)) return e;
+    for (const e of this.pending.values()) if (e.collect && sameJid(from, e.to)) return e;
     return undefined;
   }
 }
@@ -126,8 +149,9 @@ export function resultOf(el: Element): Element | undefined {
   return undefined;
 }
 
-function queryIdOf(iq: Element): string | undefined {
-  for (const c of iq.children) if (typeof c !== "string" && c.name === "query" && c.attrs.queryid) return c.attrs.queryid;
+/** The `<query>` child of an IQ, if any. */
+function queryOf(iq: Element): Element | undefined {
+  for (const c of iq.children) if (typeof c !== "string" && c.name === "query") return c;
   return undefined;
 }
 

@@ -19,7 +19,8 @@ function write(el: Element, sessions: readonly Session[], opts: CopyOptions): nu
   const prepared = sessions.length > 1 ? new Prepared(el, opts.rewriteItemJid ?? false) : undefined;
   const item = opts.rewriteItemJid ? el.getChild("x", MUC_USER)?.getChild("item") : undefined;
   const itemJid = item?.attrs.jid;
-  const deliver = { origin: opts.origin ?? "anchor", prepared }; // the same for every copy
+  // The same for every copy; `el` stays the caller's (shared), so a stage that edits or holds it copies it.
+  const deliver = { origin: opts.origin ?? "anchor", prepared, shared: true };
   let n = 0;
   try {
     for (const session of sessions) {

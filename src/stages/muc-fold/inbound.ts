@@ -2,7 +2,7 @@
 import type { Element } from "@xmpp/xml";
 import type { Account } from "../../account/account.js";
 import { Room } from "./room.js";
-import { resourceOf } from "../../account/jid.js";
+import { bareKey, resourceOf } from "../../account/jid.js";
 import { fanOut } from "./fanout.js";
 import { clone, DELAY, isHistoryWorthy, MUC_USER, statusCodes } from "./xmlutil.js";
 import { dropRoom, isKept, roomOf, roomsOf, type MucDeps } from "./context.js";
@@ -108,7 +108,10 @@ function onRemoved(m: MucDeps, account: Account, room: Room, el: Element): void 
     const again = new Room(room.jid, room.nick, m.config.muc.historySize);
     again.joinX = room.joinX;
     roomsOf(account).set(room.jid.toLowerCase(), again);
-    setTimeout(() => startUpstreamJoin(m, account, again, undefined), 5000).unref();
+    again.burstTimer = setTimeout(() => {
+      if (!account.disposed && roomsOf(account).get(bareKey(again.jid)) === again) startUpstreamJoin(m, account, again, undefined);
+    }, 5000);
+    again.burstTimer.unref();
   }
 }
 

@@ -20,8 +20,14 @@ export function createMucFoldStage(m: MucDeps): Stage {
   const { events } = m;
   events.on("anchor-online", ({ account, reconnected }) => { if (reconnected) rejoinAll(m, account); });
   events.on("anchor-down", ({ account, permanent }) => onAnchorDown(m, account, permanent));
-  events.on("session-closed", ({ account, session }) => onSessionGone(m, account, session));
+  events.on("session-closed", ({ account, session }) => {
+    if (session.jid !== undefined) account.sessionIqs.cancelTo(session.jid); // SPEC C11: it will not answer any more
+    onSessionGone(m, account, session);
+  });
   events.on("account-busy?", ({ account }) => (peekRooms(account)?.size ?? 0) > 0);
+  events.on("account-disposed", ({ account }) => {
+    for (const room of peekRooms(account)?.values() ?? []) room.clearTimers();
+  });
   events.on("room-keep", ({ account, room, nick }) => { joinKept(m, account, room, nick); return true; });
   // SPEC C5: a room kept only by a keeper (the offline flag was cleared) lingers like an implicit departure.
   events.on("room-release", ({ account, room: jid }) => {
@@ -47,7 +53,9 @@ export function createMucFoldStage(m: MucDeps): Stage {
     const service = occupantDomain(el);
     if (service === undefined) return false;
     const services = m.views.services;
-    return services.isService(service) || !services.settled(account.domain);
+    if (services.isService(service)) return true;
+    // Not known (yet): a contact on the account's own domain is never a room; elsewhere wait for discovery.
+    return service.toLowerCase() !== account.domain.toLowerCase() && !services.settled(account.domain);
   };
 
   return {
@@ -79,6 +87,8 @@ export function createMucFoldStage(m: MucDeps): Stage {
         // A groupchat 1.0 join, or a presence to room/nick on a domain not known to be a MUC service yet.
         const services = m.views.services;
         const fold = () => {
+          // The session may have closed meanwhile (its account record may even be gone): nothing to join for.
+          if (!session.online || m.accounts.forSession(session) !== account) return DROP;
           if (!services.isService(occupantDomain(el) ?? "")) return; // not a room: relayed as it is
           onSessionStanza(m, account, roomsOf(account).get(bareKey(el.attrs.to ?? "")), session, el);
           return DROP;

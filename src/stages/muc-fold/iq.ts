@@ -10,6 +10,7 @@ import { sendTo } from "./fanout.js";
 import { DISCO_INFO, errorReply, PING } from "./xmlutil.js";
 import { inRoom, roomOf, type MucDeps } from "./context.js";
 import { RANK } from "./presence.js";
+import { IqError } from "../../protocol/iq-tracker.js";
 
 const MAM = /^urn:xmpp:mam:[0-9]+$/;
 
@@ -65,7 +66,18 @@ export function onAnchorIq(m: MucDeps, account: Account, el: Element): void {
       if (from === undefined) delete reply.attrs.to;
       else reply.attrs.to = from;
       account.sendViaAnchor(reply);
-    }, () => {}); // the session never answered: neither would the server have
+    }, (err: unknown) => {
+      // The session went away before answering: the occupant hears so, as the server would tell it of a
+      // resource that is gone. No answer in time: nothing, as the server would not answer either.
+      if (!(err instanceof IqError) || err.condition !== "cancelled" || account.disposed) return;
+      const gone = errorReply(el, "cancel", "service-unavailable");
+      delete gone.attrs.from;
+      if (id === undefined) delete gone.attrs.id;
+      else gone.attrs.id = id;
+      if (from === undefined) delete gone.attrs.to;
+      else gone.attrs.to = from;
+      account.sendViaAnchor(gone);
+    });
     return;
   }
   account.anchor?.send(localAnswer(el)); // SPEC A8: IQ errors are allowed

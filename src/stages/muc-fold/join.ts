@@ -55,7 +55,7 @@ export function onJoin(m: MucDeps, account: Account, session: Session, el: Eleme
  * room lingers/keeps like any room whose sessions went away.
  */
 export function joinKept(m: MucDeps, account: Account, roomJid: string, nick: string): void {
-  if (roomsOf(account).has(bareKey(roomJid))) return;
+  if (account.disposed || roomsOf(account).has(bareKey(roomJid))) return;
   const room = new Room(bareOf(roomJid), nick, m.config.muc.historySize);
   room.joinX = new Element("x", { xmlns: MUC }).c("history", { maxstanzas: "0" }).up();
   roomsOf(account).set(bareKey(roomJid), room);
@@ -66,6 +66,7 @@ export function joinKept(m: MucDeps, account: Account, roomJid: string, nick: st
 export function startUpstreamJoin(m: MucDeps, account: Account, room: Room, id: string | undefined, since?: string): void {
   room.state = "joining";
   const anchor = m.accounts.anchorFor(account);
+  if (!anchor) return failJoin(m, account, room, errorPresence(room, "cancel", "remote-server-not-found"));
   void anchor.ready().then((ok) => {
     if (roomsOf(account).get(bareKey(room.jid)) !== room) return;
     if (!ok) return failJoin(m, account, room, errorPresence(room, "cancel", "remote-server-not-found"));

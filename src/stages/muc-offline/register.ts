@@ -62,8 +62,11 @@ export function onRegisterRequest(ctx: OfflineContext, s: StanzaContext, account
   // discovered (SPEC B10). Wait for that (bounded); a registration with the offline field is never passed on
   // unstored (SPEC D9).
   const decide = (): StageResult => {
-    if (isRoom(ctx, account, room)) return onRoomRegistration(ctx, s, account, session, room, query);
-    const form = query.getChild("x", XDATA);
+    // The stanza as it is now (held stanzas may have been replaced by a copy meanwhile).
+    const now = s.stanza.getChild("query", REGISTER);
+    if (!now) return;
+    if (isRoom(ctx, account, room)) return onRoomRegistration(ctx, s, account, session, room, now);
+    const form = now.getChild("x", XDATA);
     if (!form || readSubmission(form).offline === undefined) return; // not ours: relayed as it is
     s.reply(iqError(el.attrs.id, el.attrs.to, session.jid, "modify", "bad-request",
       "the offline setting applies to rooms of a MUC service of this server only"));

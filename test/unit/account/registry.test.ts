@@ -12,6 +12,12 @@ import type { Session } from "../../../src/chain/session.js";
 import type { LegHandlers, UpstreamLeg, UpstreamOutcome } from "../../../src/stream/upstream.js";
 import { createMetrics } from "../../../src/metrics/metrics.js";
 import { createLogger } from "../../../src/log.js";
+
+/** An anchor the registry opened (it returns none only for a dropped record). */
+function opened<T>(anchor: T | undefined): T {
+  assert.ok(anchor, "the registry opened an anchor");
+  return anchor;
+}
 import { flush, iqErrorCondition, stanza } from "../helpers.js";
 
 const ROOM = "room@conference.example.test";
@@ -118,7 +124,7 @@ describe("AccountRegistry: dropping idle accounts", () => {
     registry.sessionBound(s1, { username: "alice", password: "secret" });
     const account = registry.get("alice@example.test");
     assert.ok(account);
-    const anchor = registry.anchorFor(account); // connecting (the fake connector never answers)
+    const anchor = opened(registry.anchorFor(account)); // connecting (the fake connector never answers)
     const anchorIq = condition(account.anchorIqs.request(stanza(`<iq type='get' to='${ROOM}' id='x'><ping xmlns='urn:xmpp:ping'/></iq>`), () => true));
     const sessionIq = condition(account.sessionIqs.request(stanza(`<iq type='get' to='alice@example.test/phone' id='y'><ping xmlns='urn:xmpp:ping'/></iq>`), () => true));
     const slot = Symbol("test");
@@ -198,13 +204,28 @@ function fakeLeg() {
 }
 
 describe("AccountRegistry: anchors", () => {
+  it("a dropped record gets no anchor (a late timer or held stanza must not log in with it); account-disposed is told first", () => {
+    const { registry, events, connects } = setup();
+    const disposed: Account[] = [];
+    events.on("account-disposed", ({ account }) => void disposed.push(account));
+    const s1 = fakeSession("alice@example.test/phone");
+    registry.sessionBound(s1, { username: "alice", password: "one" });
+    const account = registry.get("alice@example.test");
+    assert.ok(account);
+    registry.sessionClosed(s1);
+    assert.deepEqual(disposed, [account]);
+    assert.equal(account.disposed, true);
+    assert.equal(registry.anchorFor(account), undefined);
+    assert.deepEqual(connects, [], "nothing logged in");
+  });
+
   it("anchorFor opens one anchor per account with the account's current credentials", () => {
     const { registry, connects } = setup();
     const s = fakeSession("alice@example.test/phone");
     registry.sessionBound(s, { username: "alice", password: "pw1" });
     registry.sessionBound(fakeSession("alice@example.test/laptop"), { username: "alice", password: "pw2" });
     const account = registry.get("alice@example.test") as Account;
-    const anchor = registry.anchorFor(account);
+    const anchor = opened(registry.anchorFor(account));
     assert.equal(registry.anchorFor(account), anchor);
     assert.equal(account.anchor, anchor);
     assert.equal(anchor.state, "connecting");
@@ -219,7 +240,7 @@ describe("AccountRegistry: anchors", () => {
     const { registry, log, connects } = setup(async () => refused);
     registry.sessionBound(fakeSession("alice@example.test/phone"), { username: "alice", password: "changed" });
     const account = registry.get("alice@example.test") as Account;
-    const anchor = registry.anchorFor(account);
+    const anchor = opened(registry.anchorFor(account));
     const iq = condition(account.anchorIqs.request(stanza(`<iq type='get' to='${ROOM}' id='x'/>`), () => true));
     const ready = anchor.ready();
     await flush();
@@ -227,7 +248,7 @@ describe("AccountRegistry: anchors", () => {
     assert.deepEqual(log["anchor-down"], [{ account, permanent: true }]);
     assert.equal(anchor.state, "closed");
     assert.equal(await iq, "cancelled");
-    const again = registry.anchorFor(account);
+    const again = opened(registry.anchorFor(account));
     assert.notEqual(again, anchor);
     assert.equal(connects.length, 2);
     registry.closeAll();
@@ -238,7 +259,7 @@ describe("AccountRegistry: anchors", () => {
     const { registry, log, connects } = setup(async () => ({ ok: false, reason: "connect", detail: "ECONNREFUSED" }));
     registry.sessionBound(fakeSession("alice@example.test/phone"), { username: "alice", password: "pw" });
     const account = registry.get("alice@example.test") as Account;
-    const anchor = registry.anchorFor(account);
+    const anchor = opened(registry.anchorFor(account));
     await flush();
     assert.deepEqual(log["anchor-down"], [{ account, permanent: false }]);
     assert.equal(anchor.state, "backoff");
@@ -272,7 +293,7 @@ describe("AccountRegistry: anchors", () => {
     const { registry, log, anchorStanzas, metrics } = setup(async () => ({ ok: true, leg: fake.leg, mechanism: "SCRAM-SHA-256" }));
     registry.sessionBound(fakeSession("alice@example.test/phone"), { username: "alice", password: "pw" });
     const account = registry.get("alice@example.test") as Account;
-    const anchor = registry.anchorFor(account);
+    const anchor = opened(registry.anchorFor(account));
     await flush();
     // SPEC A7: the anchor binds its own resource and sends nothing else (no presence, no carbons).
     assert.equal(fake.written.length, 1);

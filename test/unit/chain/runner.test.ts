@@ -25,7 +25,7 @@ interface StageSpec {
   wants?: (el: Element, direction: Direction, session: Session, origin: ChainOrigin) => boolean;
   c2s?: Handler;
   s2c?: Handler;
-  anchor?: (account: Account, el: Element) => StageResult;
+  anchor?: (account: Account, el: Element) => void | typeof DROP;
 }
 
 /** A stage that records what it is asked and handles what `spec` says (by default: wants all, goes on). */
@@ -351,7 +351,7 @@ describe("chain runner: the anchor entry", () => {
     assert.deepEqual(log, ["a.anchor", "b.anchor"]);
   });
 
-  it("a throwing anchor handler costs that stanza only: onStageError(stage, 'anchor'); the next stanza runs through", () => {
+  it("a throwing anchor handler costs that stanza for that stage only: onStageError(stage, 'anchor'); later stages still get it", () => {
     const log: string[] = [];
     const { runner, errors, lines } = setup([
       probe("a", log),
@@ -359,7 +359,7 @@ describe("chain runner: the anchor entry", () => {
       probe("c", log),
     ]);
     assert.doesNotThrow(() => runner.anchor(account, msg("bad")));
-    assert.deepEqual(log, ["a.anchor", "faulty.anchor"]);
+    assert.deepEqual(log, ["a.anchor", "faulty.anchor", "c.anchor"], "a bookkeeping stage failing must not cost the fan-out");
     assert.deepEqual(errors, [["faulty", "anchor"]]);
     assert.equal(lines().find((l) => l.msg === "stage failed")?.kind, "anchor");
     log.length = 0;
@@ -394,16 +394,52 @@ describe("chain runner: stages that return a promise", () => {
     assert.deepEqual(w.calls, []);
   });
 
-  it("holds only that stanza: others pass meanwhile, in their own time", async () => {
+  it("later stanzas of the same session and direction wait behind a held one (in order); other sessions and directions pass", async () => {
+    const hold = deferred<void>();
+    const { runner } = setup([probe("async", [], {
+      s2c: (ctx) => (ctx.stanza.attrs.id === "slow" ? hold.promise : undefined),
+      c2s: () => undefined,
+    })]);
+    const { delivery, onward } = recorder();
+    runner.run("s2c", S1, msg("slow"), delivery, "upstream");
+    runner.run("s2c", S1, msg("after1"), delivery, "upstream");
+    runner.run("s2c", S2, msg("other-session"), delivery, "upstream");
+    runner.run("c2s", S1, msg("other-direction"), delivery, "client");
+    runner.run("s2c", S1, msg("after2"), delivery, "upstream");
+    assert.deepEqual(onward.map((o) => o.el.attrs.id), ["other-session", "other-direction"]);
+    hold.resolve();
+    await flush();
+    assert.deepEqual(onward.map((o) => o.el.attrs.id), ["other-session", "other-direction", "slow", "after1", "after2"]);
+    runner.run("s2c", S1, msg("later"), delivery, "upstream");
+    assert.equal(onward.at(-1)?.el.attrs.id, "later", "no longer held: straight through");
+  });
+
+  it("a stanza waiting behind a held one is its own copy when the caller shares it (fan-out restores its element)", async () => {
     const hold = deferred<void>();
     const { runner } = setup([probe("async", [], { s2c: (ctx) => (ctx.stanza.attrs.id === "slow" ? hold.promise : undefined) })]);
     const { delivery, onward } = recorder();
     runner.run("s2c", S1, msg("slow"), delivery, "upstream");
-    runner.run("s2c", S1, msg("fast"), delivery, "upstream");
-    assert.deepEqual(onward.map((o) => o.el.attrs.id), ["fast"]);
+    const shared = msg("fanned");
+    shared.attrs.to = S1.jid as string;
+    runner.run("s2c", S1, shared, delivery, "anchor", { shared: true });
+    shared.attrs.to = "anchor@example.test/mucmux-00000000"; // what fan-out does once deliver returns
     hold.resolve();
-    await hold.promise;
-    assert.deepEqual(onward.map((o) => o.el.attrs.id), ["fast", "slow"]);
+    await flush();
+    assert.equal(onward.at(-1)?.el.attrs.to, S1.jid, "written with this session's `to`");
+  });
+
+  it("a client IQ request lost to a failing stage is answered with internal-server-error (RFC 6120 §8.2.3)", () => {
+    const { runner } = setup([probe("faulty", [], { c2s: () => { throw new Error("boom"); } })]);
+    const { delivery, onward, back } = recorder();
+    runner.run("c2s", S1, stanza("<iq type='get' id='q1' to='example.test' from='alice@example.test/phone'><query xmlns='jabber:iq:version'/></iq>"), delivery, "client");
+    runner.run("c2s", S1, msg("m1"), delivery, "client");
+    assert.equal(onward.length, 0);
+    assert.equal(back.length, 1, "the IQ is answered; the message is only dropped");
+    assert.equal(back[0]?.attrs.type, "error");
+    assert.equal(back[0]?.attrs.id, "q1");
+    assert.equal(back[0]?.attrs.to, "alice@example.test/phone");
+    assert.equal(back[0]?.attrs.from, "example.test");
+    assert.ok(back[0]?.getChild("error")?.getChild("internal-server-error", "urn:ietf:params:xml:ns:xmpp-stanzas"));
   });
 
   it("a promise resolving to DROP drops the stanza and tells onWritten", async () => {
@@ -429,7 +465,7 @@ describe("chain runner: stages that return a promise", () => {
     const w = written();
     runner.run("c2s", S1, msg("bad"), delivery, "client", { onWritten: w.onWritten });
     hold.reject(new Error("lookup failed"));
-    await hold.promise.catch(() => {});
+    await flush();
     assert.deepEqual(errors, [["async", "c2s"]]);
     assert.equal(onward.length, 0);
     assert.equal(w.calls.length, 1);

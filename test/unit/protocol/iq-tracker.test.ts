@@ -118,7 +118,8 @@ describe("IqTracker: timeouts, cancellation, sending", () => {
     t.mock.timers.tick(1);
     assert.equal(await condition(p), "timeout");
     assert.equal(tr.size, 0);
-    assert.equal(tr.take(result(ROOM, iq.attrs.id ?? "")), false, "a late answer is nobody's");
+    assert.equal(tr.take(result(ROOM, iq.attrs.id ?? "")), true, "a late answer is taken (and dropped), never passed on");
+    assert.equal(tr.take(result(ROOM, iq.attrs.id ?? "")), false, "once");
   });
 
   it("an answer clears the timer: no rejection afterwards", async (t) => {
@@ -176,15 +177,35 @@ describe("IqTracker: archive results (XEP-0313)", () => {
     const got: Element[] = [];
     const iq = mamQuery(ROOM, "f27");
     const p = tr.request(iq, sender().send, { collect: (m) => void got.push(m) });
-    const r1 = archived(ROOM, "f27", 1);
-    const r2 = archived(ROOM, "f27", 2);
+    const wire = iq.getChild("query")?.attrs.queryid ?? "";
+    assert.ok(wire !== "f27" && wire !== "", "the query goes out with a queryid of the tracker's own");
+    const r1 = archived(ROOM, wire, 1);
+    const r2 = archived(ROOM, wire, 2);
     assert.equal(tr.take(r1), true);
     assert.equal(tr.take(r2), true);
     assert.deepEqual(got, [r1, r2]);
+    assert.deepEqual(got.map((m) => m.getChild("result")?.attrs.queryid), ["f27", "f27"], "the requester's queryid is put back");
     assert.equal(tr.take(result(ROOM, iq.attrs.id ?? "")), true);
     await p;
-    assert.equal(tr.take(archived(ROOM, "f27", 3)), false);
+    assert.equal(tr.take(archived(ROOM, wire, 3)), false);
     assert.equal(got.length, 2);
+  });
+
+  it("two requesters that chose the same queryid each get their own results", () => {
+    const tr = tracker();
+    const phone: Element[] = [];
+    const laptop: Element[] = [];
+    const q1 = mamQuery(ROOM, "q1");
+    const q2 = mamQuery(ROOM, "q1");
+    ignore(tr.request(q1, sender().send, { collect: (m) => void phone.push(m) }));
+    ignore(tr.request(q2, sender().send, { collect: (m) => void laptop.push(m) }));
+    const w1 = q1.getChild("query")?.attrs.queryid ?? "";
+    const w2 = q2.getChild("query")?.attrs.queryid ?? "";
+    assert.notEqual(w1, w2);
+    assert.equal(tr.take(archived(ROOM, w1, 1)), true);
+    assert.equal(tr.take(archived(ROOM, w2, 2)), true);
+    assert.equal(tr.take(archived(ROOM, w1, 3)), true);
+    assert.deepEqual([phone.length, laptop.length], [2, 1]);
   });
 
   it("a result with another queryid, or with the right one from another JID, is not taken", () => {
@@ -193,11 +214,10 @@ describe("IqTracker: archive results (XEP-0313)", () => {
     ignore(tr.request(mamQuery(ROOM, "f27"), sender().send, { collect: (m) => void got.push(m) }));
     assert.equal(tr.take(archived(ROOM, "other", 1)), false);
     assert.equal(tr.take(archived(OTHER, "f27", 2)), false);
-    assert.equal(tr.take(archived(ROOM, undefined, 3)), false, "a query with a queryid does not take results without one");
     assert.deepEqual(got, []);
   });
 
-  it("results without queryid go to the oldest collecting query to the same JID", async () => {
+  it("results without queryid (a server that does not echo it) go to the oldest collecting query to the same JID", async () => {
     const tr = tracker();
     const first: Element[] = [];
     const second: Element[] = [];

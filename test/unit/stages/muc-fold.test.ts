@@ -43,7 +43,7 @@ class FakeAnchor {
 /** The registry, except that the anchor it opens is a fake one (no upstream connection at all). */
 class TestRegistry extends AccountRegistry {
   opened = 0;
-  override anchorFor(account: Account): Anchor {
+  override anchorFor(account: Account): Anchor | undefined {
     if (!account.anchor || account.anchor.state === "closed") {
       this.opened++;
       account.anchor = new FakeAnchor() as unknown as Anchor;
@@ -370,17 +370,19 @@ describe("muc-fold: IQs through the anchor", () => {
     assert.equal(query.name, "iq");
     assert.notEqual(query.attrs.id, "mam1", "a fresh id upstream");
     assert.equal(query.attrs.from, undefined);
-    assert.equal(query.getChild("query", MAM)?.attrs.queryid, "f27");
+    const wire = query.getChild("query", MAM)?.attrs.queryid ?? "";
+    assert.ok(wire !== "" && wire !== "f27", "a queryid of mucmux's own upstream (two devices may choose the same)");
     assert.equal(s1.leg.length, 0);
 
     for (const n of [1, 2]) {
-      h.fromAnchor(`<message from='${ROOM}' to='${ANCHOR_JID}' id='r${n}'><result xmlns='${MAM}' queryid='f27' id='arch${n}'>` +
+      h.fromAnchor(`<message from='${ROOM}' to='${ANCHOR_JID}' id='r${n}'><result xmlns='${MAM}' queryid='${wire}' id='arch${n}'>` +
         `<forwarded xmlns='urn:xmpp:forward:0'><message xmlns='jabber:client' type='groupchat' from='${ROOM}/bob'><body>old ${n}</body></message></forwarded></result></message>`);
     }
     const results = s1.take();
     assert.deepEqual(results.map((d) => d.el.attrs.id), ["r1", "r2"]);
     for (const d of results) {
       assert.equal(d.el.attrs.to, s1.jid);
+      assert.equal(d.el.getChild("result", MAM)?.attrs.queryid, "f27", "the device's own queryid again");
       assert.equal(d.origin, "anchor");
     }
     assert.deepEqual(s2.take(), [], "never to the room's audience");
@@ -425,6 +427,23 @@ describe("muc-fold: IQs through the anchor", () => {
     assert.equal(answer[0]?.attrs.to, `${ROOM}/bob`);
     assert.equal(answer[0]?.attrs.from, undefined);
     assert.equal(answer[0]?.getChild("query", "jabber:iq:version")?.getChildText("name"), "client");
+    h.noErrors();
+  });
+
+  it("SPEC C11: when the session an occupant's IQ went to closes before answering, the occupant gets service-unavailable", async (t) => {
+    const h = harness(t);
+    const [s1, s2] = await twoJoined(h);
+    const before = h.anchor().sent.length;
+    h.fromAnchor(`<iq type='get' from='${ROOM}/bob' to='${ANCHOR_JID}' id='v2'><query xmlns='jabber:iq:version'/></iq>`);
+    const target = s1.take().length === 1 ? s1 : (s2.take(), s2);
+    h.accounts.sessionClosed(target);
+    await flush();
+    const answer = h.anchor().sent.slice(before);
+    assert.equal(answer.length, 1);
+    assert.equal(answer[0]?.attrs.type, "error");
+    assert.equal(answer[0]?.attrs.id, "v2");
+    assert.equal(answer[0]?.attrs.to, `${ROOM}/bob`);
+    assert.ok(answer[0]?.getChild("error")?.getChild("service-unavailable", "urn:ietf:params:xml:ns:xmpp-stanzas"));
     h.noErrors();
   });
 });
