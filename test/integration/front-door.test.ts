@@ -1,7 +1,8 @@
 // One front door toward devices, against real Prosody 0.12 and ejabberd 23.01: every stanza written to a
 // client passes that session's outbound chain (a probe stage placed last in the s2c order counts what each
 // session is written and sees relayed, fanned-out, synthesized and offline stanzas), and a stage that throws
-// on one stanza costs that stanza only: the anchor and the client streams stay up.
+// costs only its own handling of one stanza (toward a device: that copy): the anchor and the client streams
+// stay up (SPEC E7).
 import { describe, it, before, after, afterEach } from "node:test";
 import assert from "node:assert/strict";
 import { xml, type Element } from "@xmpp/xml";
