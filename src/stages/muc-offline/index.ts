@@ -3,6 +3,7 @@
 // register IQ before the MUC stage routes it via the anchor, and s2c it sees the answer after the MUC stage
 // mapped it back to the session. It reaches rooms and other stages only through events and read-only views.
 import type { Element } from "@xmpp/xml";
+import { LRUCache } from "lru-cache";
 import type { ChainOrigin, Direction, Stage, StanzaContext } from "../../chain/stage.js";
 import type { Session } from "../../chain/session.js";
 import type { Account } from "../../account/account.js";
@@ -31,8 +32,9 @@ export function createMucOfflineStage(deps: OfflineDeps): Stage {
         if (el.name === "presence") return el.attrs.to === undefined;
         const t = el.attrs.type;
         const to = el.attrs.to;
-        return el.name === "iq" && (t === "get" || t === "set") && to !== undefined && to.includes("@") && !to.includes("/") &&
-          !!el.getChild("query", REGISTER);
+        if (el.name !== "iq" || to === undefined || to.includes("/")) return false;
+        return ((t === "get" || t === "set") && to.includes("@") && !!el.getChild("query", REGISTER)) ||
+          (t === "get" && !!el.getChild("query", DISCO_INFO));
       }
       if (el.name !== "iq") return false;
       if (el.attrs.type === "error") return isPendingAnswer(session, el.attrs.id);
@@ -42,6 +44,7 @@ export function createMucOfflineStage(deps: OfflineDeps): Stage {
       const account = ctx.accounts.forSession(s.session);
       if (!account) return;
       if (s.stanza.name === "presence") return onBroadcastPresence(ctx, account, s.session, s.stanza);
+      if (s.stanza.getChild("query", DISCO_INFO)) return noteDiscoQuestion(s.session, s.stanza);
       return onRegisterRequest(ctx, s, account, s.session);
     },
     s2c(s: StanzaContext) {
@@ -52,13 +55,38 @@ export function createMucOfflineStage(deps: OfflineDeps): Stage {
         if (result !== undefined) return result;
       }
       if (s.stanza.attrs.type === "result" && s.stanza.getChild("query", DISCO_INFO)) {
-        extendDiscoInfo(s.edit(), (domain) => ctx.views.services.learn(domain)); // SPEC D1
+        // SPEC D1. Only an answer to this session's own question teaches a MUC service (SPEC B10): an
+        // unsolicited result could name any domain.
+        const asked = wasAsked(s.session, s.stanza);
+        extendDiscoInfo(s.edit(), (domain) => { if (asked) ctx.views.services.learn(domain); });
       }
     },
     anchor(account: Account, el: Element) {
       archive.onAnchorStanza(account, el); // bookkeeping only: never takes a stanza from the MUC stage
     },
   };
+}
+
+const DISCO_ASKED = Symbol("mucmux.offline.disco-asked");
+/** disco#info questions of one session waiting for their answer (id → asked JID); the oldest is forgotten beyond this. */
+const MAX_DISCO_ASKED = 32;
+
+function noteDiscoQuestion(session: Session, iq: Element): void {
+  if (iq.attrs.id === undefined) return;
+  let asked = session.slots.get(DISCO_ASKED) as LRUCache<string, string> | undefined;
+  if (!asked) session.slots.set(DISCO_ASKED, (asked = new LRUCache<string, string>({ max: MAX_DISCO_ASKED })));
+  asked.set(iq.attrs.id, (iq.attrs.to ?? "").toLowerCase());
+}
+
+/** Is this disco#info result the answer to a question the session asked (same id, from where it asked)? */
+function wasAsked(session: Session, result: Element): boolean {
+  const asked = session.slots.get(DISCO_ASKED) as LRUCache<string, string> | undefined;
+  const id = result.attrs.id;
+  if (!asked || id === undefined) return false;
+  const to = asked.get(id);
+  if (to === undefined) return false;
+  asked.delete(id);
+  return to === (result.attrs.from ?? "").toLowerCase();
 }
 
 function subscribe(ctx: OfflineContext, archive: Archive): void {
