@@ -78,12 +78,7 @@ export function createApp(opts: AppOptions): App {
   const views = emptyViews();
   // MUC services of the served domains: configured (muc.services) or discovered through the first session's leg.
   const mucServices = createMucServices({ config, log: log.child({ component: "discovery" }) });
-  views.services = {
-    isService: (domain) => mucServices.isService(domain.toLowerCase()),
-    settled: (served) => mucServices.settled(served),
-    ready: (served, waitMs) => mucServices.ready(served, waitMs),
-    learn: (domain) => mucServices.learn(domain),
-  };
+  views.services = mucServices;
   const accounts = new AccountRegistry({
     log,
     metrics,

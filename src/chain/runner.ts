@@ -2,13 +2,12 @@
 // c2s (a client's stanza toward its leg), s2c (every stanza toward a device: relayed, synthesized or fanned
 // out) and anchor (a stanza that arrived on an account's anchor). A stage that throws costs that stanza,
 // never the stream it came on (SPEC E7).
-import { Element } from "@xmpp/xml";
+import type { Element } from "@xmpp/xml";
 import { DROP, type ChainOrigin, type Direction, type Stage, type StanzaContext } from "./stage.js";
 import type { DeliverOptions, Session } from "./session.js";
 import type { Account } from "../account/account.js";
 import type { Logger } from "../log.js";
-import { clone } from "../protocol/element.js";
-import { STANZAS } from "../protocol/xep.js";
+import { clone, iqError } from "../protocol/element.js";
 
 export interface Delivery {
   /** Write toward the destination of the direction (upstream for c2s, the device for s2c). */
@@ -54,11 +53,7 @@ export function createChainRunner(deps: {
     const type = el.attrs.type;
     if (el.name !== "iq" || (type !== "get" && type !== "set")) return;
     if (direction === "s2c" && origin !== "upstream") return; // an anchor's IQ is answered by its own path
-    const reply = new Element("iq", { type: "error", ...(el.attrs.id !== undefined ? { id: el.attrs.id } : {}) });
-    if (el.attrs.to !== undefined) reply.attrs.from = el.attrs.to;
-    if (el.attrs.from !== undefined) reply.attrs.to = el.attrs.from;
-    reply.c("error", { type: "wait" }).c("internal-server-error", { xmlns: STANZAS });
-    delivery.back(reply);
+    delivery.back(iqError(el.attrs.id, el.attrs.to, el.attrs.from, "wait", "internal-server-error"));
   }
 
   /** The stages from `start` on, then onward. The fast path allocates nothing: no context, no closure. */

@@ -15,8 +15,6 @@ export interface RoomView {
 export interface RoomsView {
   /** The account's managed room with this bare JID (any case), if any. */
   get(account: Account, room: string): RoomView | undefined;
-  /** Every room the account manages. */
-  all(account: Account): Iterable<RoomView>;
 }
 
 /** MUC services of the served domains (configured, discovered upstream, or learned from disco answers). */
@@ -38,7 +36,7 @@ export interface Views {
 
 export function emptyViews(): Views {
   return {
-    rooms: { get: () => undefined, all: () => [] },
+    rooms: { get: () => undefined },
     services: { isService: () => false, settled: () => true, ready: async () => {}, learn: () => {} },
   };
 }

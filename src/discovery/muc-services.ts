@@ -14,7 +14,7 @@ export { hasMucIdentity } from "./xep0030.js";
 export type { IqQuery } from "./xep0030.js";
 
 export interface MucServices {
-  /** Is `domain` (lower-cased) a MUC service: configured, discovered, or learned? Synchronous, cheap (a Set lookup): called per stanza. */
+  /** Is `domain` (any case) a MUC service: configured, discovered, or learned? Synchronous, cheap (a Set lookup): called per stanza. */
   isService(domain: string): boolean;
   /** Discovery for served domain `served` ran to an end at least once (success, error or timeout); resolves at once when `muc.services` is configured or when it already did. Never rejects. Bounded: resolves after at most `waitMs`. */
   ready(served: string, waitMs?: number): Promise<void>;
@@ -98,7 +98,8 @@ export function createMucServices(deps: { config: Config; log: Logger; now?: () 
   };
 
   return {
-    isService(domain) {
+    isService(name) {
+      const domain = name.toLowerCase();
       if (configured) return configured.has(domain);
       return discovered.has(domain) || learned.has(domain);
     },

@@ -149,6 +149,11 @@ export function resultOf(el: Element): Element | undefined {
   return undefined;
 }
 
+/** Is this IQ an archive query (XEP-0313 `<query>`, any version)? Its answer includes result messages. */
+export function isArchiveQuery(iq: Element): boolean {
+  return MAM.test(queryOf(iq)?.attrs.xmlns ?? "");
+}
+
 /** The `<query>` child of an IQ, if any. */
 function queryOf(iq: Element): Element | undefined {
   for (const c of iq.children) if (typeof c !== "string" && c.name === "query") return c;

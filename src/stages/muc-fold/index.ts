@@ -7,7 +7,7 @@ import type { Session } from "../../chain/session.js";
 import type { Account } from "../../account/account.js";
 import { bareKey, bareOf } from "../../account/jid.js";
 import { CARBONS, FORWARD, isJoin, STANZAS } from "./xmlutil.js";
-import { dropRoom, localUnavailable, peekRooms, roomsOf, type MucDeps } from "./context.js";
+import { dropRoom, localUnavailable, peekRooms, roomOf, type MucDeps } from "./context.js";
 import { onSessionStanza, CARBONS_ENABLED } from "./outbound.js";
 import { onAnchorStanza } from "./inbound.js";
 import { onSessionGone, startLinger } from "./leave.js";
@@ -37,10 +37,9 @@ export function createMucFoldStage(m: MucDeps): Stage {
   m.metrics.setRoomStateSource(() => roomStates(m));
   m.views.rooms = {
     get: (account, jid) => {
-      const room = peekRooms(account)?.get(bareKey(jid));
+      const room = roomOf(account, jid);
       return room ? viewOf(room) : undefined;
     },
-    all: (account) => [...(peekRooms(account)?.values() ?? [])].map(viewOf),
   };
 
   /**
@@ -82,7 +81,7 @@ export function createMucFoldStage(m: MucDeps): Stage {
       }
       const account = m.accounts.forSession(session);
       if (!account) return;
-      const room = roomsOf(account).get(bareKey(el.attrs.to));
+      const room = roomOf(account, el.attrs.to);
       if (!room && !isJoin(el)) {
         // A groupchat 1.0 join, or a presence to room/nick on a domain not known to be a MUC service yet.
         const services = m.views.services;
@@ -90,7 +89,7 @@ export function createMucFoldStage(m: MucDeps): Stage {
           // The session may have closed meanwhile (its account record may even be gone): nothing to join for.
           if (!session.online || m.accounts.forSession(session) !== account) return DROP;
           if (!services.isService(occupantDomain(el) ?? "")) return; // not a room: relayed as it is
-          onSessionStanza(m, account, roomsOf(account).get(bareKey(el.attrs.to ?? "")), session, el);
+          onSessionStanza(m, account, roomOf(account, el.attrs.to), session, el);
           return DROP;
         };
         return services.settled(account.domain) ? fold() : services.ready(account.domain, DISCOVERY_WAIT_MS).then(fold);

@@ -10,9 +10,7 @@ import { sendTo } from "./fanout.js";
 import { DISCO_INFO, errorReply, PING } from "./xmlutil.js";
 import { inRoom, roomOf, type MucDeps } from "./context.js";
 import { RANK } from "./presence.js";
-import { IqError } from "../../protocol/iq-tracker.js";
-
-const MAM = /^urn:xmpp:mam:[0-9]+$/;
+import { IqError, isArchiveQuery } from "../../protocol/iq-tracker.js";
 
 /** An IQ from a session to R or R/* (SPEC C10), a self-ping (SPEC C9), or a session's answer (SPEC C11). */
 export function onSessionIq(m: MucDeps, account: Account, room: Room, session: Session, el: Element): void {
@@ -31,7 +29,7 @@ export function onSessionIq(m: MucDeps, account: Account, room: Room, session: S
     return sendTo(session, reply);
   }
   const id = el.attrs.id;
-  const isArchiveQuery = el.children.some((c) => typeof c !== "string" && c.name === "query" && MAM.test(c.attrs.xmlns ?? ""));
+  const archive = isArchiveQuery(el);
   const answer = (reply: Element) => {
     if (id === undefined) delete reply.attrs.id;
     else reply.attrs.id = id;
@@ -39,7 +37,7 @@ export function onSessionIq(m: MucDeps, account: Account, room: Room, session: S
   };
   account.anchorIqs.request(el, (iq) => account.sendViaAnchor(iq), {
     // SPEC C14: archive results go to the session that asked, never to the room's audience.
-    collect: isArchiveQuery ? (msg) => sendTo(session, msg, { origin: "anchor" }) : undefined,
+    collect: archive ? (msg) => sendTo(session, msg, { origin: "anchor" }) : undefined,
   }).then(answer, () => {
     // Not sent (the anchor is not online), no answer in time, or the anchor's stream went down meanwhile.
     if (!session.online) return;

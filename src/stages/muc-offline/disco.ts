@@ -3,16 +3,16 @@
 // the MUC service (no localpart) gains `http://tigase.org/protocol/muc#offline`.
 import { Element } from "@xmpp/xml";
 import { DISCO_INFO, domainOf, OFFLINE_FEATURE, REGISTER } from "./xml.js";
+import { hasMucIdentity } from "../../discovery/muc-services.js";
 
 /** Extend a disco#info result (changes `el`: pass an editable stanza); tells `learn` of MUC service domains. */
 export function extendDiscoInfo(el: Element, learn: (domain: string) => void): void {
   const query = el.getChild("query", DISCO_INFO);
   const from = el.attrs.from;
   if (!query || query.attrs.node !== undefined || !from || from.includes("/")) return;
-  const identities = query.getChildren("identity").filter((i) => i.attrs.category === "conference");
-  if (identities.length === 0) return;
-  // A text conference service is a MUC service (an IRC gateway, conference/irc, is not folded).
-  if (identities.some((i) => i.attrs.type === "text")) learn(domainOf(from));
+  if (!query.getChildren("identity").some((i) => i.attrs.category === "conference")) return;
+  // Judged like discovered services: a text conference service is a MUC service (an IRC gateway is not).
+  if (hasMucIdentity(query)) learn(domainOf(from));
   const feature = from.includes("@") ? REGISTER : OFFLINE_FEATURE;
   if (query.getChildren("feature").some((f) => f.attrs.var === feature)) return;
   // Before any XEP-0128 extension form, where features usually are.

@@ -4,7 +4,7 @@ import { Element } from "@xmpp/xml";
 export const REGISTER = "jabber:iq:register";
 export const XDATA = "jabber:x:data";
 export { DISCO_INFO, DELAY, HINTS, STANZAS } from "../../protocol/xep.js";
-export { clone } from "../../protocol/element.js";
+export { clone, iqError } from "../../protocol/element.js";
 import { STANZAS } from "../../protocol/xep.js";
 export const SID = "urn:xmpp:sid:0";
 export const MAM = "urn:xmpp:mam:2";
@@ -28,15 +28,6 @@ export function errorCondition(el: Element): string | undefined {
 export function iqResult(id: string | undefined, from: string | undefined, to: string | undefined, child?: Element): Element {
   const iq = new Element("iq", { type: "result", ...(id !== undefined ? { id } : {}), ...(from ? { from } : {}), ...(to ? { to } : {}) });
   if (child) iq.cnode(child);
-  return iq;
-}
-
-/** An error IQ with a defined condition and optional text (RFC 6120 §8.3). */
-export function iqError(id: string | undefined, from: string | undefined, to: string | undefined, type: string, condition: string, text?: string): Element {
-  const iq = new Element("iq", { type: "error", ...(id !== undefined ? { id } : {}), ...(from ? { from } : {}), ...(to ? { to } : {}) });
-  const error = iq.c("error", { type });
-  error.c(condition, { xmlns: STANZAS });
-  if (text) error.c("text", { xmlns: STANZAS }).t(text);
   return iq;
 }
 
