@@ -33,5 +33,8 @@ export function instrumentStore(inner: Store, deps: { metrics: Metrics; log: Log
     queueDepth: timed("queue_depth", (now) => inner.queueDepth(now)),
     markSeen: timed("mark_seen", (a, r, k, now) => inner.markSeen(a, r, k, now)),
     catchUpFrom: timed("catch_up_from", (a, r) => inner.catchUpFrom(a, r)),
+    verifiers: timed("verifiers", (a) => inner.verifiers(a)),
+    saveVerifier: timed("save_verifier", (v) => inner.saveVerifier(v)),
+    deleteVerifiers: timed("delete_verifiers", (a, h) => inner.deleteVerifiers(a, h)),
   };
 }

@@ -2,7 +2,7 @@
 // transaction, so a store is always at a version some mucmux understands.
 import type Database from "better-sqlite3";
 
-export const SCHEMA_VERSION = 3;
+export const SCHEMA_VERSION = 4;
 
 const STEPS: Record<number, string> = {
   // 1: the relay keeps nothing durable yet; only `meta` exists.
@@ -40,6 +40,23 @@ const STEPS: Record<number, string> = {
     CREATE UNIQUE INDEX offline_queue_key ON offline_queue (account, room, key) WHERE key IS NOT NULL;
     ALTER TABLE offline_registrations ADD COLUMN last_key TEXT;
     ALTER TABLE offline_registrations ADD COLUMN last_at INTEGER;
+  `,
+  // 4: SCRAM verifiers (SPEC A10–A13): per account and hash, learned at a login with the password or imported from
+  // the server's own account storage. Never a password or a ClientKey in clear (docs/security.md).
+  4: `
+    CREATE TABLE scram_verifiers (
+      account TEXT NOT NULL,
+      hash TEXT NOT NULL,
+      salt BLOB NOT NULL,
+      iterations INTEGER NOT NULL,
+      stored_key BLOB NOT NULL,
+      server_key BLOB NOT NULL,
+      source TEXT NOT NULL,
+      upstream INTEGER NOT NULL,
+      sealed BLOB,
+      updated_at INTEGER NOT NULL,
+      PRIMARY KEY (account, hash)
+    ) WITHOUT ROWID;
   `,
 };
 

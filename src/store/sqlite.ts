@@ -10,10 +10,14 @@
 import Database from "better-sqlite3";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import type { CatchUpPoint, EnqueueOutcome, NewQueuedMessage, QueuedMessage, QueueLimits, RoomRegistration, Store } from "./store.js";
+import type { CatchUpPoint, EnqueueOutcome, NewQueuedMessage, QueuedMessage, QueueLimits, RoomRegistration, ScramHash, Store, StoredVerifier } from "./store.js";
 import { migrate } from "./schema.js";
 
 interface RegistrationRow { account: string; room: string; nick: string; offline: number; via_mucmux: number }
+interface VerifierRow {
+  account: string; hash: string; salt: Buffer; iterations: number; stored_key: Buffer; server_key: Buffer;
+  source: string; upstream: number; sealed: Buffer | null; updated_at: number;
+}
 interface QueueRow { id: number; account: string; room: string; stanza: string; received_at: number; expires_at: number }
 
 /** The store cannot be opened safely; mucmux does not start (exit code 1). */
@@ -130,6 +134,23 @@ export class SqliteStore implements Store {
   async queueDepth(now: number): Promise<number> {
     return (this.q.depth.get(now) as { n: number }).n;
   }
+
+  async verifiers(account: string): Promise<StoredVerifier[]> {
+    return (this.q.verifiers.all(account) as VerifierRow[]).map((r) => ({
+      account: r.account, hash: r.hash as ScramHash, salt: r.salt, iterations: r.iterations, storedKey: r.stored_key,
+      serverKey: r.server_key, source: r.source === "imported" ? "imported" : "learned", upstream: r.upstream === 1,
+      sealed: r.sealed ?? undefined, updatedAt: r.updated_at,
+    }));
+  }
+
+  async saveVerifier(v: StoredVerifier): Promise<void> {
+    this.q.saveVerifier.run(v.account, v.hash, v.salt, v.iterations, v.storedKey, v.serverKey, v.source,
+      v.upstream ? 1 : 0, v.sealed ?? null, v.updatedAt);
+  }
+
+  async deleteVerifiers(account: string, hash?: ScramHash): Promise<number> {
+    return (hash === undefined ? this.q.deleteVerifiers.run(account) : this.q.deleteVerifier.run(account, hash)).changes;
+  }
 }
 
 function statements(db: Database.Database) {
@@ -155,6 +176,11 @@ function statements(db: Database.Database) {
     depth: db.prepare("SELECT count(*) AS n FROM offline_queue WHERE expires_at > ?"),
     mark: db.prepare("UPDATE offline_registrations SET last_key = ?, last_at = ? WHERE account = ? AND room = ?"),
     catchUp: db.prepare("SELECT last_key, last_at, updated_at FROM offline_registrations WHERE account = ? AND room = ?"),
+    verifiers: db.prepare("SELECT * FROM scram_verifiers WHERE account = ?"),
+    saveVerifier: db.prepare("INSERT OR REPLACE INTO scram_verifiers (account, hash, salt, iterations, stored_key, server_key, " +
+      "source, upstream, sealed, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+    deleteVerifier: db.prepare("DELETE FROM scram_verifiers WHERE account = ? AND hash = ?"),
+    deleteVerifiers: db.prepare("DELETE FROM scram_verifiers WHERE account = ?"),
   };
 }
 

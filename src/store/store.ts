@@ -60,6 +60,34 @@ export interface CatchUpPoint {
   at: number;
 }
 
+/** A SCRAM hash function mucmux speaks (RFC 5802, RFC 7677; SHA-512 as XEP-0438 and ejabberd name it). */
+export type ScramHash = "SHA-1" | "SHA-256" | "SHA-512";
+
+/**
+ * One account's SCRAM verifier for one hash (RFC 5802 §3): what an XMPP server itself stores. It lets mucmux check a
+ * client's proof and recover the ClientKey; it is not password-equivalent (docs/security.md). Shared by every
+ * replica once the store is networked: a verifier learned through one is usable through all.
+ */
+export interface StoredVerifier {
+  /** Lower-cased bare JID. */
+  account: string;
+  hash: ScramHash;
+  salt: Buffer;
+  iterations: number;
+  storedKey: Buffer;
+  serverKey: Buffer;
+  /** learned: derived by mucmux at a login that carried the password; imported: copied from the server's own storage. */
+  source: "learned" | "imported";
+  /** Salt and iteration count are the upstream's own: a recovered ClientKey authenticates upstream with SCRAM. */
+  upstream: boolean;
+  /**
+   * The password sealed (AES-256-GCM) under a key derived from this verifier's ClientKey, which the store does not
+   * hold: opened only at a login that proves the ClientKey. Learned verifiers only; absent when imported.
+   */
+  sealed: Buffer | undefined;
+  updatedAt: number;
+}
+
 export interface Store {
   /** Cheap liveness check used by /readyz. */
   healthy(): boolean;
@@ -87,4 +115,11 @@ export interface Store {
   markSeen(account: string, room: string, key: string, at: number): Promise<void>;
   /** Where a catch-up from the room's archive starts (undefined without a registration). */
   catchUpFrom(account: string, room: string): Promise<CatchUpPoint | undefined>;
+
+  /** Every SCRAM verifier of one account (lower-cased bare JID). */
+  verifiers(account: string): Promise<StoredVerifier[]>;
+  /** Insert or replace the verifier of (account, hash). */
+  saveVerifier(v: StoredVerifier): Promise<void>;
+  /** Forget the account's verifier for `hash`, or all of its verifiers; returns how many were removed. */
+  deleteVerifiers(account: string, hash?: ScramHash): Promise<number>;
 }
