@@ -20,6 +20,9 @@ import { instrumentStore } from "./store/instrumented.js";
 import type { Store } from "./store/store.js";
 import { AccountRegistry } from "./account/registry.js";
 import type { Credentials } from "./account/credentials.js";
+import { credentialAuth, PROBE, type UpstreamAuth } from "./stream/sasl-client.js";
+import { SaslOffer } from "./sasl/offer.js";
+import { VerifierBook } from "./sasl/verifiers.js";
 import { EventBus } from "./chain/events.js";
 import { emptyViews, type Views } from "./chain/views.js";
 import type { Stage } from "./chain/stage.js";
@@ -62,7 +65,15 @@ export function createApp(opts: AppOptions): App {
   let nextId = 1;
   let stopEventLoopMonitor: (() => void) | undefined;
 
-  const upstreamDeps = { config, metrics, log };
+  // SPEC A10: the mechanisms offered to clients mirror what the upstream offers at every connect.
+  const saslOffer = new SaslOffer({ scram: config.sasl.scram, channelBinding: config.sasl.channelBinding });
+  const upstreamDeps = { config, metrics, log, onOffered: (m: readonly string[]) => saslOffer.observe(m) };
+  const verifiers = new VerifierBook({
+    store: () => store,
+    iterations: config.sasl.iterations,
+    log: log.child({ component: "sasl" }),
+    onChange: (change, hash) => metrics.verifierChanges.inc({ change, hash }),
+  });
   // Every new upstream connection, logins and anchors alike, passes the rate cap (upstream.connectsPerSecond).
   const connectLimiter = new ConnectLimiter({
     perSecond: config.upstream.connectsPerSecond,
@@ -83,7 +94,7 @@ export function createApp(opts: AppOptions): App {
     log,
     metrics,
     events,
-    connectUpstream: limitConnects(connectLimiter, "anchor", (domain: string, user: string, pw: string) => connectUpstream(upstreamDeps, domain, user, pw)),
+    connectUpstream: limitConnects(connectLimiter, "anchor", (domain: string, creds: Credentials) => connectUpstream(upstreamDeps, domain, credentialAuth(creds))),
     onAnchorStanza: (account, el) => chain.anchor(account, el),
   });
   const stageDeps: StageDeps = { config, metrics, log, accounts, events, views, store: () => store };
@@ -99,10 +110,11 @@ export function createApp(opts: AppOptions): App {
     chain,
     secureContext: () => requireTls().current(),
     connectUpstream: limitConnects(connectLimiter, "login",
-      (domain: string, user: string, pw: string, origin?: ClientOrigin, _signal?: AbortSignal) => connectUpstream(upstreamDeps, domain, user, pw, origin),
-      (_d, _u, _p, _o, signal) => signal),
+      (domain: string, auth: UpstreamAuth, origin?: ClientOrigin, _signal?: AbortSignal) => connectUpstream(upstreamDeps, domain, auth, origin),
+      (_d, _a, _o, signal) => signal),
+    sasl: { offer: saslOffer, verifiers, probe: () => probe() },
     isDraining: () => draining,
-    onBound: (link: Link, creds: Credentials) => {
+    onBound: (link: Link, creds: Credentials | undefined) => {
       accounts.sessionBound(link, creds);
       // At most hourly per domain; later runs ask through whichever session of the domain is online then.
       const domain = link.domain;
@@ -113,6 +125,14 @@ export function createApp(opts: AppOptions): App {
       accounts.sessionClosed(link);
     },
     authThrottle: new AuthFailureThrottle(config.limits.authFailuresPerIp, config.limits.authFailureWindowSeconds * 1000),
+  };
+  /** SPEC A10: learn the upstream's mechanisms before the first login (one probe at a time). */
+  let probing: Promise<unknown> | undefined;
+  const probe = (): void => {
+    if (probing || saslOffer.known || !config.sasl.scram || draining) return;
+    const domain = config.domains[0] ?? "";
+    probing = limitConnects(connectLimiter, "anchor", () => connectUpstream(upstreamDeps, domain, PROBE))()
+      .finally(() => { probing = undefined; });
   };
   /** A session of the served domain whose leg can carry mucmux's own queries (discovery). */
   const onlineLink = (domain: string): Link | undefined => {
@@ -158,6 +178,7 @@ export function createApp(opts: AppOptions): App {
         },
       });
       metrics.certExpiry.set(tlsMaterial.certExpiry().getTime() / 1000);
+      probe();
       admin = await startAdmin(config.admin.host, config.admin.port, { registry: metrics.registry, log, readiness });
       const gate = new IpGate(config.limits.maxConnectionsPerIp, config.limits.connectsPerIpPerSecond);
       const proxy = { trusted: new TrustList(config.proxyProtocol.trusted ?? []), timeoutMs: config.limits.handshakeSeconds * 1000 };

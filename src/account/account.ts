@@ -25,7 +25,8 @@ export class Account {
   constructor(
     readonly bare: string,
     readonly domain: string,
-    public credentials: Credentials,
+    /** Undefined while no login of the account gave mucmux a key: then it has no anchor (SPEC A13). */
+    public credentials: Credentials | undefined,
   ) {}
 
   /** The stage's state for this account, created on first use. */
@@ -46,7 +47,7 @@ export class Account {
     this.disposed = true;
     this.anchor?.close();
     this.anchor = undefined;
-    this.credentials = { username: "", password: "" };
+    this.credentials = undefined;
     this.anchorIqs.cancelAll();
     this.sessionIqs.cancelAll();
     this.slots.clear();

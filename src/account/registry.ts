@@ -15,7 +15,7 @@ export interface RegistryDeps {
   log: Logger;
   metrics: Metrics;
   events: EventBus;
-  connectUpstream(domain: string, username: string, password: string): Promise<UpstreamOutcome>;
+  connectUpstream(domain: string, credentials: Credentials): Promise<UpstreamOutcome>;
   /** An anchor stanza that no pending IQ took: through the stages (the chain runner's anchor entry). */
   onAnchorStanza(account: Account, el: Element): void;
 }
@@ -31,8 +31,11 @@ export class AccountRegistry {
   get(bare: string): Account | undefined { return this.accounts.get(bareKey(bare)); }
   forSession(session: Session): Account | undefined { return this.bySession.get(session); }
 
-  /** A session bound its resource (SPEC A3: the account record now holds the credentials). */
-  sessionBound(session: Session, creds: Credentials): void {
+  /**
+   * A session bound its resource (SPEC A3: the account record now holds the credentials). A relayed login
+   * (SPEC A13) brings none: the account keeps what an earlier login gave it, if anything.
+   */
+  sessionBound(session: Session, creds: Credentials | undefined): void {
     if (!session.jid) return;
     const key = bareKey(session.jid);
     let account = this.accounts.get(key);
@@ -40,7 +43,7 @@ export class AccountRegistry {
       const bare = bareOf(session.jid);
       account = new Account(bare, bare.slice(bare.indexOf("@") + 1), creds);
       this.accounts.set(key, account);
-    } else {
+    } else if (creds) {
       account.credentials = creds; // the newest successful login wins (password changes)
     }
     account.sessions.add(session);
@@ -59,16 +62,19 @@ export class AccountRegistry {
 
   /**
    * The account's anchor, opened on first use (SPEC A7: on the account's first MUC join); undefined for a
-   * record the registry already dropped (a late timer or a held stanza must not log in with it).
+   * record the registry already dropped (a late timer or a held stanza must not log in with it), and for an
+   * account no login gave a key (SPEC A13).
    */
   anchorFor(account: Account): Anchor | undefined {
-    if (account.disposed) return undefined;
+    if (account.disposed || !account.credentials) return undefined; // SPEC A13: no key, no anchor
     if (account.anchor && account.anchor.state !== "closed") return account.anchor;
     const { events } = this.deps;
     const anchor = new Anchor({
       // Every (re)connect uses the account's current credentials: a session that logged in after a password
       // change brought the new ones (SPEC A3, A9).
-      connect: () => this.deps.connectUpstream(account.domain, account.credentials.username, account.credentials.password),
+      connect: () => account.credentials
+        ? this.deps.connectUpstream(account.domain, account.credentials)
+        : Promise.resolve({ ok: false, reason: "sasl", condition: "not-authorized", text: undefined, mechanism: "none" }),
       log: this.deps.log.child({ anchor: true }),
       onStanza: (el) => {
         if (account.anchorIqs.take(el)) return; // an answer mucmux was waiting for: never a stage's business

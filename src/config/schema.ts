@@ -118,6 +118,13 @@ export const configShape = z
         .describe("hosts a server's see-other-host redirect may name to be relayed to clients (unset: never relayed)"),
       proxyProtocol: oneOf(["off", "v2"]).default("off").describe("v2: send a PROXY protocol v2 header with the client's address first on every server connection"),
     }),
+    // SASL toward clients (SPEC A10–A14).
+    sasl: section({
+      scram: bool().default(true).describe("offer the SCRAM mechanisms the server offers (false: PLAIN only)"),
+      iterations: integer(4096, 1_000_000).default(10000).describe("PBKDF2 iterations of verifiers mucmux derives itself"),
+      channelBinding: bool().default(false)
+        .describe("offer SCRAM-*-PLUS (tls-exporter, tls-server-end-point); only when every SCRAM user has a verifier (imported)"),
+    }),
     admin: section({
       host: text().default("127.0.0.1").describe("address of the admin HTTP server (/metrics, /healthz, /readyz)"),
       port: port().default(9464).describe("port of the admin HTTP server (0: any free port)"),

@@ -133,6 +133,18 @@ export function createMetrics(build: BuildInfo) {
       labelNames: ["mechanism", "result"] as const,
       registers,
     }),
+    clientAuth: new Counter({
+      name: "mucmux_client_auth_total",
+      help: "Client SASL attempts by the client's mechanism, how mucmux handled it, and the result the client got.",
+      labelNames: ["mechanism", "path", "result"] as const,
+      registers,
+    }),
+    verifierChanges: new Counter({
+      name: "mucmux_scram_verifier_changes_total",
+      help: "SCRAM verifiers learned (new or replacing) and dropped as stale, by hash.",
+      labelNames: ["change", "hash"] as const,
+      registers,
+    }),
     upstreamConnectDuration: new Histogram({
       name: "mucmux_upstream_connect_duration_seconds",
       help: "Time to connect and authenticate an upstream stream.",

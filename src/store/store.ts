@@ -1,6 +1,8 @@
 // The durable store behind a small interface, so a networked store can implement it later (DESIGN.md).
 // Everything but the two lifecycle calls is asynchronous for that reason, even though the embedded
 // SQLite store answers synchronously. Keys are lower-cased bare JIDs (account) and room JIDs (room).
+import type { ScramHash } from "../sasl/scram.js";
+export type { ScramHash } from "../sasl/scram.js";
 
 /** One (account, room) registration as mucmux knows it (SPEC D2–D4). */
 export interface RoomRegistration {
@@ -60,8 +62,6 @@ export interface CatchUpPoint {
   at: number;
 }
 
-/** A SCRAM hash function mucmux speaks (RFC 5802, RFC 7677; SHA-512 as XEP-0438 and ejabberd name it). */
-export type ScramHash = "SHA-1" | "SHA-256" | "SHA-512";
 
 /**
  * One account's SCRAM verifier for one hash (RFC 5802 §3): what an XMPP server itself stores. It lets mucmux check a

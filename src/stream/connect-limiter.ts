@@ -7,7 +7,6 @@
 // Anchors wait as long as it takes (they reconnect in the background and keep their own backoff).
 // A cap of 0 turns the limiter off: every acquire succeeds at once.
 import type { UpstreamOutcome } from "./upstream.js";
-import type { UpstreamMechanism } from "./sasl-client.js";
 
 export type ConnectKind = "login" | "anchor";
 
@@ -161,7 +160,7 @@ export function limitConnects<A extends unknown[]>(
       condition: "temporary-auth-failure",
       text: "too many logins to the server right now; try again shortly",
       // The label of mucmux_sasl_outcomes_total, as for logins that never reached the server.
-      mechanism: "none" as UpstreamMechanism,
+      mechanism: "none",
     };
   };
 }

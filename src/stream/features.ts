@@ -19,8 +19,13 @@ export function starttlsFeatures(maxBytes: number): string {
   return `<stream:features><starttls xmlns='${NS.tls}'><required/></starttls>${limitsXml(maxBytes)}</stream:features>`;
 }
 
-export function saslFeatures(maxBytes: number): string {
-  return `<stream:features><mechanisms xmlns='${NS.sasl}'><mechanism>PLAIN</mechanism></mechanisms>${limitsXml(maxBytes)}</stream:features>`;
+/** SPEC A10, A14: the mechanisms mucmux offers, and the channel binding types (XEP-0440) when -PLUS is among them. */
+export function saslFeatures(maxBytes: number, mechanisms: readonly string[], bindingTypes: readonly string[]): string {
+  const mechs = mechanisms.map((m) => `<mechanism>${m}</mechanism>`).join("");
+  const cb = bindingTypes.length > 0 && mechanisms.some((m) => m.endsWith("-PLUS"))
+    ? `<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>${bindingTypes.map((t) => `<channel-binding type='${t}'/>`).join("")}</sasl-channel-binding>`
+    : "";
+  return `<stream:features><mechanisms xmlns='${NS.sasl}'>${mechs}</mechanisms>${cb}${limitsXml(maxBytes)}</stream:features>`;
 }
 
 /** Upstream's post-authentication features minus what mucmux withholds, plus mucmux's own limits. */

@@ -1,9 +1,17 @@
-// Client-side negotiation of a Link before it relays: STARTTLS, then SASL PLAIN terminated by mucmux
-// and authenticated upstream with the same credentials (SPEC A1–A3). Ends when upstream accepted.
+// Client-side negotiation of a Link before it relays: STARTTLS, then SASL (SPEC A1–A3, A10–A14). PLAIN and SCRAM
+// with a known verifier are terminated by mucmux, which then authenticates the session's upstream leg itself;
+// SCRAM without a verifier is relayed to the server untouched. Ends when upstream accepted.
 import type { Element } from "@xmpp/xml";
 import { NS } from "./ns.js";
 import { starttlsFeatures, saslFeatures } from "./features.js";
 import { parsePlain, authzidAllowed, mapUpstreamFailure, saslFailureXml, type SaslCondition } from "./sasl-server.js";
+import { credentialAuth, type UpstreamAuth } from "./sasl-client.js";
+import { SaslAborted, type UpstreamOutcome } from "./upstream.js";
+import {
+  checkProof, decodePayload, parseClientFinal, parseClientFirst, parseMechanism, serverFirstMessage, type ClientFirst, type ScramHash,
+} from "../sasl/scram.js";
+import type { StoredVerifier } from "../store/store.js";
+import { randomBytes } from "node:crypto";
 import { wrapServerTls } from "../net/server-tls.js";
 import type { Wire } from "./wire.js";
 import type { UpstreamLeg } from "./upstream.js";
@@ -24,17 +32,22 @@ export interface NegotiationPort {
   closeWithError(condition: StreamErrorCondition, origin: "mucmux", text?: string): void;
   /** Upstream accepted the credentials: the session's own leg. */
   attachLeg(leg: UpstreamLeg): void;
-  /** Held until bind, then handed to the account registry (SPEC A3). */
-  holdCredentials(c: Credentials): void;
+  /** Held until bind, then handed to the account registry (SPEC A3); undefined for a relayed login (SPEC A13). */
+  holdCredentials(c: Credentials | undefined): void;
 }
 
 const MAX_AUTH_ATTEMPTS = 5;
+/** How long the client's mechanism list may wait for the upstream's (SPEC A10) before offering PLAIN alone. */
+const OFFER_WAIT_MS = 3000;
+
+type Path = "plain" | "terminated" | "relayed" | "none";
 
 export class ClientNegotiation {
   encrypted: boolean;
   private attempts = 0;
-  private awaitingResponse = false;
   private abandoned = false;
+  /** Waiting for the client's `<response/>`: where its text goes, and what an `<abort/>` cancels. */
+  private expect: { resolve(text: string): void; abort(): void } | undefined;
   /** Aborted when the client goes away during a login. */
   private gone: AbortController | undefined;
   private readonly timer: NodeJS.Timeout;
@@ -50,9 +63,20 @@ export class ClientNegotiation {
   }
 
   sendFeatures(): void {
-    const max = this.link.deps.config.limits.maxUnauthedStanzaBytes;
+    const link = this.link;
+    const max = link.deps.config.limits.maxUnauthedStanzaBytes;
     // SPEC A1: SASL is never offered before TLS.
-    this.link.client.write(this.link.phase === "tls" ? starttlsFeatures(max) : saslFeatures(max));
+    if (link.phase === "tls") return void link.client.write(starttlsFeatures(max));
+    const sasl = link.deps.sasl;
+    const write = () => {
+      if (this.abandoned || link.phase === "closing" || link.phase === "closed") return;
+      const types = this.bindingTypes();
+      link.client.write(saslFeatures(max, sasl?.offer.mechanisms(types) ?? ["PLAIN"], link.deps.config.sasl.channelBinding ? types : []));
+    };
+    // SPEC A10: the mechanisms mirror the upstream's; until its list is known (no login yet), wait a little.
+    if (!sasl || sasl.offer.known || !link.deps.config.sasl.scram) return write();
+    sasl.probe();
+    void sasl.offer.ready(OFFER_WAIT_MS).then(write);
   }
 
   onElement(el: Element): void {
@@ -62,20 +86,21 @@ export class ClientNegotiation {
       // RFC 6120 §5.3.1: a peer that skips mandatory TLS gets policy-violation.
       return link.closeWithError("policy-violation", "mucmux", "STARTTLS is required");
     }
-    if (link.phase === "authenticating") {
-      if (el.name === "abort" && el.attrs.xmlns === NS.sasl) return; // the pending outcome is answered anyway
-      return link.closeWithError("policy-violation", "mucmux", "authentication already in progress");
-    }
     if (el.attrs.xmlns !== NS.sasl) return link.closeWithError("not-authorized", "mucmux", "authenticate first");
-    if (el.name === "auth") return this.onAuth(el);
-    if (el.name === "response" && this.awaitingResponse) {
-      this.awaitingResponse = false;
-      return this.authenticate(el.getText());
+    if (el.name === "response" && this.expect) {
+      const e = this.expect;
+      this.expect = undefined;
+      return e.resolve(el.getText());
     }
     if (el.name === "abort") {
-      this.awaitingResponse = false;
-      return this.fail("aborted");
+      const e = this.expect;
+      this.expect = undefined;
+      if (e) return e.abort(); // the exchange answers the client
+      if (link.phase === "authenticating") return; // the pending outcome is answered anyway
+      return this.fail("aborted", "none", "none");
     }
+    if (link.phase === "authenticating") return link.closeWithError("policy-violation", "mucmux", "authentication already in progress");
+    if (el.name === "auth") return this.onAuth(el);
     link.closeWithError("not-authorized", "mucmux", "unexpected SASL element");
   }
 
@@ -91,80 +116,241 @@ export class ClientNegotiation {
     link.client.replaceSocket(secure);
   }
 
+  /** Channel binding types this connection can give (SPEC A14). */
+  private bindingTypes(): string[] {
+    const cb = this.link.deps.sasl?.channelBinding;
+    return cb ? cb.types(this.link.client.socket) : [];
+  }
+
+  /** The client's next `<response/>` (decoded by the caller); rejects with SaslAborted on `<abort/>`. */
+  private response(): Promise<string> {
+    this.link.phase = "authenticating";
+    return new Promise((resolve, reject) => { this.expect = { resolve, abort: () => reject(new SaslAborted()) }; });
+  }
+
   private onAuth(el: Element): void {
-    if (el.attrs.mechanism !== "PLAIN") return this.fail("invalid-mechanism");
+    const mechanism = el.attrs.mechanism ?? "";
+    const offered = this.link.deps.sasl?.offer.mechanisms(this.bindingTypes()) ?? ["PLAIN"];
+    if (!offered.includes(mechanism)) return this.fail("invalid-mechanism", "other", "none");
+    this.link.phase = "authenticating";
     const text = el.getText().trim();
-    if (text === "") {
-      // RFC 6120 §6.4.2: no initial response, so send an empty challenge.
-      this.awaitingResponse = true;
-      this.link.client.write(`<challenge xmlns='${NS.sasl}'/>`);
-      return;
-    }
-    this.authenticate(text);
+    // RFC 6120 §6.4.2: no initial response, so send an empty challenge.
+    const initial = text !== "" ? Promise.resolve(text) : (this.link.client.write(`<challenge xmlns='${NS.sasl}'/>`), this.response());
+    initial.then(
+      (t) => (mechanism === "PLAIN" ? this.plain(t) : this.scram(mechanism, t)),
+      () => this.fail("aborted", mechanism, "none"),
+    ).catch((err: unknown) => {
+      this.link.log.error({ err }, "authentication failed unexpectedly");
+      this.link.closeWithError("internal-server-error", "mucmux");
+    });
   }
 
-  private authenticate(b64: string): void {
-    const link = this.link;
+  /** XEP-0205: an address that failed too often is refused without asking the server (SPEC E4). */
+  private throttled(mechanism: string): boolean {
+    const throttle = this.link.deps.authThrottle;
+    if (!throttle?.blocked(this.link.origin.source.address)) return false;
+    this.fail("temporary-auth-failure", mechanism, "none", "too many failed attempts from this address; try later");
+    return true;
+  }
+
+  private get domain(): string {
+    return this.link.domain ?? this.link.deps.config.domains[0] ?? "";
+  }
+
+  private async plain(b64: string): Promise<void> {
     const creds = parsePlain(b64);
-    if (typeof creds === "string") return this.fail(creds);
-    const domain = link.domain ?? link.deps.config.domains[0] ?? "";
-    if (!authzidAllowed(creds.authzid, creds.username, domain)) return this.fail("invalid-authzid");
-    // XEP-0205: an address that failed too often is refused without asking the server (whose own
-    // per-address ban, e.g. ejabberd's mod_fail2ban, would otherwise hit mucmux's address for everyone).
-    const throttle = link.deps.authThrottle;
-    const ip = link.origin.source.address; // behind a trusted balancer: the PROXY header's
-    if (throttle?.blocked(ip)) {
-      return this.fail("temporary-auth-failure", "too many failed attempts from this address; try later");
-    }
-    link.phase = "authenticating";
-    const started = performance.now();
-    this.gone = new AbortController();
-    link.deps.connectUpstream(domain, creds.username, creds.password, link.origin, this.gone.signal).then(
-      (outcome) => {
-        if (this.abandoned || link.phase !== "authenticating") {
-          if (outcome.ok) outcome.leg.wire.destroy();
-          return;
-        }
-        const metrics = link.deps.metrics;
-        if (!outcome.ok && outcome.reason === "connect") {
-          metrics.saslOutcomes.inc({ mechanism: "none", result: "upstream_unreachable" });
-          // SPEC E5: a new client whose server cannot be reached.
-          return link.closeWithError("remote-connection-failed", "mucmux", "the XMPP server is unreachable");
-        }
-        if (!outcome.ok) {
-          metrics.saslOutcomes.inc({ mechanism: outcome.mechanism, result: mapUpstreamFailure(outcome.condition) });
-          if (mapUpstreamFailure(outcome.condition) === "not-authorized") throttle?.recordFailure(ip);
-          link.phase = "auth";
-          return this.fail(mapUpstreamFailure(outcome.condition), outcome.text);
-        }
-        metrics.saslOutcomes.inc({ mechanism: outcome.mechanism, result: "success" });
-        metrics.streamsAuthenticated.inc();
-        clearTimeout(this.timer);
-        link.attachLeg(outcome.leg);
-        link.phase = "bind";
-        link.client.setLimits({ maxStanzaBytes: link.deps.config.limits.maxStanzaBytes });
-        link.client.parser.reset();
-        link.client.write(`<success xmlns='${NS.sasl}'/>`);
-        link.log.debug({ ms: Math.round(performance.now() - started) }, "authenticated");
-        link.holdCredentials({ username: creds.username, password: creds.password });
-      },
-      (err: unknown) => {
-        link.log.error({ err }, "authentication failed unexpectedly");
-        link.closeWithError("internal-server-error", "mucmux");
-      },
-    );
+    if (typeof creds === "string") return this.fail(creds, "PLAIN", "plain");
+    if (!authzidAllowed(creds.authzid, creds.username, this.domain)) return this.fail("invalid-authzid", "PLAIN", "plain");
+    if (this.throttled("PLAIN")) return;
+    const credentials: Credentials = { username: creds.username, secret: { kind: "password", password: creds.password } };
+    const auth = credentialAuth(credentials);
+    const outcome = await this.upstream(auth, "PLAIN", "plain");
+    if (!outcome) return;
+    this.succeed(outcome, credentials, "PLAIN", "plain", "");
+    // SPEC A11: the upstream accepted the password, so the account's verifiers can be made to match it.
+    const sasl = this.link.deps.sasl;
+    if (sasl) void sasl.verifiers.learn(this.account(creds.username), creds.password, auth.learned(), sasl.offer.hashes());
   }
 
-  private fail(condition: SaslCondition, text?: string): void {
-    this.link.client.write(saslFailureXml(condition, text));
+  private account(username: string): string {
+    return `${username}@${this.domain}`.toLowerCase();
+  }
+
+  private async scram(mechanism: string, b64: string): Promise<void> {
+    const link = this.link;
+    const sasl = link.deps.sasl;
+    const mech = parseMechanism(mechanism);
+    const text = decodePayload(b64);
+    if (!sasl || !mech) return this.fail("invalid-mechanism", mechanism, "none");
+    if (typeof text !== "string") return this.fail(text, mechanism, "none");
+    const first = parseClientFirst(text);
+    if (typeof first === "string") return this.fail(first, mechanism, "none");
+    // RFC 5802 §6: -PLUS needs p=, and a non-PLUS mechanism with p= is an error; 'y' while this server offers
+    // -PLUS on this connection means a downgrade happened on the way.
+    const types = link.deps.config.sasl.channelBinding ? this.bindingTypes() : [];
+    if (mech.plus !== (typeof first.binding === "object") || (first.binding === "y" && types.length > 0)) {
+      return this.fail("malformed-request", mechanism, "none", "channel binding flag does not match the mechanism");
+    }
+    if (typeof first.binding === "object" && !types.includes(first.binding.type)) {
+      return this.fail("malformed-request", mechanism, "none", "unsupported channel binding type");
+    }
+    if (/[@/\s"&'<>:]/.test(first.username) || Buffer.byteLength(first.username) > 1023) return this.fail("not-authorized", mechanism, "none");
+    if (first.authzid !== undefined && !authzidAllowed(first.authzid, first.username, this.domain)) {
+      return this.fail("invalid-authzid", mechanism, "none");
+    }
+    if (this.throttled(mechanism)) return;
+    const account = this.account(first.username);
+    const verifier = await sasl.verifiers.find(account, mech.hash);
+    if (this.abandoned) return;
+    if (verifier) return this.terminate(mechanism, first, verifier, account);
+    // SPEC A13: no verifier, so the server checks the client itself; -PLUS binds to mucmux's TLS and cannot pass.
+    if (mech.plus) return this.fail("not-authorized", mechanism, "none", "no verifier for this account; log in without channel binding once");
+    return this.relay(mechanism, text, first, account, mech.hash);
+  }
+
+  /** SPEC A10: mucmux is the SCRAM server; the recovered ClientKey authenticates upstream (SPEC A11, A12). */
+  private async terminate(mechanism: string, first: ClientFirst, v: StoredVerifier, account: string): Promise<void> {
+    const link = this.link;
+    const sasl = link.deps.sasl!;
+    const nonce = first.nonce + randomBytes(18).toString("base64");
+    const serverFirst = serverFirstMessage(nonce, v);
+    link.client.write(`<challenge xmlns='${NS.sasl}'>${Buffer.from(serverFirst).toString("base64")}</challenge>`);
+    let reply: string;
+    try {
+      reply = await this.response();
+    } catch {
+      return this.fail("aborted", mechanism, "terminated");
+    }
+    const text = decodePayload(reply);
+    if (typeof text !== "string") return this.fail(text, mechanism, "terminated");
+    const final = parseClientFinal(text);
+    if (typeof final === "string") return this.fail(final, mechanism, "terminated");
+    if (final.nonce !== nonce) return this.fail("malformed-request", mechanism, "terminated", "nonce mismatch");
+    const binding = typeof first.binding === "object" ? sasl.channelBinding?.data(link.client.socket, first.binding.type) : Buffer.alloc(0);
+    if (!binding || !final.binding.equals(Buffer.concat([Buffer.from(first.gs2Header), binding]))) {
+      this.link.deps.authThrottle?.recordFailure(link.origin.source.address);
+      return this.fail("not-authorized", mechanism, "terminated", "channel binding mismatch");
+    }
+    const proven = checkProof(v, `${first.bare},${serverFirst},${final.withoutProof}`, final.proof);
+    if (!proven) {
+      // A wrong password, or the right new one after a change on the server: the next attempt is relayed (SPEC A11).
+      sasl.verifiers.suspect(account, v.hash);
+      link.deps.authThrottle?.recordFailure(link.origin.source.address);
+      return this.fail("not-authorized", mechanism, "terminated");
+    }
+    const secret = sasl.verifiers.secretFor(v, proven.clientKey);
+    if (!secret) {
+      await sasl.verifiers.drop(account, v.hash);
+      return this.fail("temporary-auth-failure", mechanism, "terminated", "the stored verifier cannot log in upstream; try again");
+    }
+    const credentials: Credentials = { username: first.username, secret };
+    const outcome = await this.upstream(credentialAuth(credentials), mechanism, "terminated", async (o) => {
+      if (o.condition === "not-authorized") await sasl.verifiers.drop(account, v.hash); // SPEC A11: stale
+      return undefined;
+    });
+    if (!outcome) return;
+    this.succeed(outcome, credentials, mechanism, "terminated", `v=${proven.serverSignature.toString("base64")}`);
+  }
+
+  /** SPEC A13: the client's exchange goes to the server untouched; the session has a leg but the account no key. */
+  private async relay(mechanism: string, initial: string, first: ClientFirst, account: string, hash: ScramHash): Promise<void> {
+    const link = this.link;
+    let undecodable: SaslCondition | undefined;
+    const auth: UpstreamAuth = {
+      username: first.username,
+      choose: (offered) => (offered.includes(mechanism) ? mechanism : undefined),
+      start: () => ({
+        initial: () => initial,
+        step: async (challenge) => {
+          link.client.write(`<challenge xmlns='${NS.sasl}'>${Buffer.from(challenge).toString("base64")}</challenge>`);
+          const reply = decodePayload(await this.response());
+          if (typeof reply !== "string") {
+            undecodable = reply;
+            throw new SaslAborted(); // not relayed: the client is told what was wrong with it
+          }
+          link.phase = "authenticating";
+          return reply;
+        },
+        verify: () => true, // the client checks the server's signature itself
+      }),
+    };
+    const outcome = await this.upstream(auth, mechanism, "relayed", async () => undecodable);
+    if (!outcome) return;
+    // A relayed login the server accepted after a proof failed against the stored verifier: that one was stale.
+    const sasl = link.deps.sasl;
+    if (sasl) void sasl.verifiers.drop(account, hash);
+    this.succeed(outcome, undefined, mechanism, "relayed", outcome.successData);
+  }
+
+  /** Authenticate the session's leg; undefined (the client answered) unless the server accepted. */
+  private async upstream(
+    auth: UpstreamAuth, mechanism: string, path: Path,
+    /** Told of the server's refusal before the client is; may name the condition the client gets instead. */
+    onRefused?: (o: { condition: string }) => Promise<SaslCondition | undefined | void>,
+  ): Promise<Extract<UpstreamOutcome, { ok: true }> | undefined> {
+    const link = this.link;
+    link.phase = "authenticating";
+    this.gone = new AbortController();
+    const outcome = await link.deps.connectUpstream(this.domain, auth, link.origin, this.gone.signal);
+    if (this.abandoned || link.phase !== "authenticating") {
+      if (outcome.ok) outcome.leg.wire.destroy();
+      return undefined;
+    }
+    const metrics = link.deps.metrics;
+    if (!outcome.ok && outcome.reason === "connect") {
+      metrics.saslOutcomes.inc({ mechanism: "none", result: "upstream_unreachable" });
+      metrics.clientAuth.inc({ mechanism: label(mechanism), path, result: "upstream_unreachable" });
+      // SPEC E5: a new client whose server cannot be reached.
+      link.closeWithError("remote-connection-failed", "mucmux", "the XMPP server is unreachable");
+      return undefined;
+    }
+    if (!outcome.ok) {
+      const condition = mapUpstreamFailure(outcome.condition);
+      metrics.saslOutcomes.inc({ mechanism: outcome.mechanism, result: condition });
+      if (condition === "not-authorized") link.deps.authThrottle?.recordFailure(link.origin.source.address);
+      const instead = await onRefused?.(outcome);
+      this.fail(instead ?? condition, mechanism, path, instead ? undefined : outcome.text);
+      return undefined;
+    }
+    metrics.saslOutcomes.inc({ mechanism: outcome.mechanism, result: "success" });
+    return outcome;
+  }
+
+  private succeed(outcome: Extract<UpstreamOutcome, { ok: true }>, credentials: Credentials | undefined, mechanism: string, path: Path, data: string): void {
+    const link = this.link;
+    link.deps.metrics.clientAuth.inc({ mechanism: label(mechanism), path, result: "success" });
+    link.deps.metrics.streamsAuthenticated.inc();
+    clearTimeout(this.timer);
+    link.attachLeg(outcome.leg);
+    link.phase = "bind";
+    link.client.setLimits({ maxStanzaBytes: link.deps.config.limits.maxStanzaBytes });
+    link.client.parser.reset();
+    link.client.write(data === "" ? `<success xmlns='${NS.sasl}'/>` : `<success xmlns='${NS.sasl}'>${Buffer.from(data).toString("base64")}</success>`);
+    link.log.debug({ mechanism, path }, "authenticated");
+    link.holdCredentials(credentials);
+  }
+
+  private fail(condition: SaslCondition, mechanism: string, path: Path, text?: string): void {
+    const link = this.link;
+    if (link.phase === "closing" || link.phase === "closed") return;
+    link.phase = "auth";
+    this.expect = undefined;
+    link.deps.metrics.clientAuth.inc({ mechanism: label(mechanism), path, result: condition });
+    link.client.write(saslFailureXml(condition, text));
     if (++this.attempts >= MAX_AUTH_ATTEMPTS) {
-      this.link.closeWithError("policy-violation", "mucmux", "too many failed authentication attempts");
+      link.closeWithError("policy-violation", "mucmux", "too many failed authentication attempts");
     }
   }
 
   abandon(): void {
     this.abandoned = true;
     clearTimeout(this.timer);
+    this.expect?.abort();
+    this.expect = undefined;
     this.gone?.abort(); // a login still waiting for a connect slot gives it up
   }
 }
+
+const KNOWN_MECHANISMS = new Set(["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-512", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-512-PLUS"]);
+/** A bounded label value: the client's mechanism if mucmux knows it. */
+const label = (mechanism: string): string => (KNOWN_MECHANISMS.has(mechanism) ? mechanism : mechanism === "none" ? "none" : "other");

@@ -4,6 +4,10 @@ import type { Metrics } from "../metrics/metrics.js";
 import type { Logger } from "../log.js";
 import type { ChainRunner } from "../chain/runner.js";
 import type { UpstreamOutcome } from "./upstream.js";
+import type { UpstreamAuth } from "./sasl-client.js";
+import type { SaslOffer } from "../sasl/offer.js";
+import type { VerifierBook } from "../sasl/verifiers.js";
+import type { Socket } from "node:net";
 import type { SecureContext } from "node:tls";
 import type { AuthFailureThrottle } from "../net/ip-gate.js";
 import type { ClientOrigin } from "../net/client-origin.js";
@@ -23,14 +27,28 @@ export interface LinkDeps<S = unknown> {
   secureContext(): SecureContext;
   /** `origin`: the client's address, for the PROXY header upstream (upstream.proxyProtocol); `signal`: aborted
    * when the client goes away (a login waiting for the connect rate cap stops waiting). */
-  connectUpstream(domain: string, username: string, password: string, origin?: ClientOrigin, signal?: AbortSignal): Promise<UpstreamOutcome>;
+  connectUpstream(domain: string, auth: UpstreamAuth, origin?: ClientOrigin, signal?: AbortSignal): Promise<UpstreamOutcome>;
+  /** SCRAM toward clients (SPEC A10–A14); absent: PLAIN only. */
+  sasl?: SaslDeps;
   isDraining(): boolean;
   /**
    * The session's resource is bound: the account registry takes the credentials (SPEC A3: memory only,
    * in the account record, because the anchor needs them).
    */
-  onBound(session: S, credentials: Credentials): void;
+  onBound(session: S, credentials: Credentials | undefined): void;
   onClosed(session: S): void;
   /** Failed SASL attempts per client address (XEP-0205); absent: no throttling. */
   authThrottle?: AuthFailureThrottle;
+}
+
+export interface SaslDeps {
+  offer: SaslOffer;
+  verifiers: VerifierBook;
+  /** Learn the upstream's mechanisms now (no upstream connect happened yet); at most one probe at a time. */
+  probe(): void;
+  /** SPEC A14: channel binding on the client's TLS connection. */
+  channelBinding?: {
+    types(socket: Socket): string[];
+    data(socket: Socket, type: string): Buffer | undefined;
+  };
 }

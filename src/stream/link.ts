@@ -268,7 +268,7 @@ export class Link implements Session, NegotiationPort {
     this.log.debug({ element: el.name }, "dropped stream-level element from upstream");
   }
 
-  holdCredentials(c: Credentials): void {
+  holdCredentials(c: Credentials | undefined): void {
     this.credentials = c;
   }
 
@@ -281,7 +281,7 @@ export class Link implements Session, NegotiationPort {
     this.log.debug("resource bound");
     const creds = this.credentials;
     this.credentials = undefined;
-    if (creds) this.deps.onBound(this, creds);
+    this.deps.onBound(this, creds);
   }
 
   /**

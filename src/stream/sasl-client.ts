@@ -1,18 +1,13 @@
-// SASL client mechanisms mucmux uses toward the upstream server (SPEC A2): SCRAM-SHA-256, SCRAM-SHA-1
-// (RFC 5802 / RFC 7677, no channel binding: "n,,"), and PLAIN (RFC 4616) only over TLS or loopback.
-import { createHash, createHmac, pbkdf2, randomBytes, timingSafeEqual } from "node:crypto";
-import { promisify } from "node:util";
-
-const pbkdf2Async = promisify(pbkdf2);
-const MAX_ITERATIONS = 1_000_000; // a hostile or broken upstream must not pin a CPU for minutes
-
-export type UpstreamMechanism = "SCRAM-SHA-256" | "SCRAM-SHA-1" | "PLAIN";
-
-export function chooseMechanism(offered: string[], plainAllowed: boolean): UpstreamMechanism | undefined {
-  for (const m of ["SCRAM-SHA-256", "SCRAM-SHA-1"] as const) if (offered.includes(m)) return m;
-  if (plainAllowed && offered.includes("PLAIN")) return "PLAIN";
-  return undefined;
-}
+// SASL client mechanisms mucmux uses toward the upstream server (SPEC A2): SCRAM-SHA-512, -256, -1 (RFC 5802 /
+// RFC 7677, no channel binding: "n,,") with the password or with a ClientKey (SPEC A12), and PLAIN (RFC 4616)
+// only over TLS or loopback. A relayed client exchange (SPEC A13) is an UpstreamAuth of its own (link-auth.ts).
+import { randomBytes } from "node:crypto";
+import type { Credentials } from "../account/credentials.js";
+import {
+  SCRAM_HASHES, MAX_ITERATIONS, mechanismName, parseMechanism, parseAttributes, encodeSaslName, equalKeys, hmac, digest,
+  xor, keysOf, saltedPassword, type ScramHash,
+} from "../sasl/scram.js";
+import type { UpstreamSalt } from "../sasl/verifiers.js";
 
 /** One mechanism exchange: initial response, then one step per challenge; `verify` checks the success data. */
 export interface SaslClient {
@@ -21,62 +16,94 @@ export interface SaslClient {
   verify(successData: string): boolean;
 }
 
-export function createSaslClient(mech: UpstreamMechanism, username: string, password: string, nonce?: string): SaslClient {
-  if (mech === "PLAIN") {
-    return {
-      initial: () => `\0${username}\0${password}`,
-      step: async () => { throw new Error("PLAIN has no challenges"); },
-      verify: () => true,
-    };
-  }
-  return scram(mech === "SCRAM-SHA-256" ? "sha256" : "sha1", username, password, nonce ?? randomBytes(18).toString("base64"));
+/** How a leg authenticates upstream: which of the offered mechanisms, and its exchange. */
+export interface UpstreamAuth {
+  readonly username: string;
+  /** Only learn what the upstream offers (SPEC A10), then close: no authentication. */
+  readonly probeOnly?: boolean;
+  choose(offered: readonly string[], plainAllowed: boolean): string | undefined;
+  start(mechanism: string): SaslClient;
 }
 
-// RFC 5802 §5.1: ',' and '=' in the username are escaped.
-const saslName = (s: string) => s.replace(/=/g, "=3D").replace(/,/g, "=2C");
 
-function parseAttrs(msg: string): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const part of msg.split(",")) {
-    const eq = part.indexOf("=");
-    if (eq === 1) out.set(part[0] as string, part.slice(2));
-  }
-  return out;
+/** The upstream's salt or iteration count differs from the verifier's: the password changed there (SPEC A11). */
+export class StaleKey extends Error {}
+
+/** Authentication with an account's credentials; `learned()` tells what a SCRAM password login saw (SPEC A11). */
+export interface CredentialAuth extends UpstreamAuth {
+  learned(): UpstreamSalt | undefined;
 }
 
-function scram(hash: "sha1" | "sha256", username: string, password: string, clientNonce: string): SaslClient {
-  const clientFirstBare = `n=${saslName(username)},r=${clientNonce}`;
+export function credentialAuth(creds: Credentials, nonce?: string): CredentialAuth {
+  let learned: UpstreamSalt | undefined;
+  const secret = creds.secret;
+  return {
+    username: creds.username,
+    choose(offered, plainAllowed) {
+      if (secret.kind === "client-key") {
+        const m = mechanismName(secret.hash);
+        return offered.includes(m) ? m : undefined;
+      }
+      for (const h of SCRAM_HASHES) if (offered.includes(mechanismName(h))) return mechanismName(h);
+      return plainAllowed && offered.includes("PLAIN") ? "PLAIN" : undefined;
+    },
+    start(mechanism) {
+      const scram = parseMechanism(mechanism);
+      if (!scram || scram.plus) {
+        if (secret.kind !== "password") throw new Error(`${mechanism} needs the password`);
+        return { initial: () => `\0${creds.username}\0${secret.password}`, step: async () => { throw new Error("PLAIN has no challenges"); }, verify: () => true };
+      }
+      return scramClient(scram.hash, creds, nonce ?? randomBytes(18).toString("base64"), (l) => { learned = l; });
+    },
+    learned: () => learned,
+  };
+}
+
+function scramClient(hash: ScramHash, creds: Credentials, clientNonce: string, learn: (l: UpstreamSalt) => void): SaslClient {
+  const clientFirstBare = `n=${encodeSaslName(creds.username)},r=${clientNonce}`;
   let expectedServerSignature: Buffer | undefined;
-  const hmac = (key: Buffer, data: string) => createHmac(hash, key).update(data).digest();
+  const secret = creds.secret;
   return {
     initial: () => `n,,${clientFirstBare}`,
     async step(serverFirst: string): Promise<string> {
-      const a = parseAttrs(serverFirst);
-      const nonce = a.get("r");
-      const salt = a.get("s");
-      const iterations = Number(a.get("i"));
-      if (a.has("m") || !nonce || !nonce.startsWith(clientNonce) || !salt) throw new Error("bad SCRAM server-first");
-      if (!Number.isInteger(iterations) || iterations < 1 || iterations > MAX_ITERATIONS) {
-        throw new Error("bad SCRAM iteration count");
+      const a = parseAttributes(serverFirst);
+      const nonce = a?.get("r");
+      const saltText = a?.get("s");
+      const iterations = Number(a?.get("i"));
+      if (!a || a.has("m") || !nonce || !nonce.startsWith(clientNonce) || nonce === clientNonce || !saltText) {
+        throw new Error("bad SCRAM server-first");
       }
-      const len = hash === "sha1" ? 20 : 32;
-      // pbkdf2 runs on the libuv pool: a burst of logins must not stall the event loop (SPEC E1).
-      const salted = await pbkdf2Async(password.normalize("NFKC"), Buffer.from(salt, "base64"), iterations, len, hash);
-      const clientKey = hmac(salted, "Client Key");
-      const storedKey = createHash(hash).update(clientKey).digest();
+      if (!Number.isInteger(iterations) || iterations < 1 || iterations > MAX_ITERATIONS) throw new Error("bad SCRAM iteration count");
+      const salt = Buffer.from(saltText, "base64");
+      let clientKey: Buffer;
+      let serverKey: Buffer;
+      if (secret.kind === "client-key") {
+        if (secret.hash !== hash) throw new Error("ClientKey of another hash");
+        if (!equalKeys(salt, secret.salt) || iterations !== secret.iterations) throw new StaleKey("the upstream's salt changed");
+        ({ clientKey, serverKey } = secret);
+      } else {
+        const salted = await saltedPassword(hash, secret.password, salt, iterations);
+        ({ clientKey, serverKey } = keysOf(hash, salted));
+        learn({ hash, salt, iterations, salted });
+      }
       const finalNoProof = `c=biws,r=${nonce}`;
       const authMessage = `${clientFirstBare},${serverFirst},${finalNoProof}`;
-      const signature = hmac(storedKey, authMessage);
-      const proof = Buffer.alloc(clientKey.length);
-      for (let i = 0; i < proof.length; i++) proof[i] = (clientKey[i] as number) ^ (signature[i] as number);
-      expectedServerSignature = hmac(hmac(salted, "Server Key"), authMessage);
+      const proof = xor(clientKey, hmac(hash, digest(hash, clientKey), authMessage));
+      expectedServerSignature = hmac(hash, serverKey, authMessage);
       return `${finalNoProof},p=${proof.toString("base64")}`;
     },
     verify(successData: string): boolean {
-      const v = parseAttrs(successData).get("v");
+      const v = parseAttributes(successData)?.get("v");
       if (!v || !expectedServerSignature) return false;
-      const got = Buffer.from(v, "base64");
-      return got.length === expectedServerSignature.length && timingSafeEqual(got, expectedServerSignature);
+      return equalKeys(Buffer.from(v, "base64"), expectedServerSignature);
     },
   };
 }
+
+/** Learns the upstream's mechanisms and authenticates nothing (SPEC A10). */
+export const PROBE: UpstreamAuth = {
+  username: "",
+  probeOnly: true,
+  choose: () => undefined,
+  start: () => { throw new Error("a probe does not authenticate"); },
+};

@@ -7,7 +7,7 @@ import type { Element } from "@xmpp/xml";
 import { streamHeader } from "../xml/serialize.js";
 import { sharedAccounting, Wire, type WireHandlers } from "./wire.js";
 import { ElementQueue, type NegotiationEvent } from "./element-queue.js";
-import { chooseMechanism, createSaslClient, type UpstreamMechanism } from "./sasl-client.js";
+import { StaleKey, type UpstreamAuth } from "./sasl-client.js";
 import { NS } from "./ns.js";
 import { conditionOf } from "./stream-error.js";
 import { postAuthFeatures } from "./features.js";
@@ -17,13 +17,23 @@ import type { Logger } from "../log.js";
 import type { ClientOrigin } from "../net/client-origin.js";
 import { encodeProxyV2, PROXY_V2_LOCAL } from "../net/proxy-protocol.js";
 
-export interface UpstreamDeps { config: Config; metrics: Metrics; log: Logger }
+export interface UpstreamDeps {
+  config: Config;
+  metrics: Metrics;
+  log: Logger;
+  /** The SASL mechanisms the upstream offered before authentication, at every connect (SPEC A10 mirrors them). */
+  onOffered?(mechanisms: readonly string[]): void;
+}
+
+/** The client gave up a relayed exchange (SPEC A13): the upstream attempt ends as `aborted`. */
+export class SaslAborted extends Error {}
 
 export type LegHandlers = Omit<WireHandlers, "onOpen">;
 
 export type UpstreamOutcome =
-  | { ok: true; leg: UpstreamLeg; mechanism: UpstreamMechanism }
-  | { ok: false; reason: "sasl"; condition: string; text: string | undefined; mechanism: UpstreamMechanism }
+  | { ok: true; leg: UpstreamLeg; mechanism: string; successData: string }
+  /** `stale`: a ClientKey login found the upstream's salt changed (SPEC A11); it was never tried. */
+  | { ok: false; reason: "sasl"; condition: string; text: string | undefined; mechanism: string; stale?: boolean }
   | { ok: false; reason: "connect"; detail: string };
 
 /**
@@ -95,8 +105,7 @@ const isLoopback = (host: string) => host === "localhost" || host === "::1" || h
 export async function connectUpstream(
   deps: UpstreamDeps,
   domain: string,
-  username: string,
-  password: string,
+  auth: UpstreamAuth,
   /** The client this stream is for; absent for mucmux's own streams (the anchor). */
   origin?: ClientOrigin,
 ): Promise<UpstreamOutcome> {
@@ -158,24 +167,40 @@ export async function connectUpstream(
     }
 
     const offered = (features.getChild("mechanisms", NS.sasl)?.getChildren("mechanism") ?? []).map((m) => m.getText());
-    const mechanism = chooseMechanism(offered, encrypted || isLoopback(up.host));
+    deps.onOffered?.(offered);
+    if (auth.probeOnly) {
+      w.destroy();
+      return { ok: false, reason: "connect", detail: "probed" };
+    }
+    const mechanism = auth.choose(offered, encrypted || isLoopback(up.host));
     if (!mechanism) throw new Failure(`no usable SASL mechanism upstream (offered: ${offered.join(" ") || "none"})`);
-    const sasl = createSaslClient(mechanism, username, password);
+    const sasl = auth.start(mechanism);
+    const refused = (condition: string, text: string | undefined, stale?: boolean): UpstreamOutcome => {
+      w.destroy();
+      metrics.upstreamConnectDuration.observe((performance.now() - started) / 1000);
+      return { ok: false, reason: "sasl", condition, text, mechanism, ...(stale ? { stale } : {}) };
+    };
     w.write(`<auth xmlns='${NS.sasl}' mechanism='${mechanism}'>${b64(sasl.initial())}</auth>`);
+    let successData: string;
     for (;;) {
       const el = await next();
       if (el.name === "challenge") {
-        const response = await sasl.step(unb64(el.getText()));
+        let response: string;
+        try {
+          response = await sasl.step(unb64(el.getText()));
+        } catch (err) {
+          if (err instanceof StaleKey) return refused("not-authorized", undefined, true);
+          if (err instanceof SaslAborted) return refused("aborted", undefined);
+          throw err;
+        }
         w.write(`<response xmlns='${NS.sasl}'>${b64(response)}</response>`);
       } else if (el.name === "success") {
-        if (!sasl.verify(unb64(el.getText()))) throw new Failure("upstream SCRAM server signature mismatch");
+        successData = unb64(el.getText());
+        if (!sasl.verify(successData)) throw new Failure("upstream SCRAM server signature mismatch");
         break;
       } else if (el.name === "failure") {
         const cond = el.getChildElements().find((c) => c.name !== "text")?.name ?? "not-authorized";
-        const text = el.getChildText("text") ?? undefined;
-        w.destroy();
-        metrics.upstreamConnectDuration.observe((performance.now() - started) / 1000);
-        return { ok: false, reason: "sasl", condition: cond, text, mechanism };
+        return refused(cond, el.getChildText("text") ?? undefined);
       } else {
         throw new Failure(`unexpected <${el.name}> during SASL`);
       }
@@ -183,7 +208,7 @@ export async function connectUpstream(
     w.parser.reset();
     features = await open();
     metrics.upstreamConnectDuration.observe((performance.now() - started) / 1000);
-    return { ok: true, leg: new UpstreamLeg(w, legFeatures(features, limits.maxStanzaBytes), dispatch), mechanism };
+    return { ok: true, leg: new UpstreamLeg(w, legFeatures(features, limits.maxStanzaBytes), dispatch), mechanism, successData };
   } catch (err) {
     wire?.destroy();
     const detail = err instanceof Error ? err.message : String(err);

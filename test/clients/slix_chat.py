@@ -20,7 +20,8 @@ def emit(event, **fields):
 
 class Chat(slixmpp.ClientXMPP):
     def __init__(self, a, done):
-        super().__init__(a.jid, a.password)
+        # --mech: offer the server exactly one SASL mechanism choice, as a client pinned to it would.
+        super().__init__(a.jid, a.password, plugin_config={"feature_mechanisms": {"use_mech": a.mech}} if a.mech else None)
         self.a, self.done = a, done
         if a.ca:
             self.ca_certs = a.ca
@@ -62,6 +63,7 @@ def main():
     p.add_argument("--ca", help="CA file to trust; enables TLS (STARTTLS unless --direct-tls)")
     p.add_argument("--expect", help="wait for a chat message with this body")
     p.add_argument("--direct-tls", action="store_true", help="direct TLS (xmpps) instead of STARTTLS; needs --ca")
+    p.add_argument("--mech", help="use only this SASL mechanism (e.g. SCRAM-SHA-256); failed_auth if not offered")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds for the whole exchange (default 10)")
     a = p.parse_args()
     if a.direct_tls and not a.ca:

@@ -69,8 +69,8 @@ export function upstreamCopies(server: XmppTestServer, account: string, id: stri
   return n;
 }
 
-export async function connectVia(port: number, user: string, resource: string): Promise<TestClient> {
-  return connectClient({ service: `xmpps://127.0.0.1:${port}`, domain: "localhost", username: user, password: `${user}pw`, resource });
+export async function connectVia(port: number, user: string, resource: string, mechanism?: "PLAIN" | "SCRAM-SHA-1"): Promise<TestClient> {
+  return connectClient({ service: `xmpps://127.0.0.1:${port}`, domain: "localhost", username: user, password: `${user}pw`, resource, ...(mechanism ? { mechanism } : {}) });
 }
 
 /**

@@ -101,12 +101,13 @@ test("SPEC A2: wrong password gives not-authorized and the client may retry", as
   );
 });
 
-test("SPEC A1/A2: only PLAIN is offered, never -PLUS; asking for SCRAM gets invalid-mechanism", async () => {
+test("SPEC A1/A10: the mechanisms mirror Prosody's (SCRAM-SHA-1) plus PLAIN, no -PLUS by default; others get invalid-mechanism", async () => {
   const raw = await RawClient.connect(mux.directPort);
   raw.open();
   const m = await raw.waitFor(/<mechanisms[^>]*>(.*?)<\/mechanisms>/);
-  assert.equal(m[1], "<mechanism>PLAIN</mechanism>");
-  raw.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-1'>biwsbj11c2VyLHI9YWJj</auth>");
+  assert.equal(m[1], "<mechanism>SCRAM-SHA-1</mechanism><mechanism>PLAIN</mechanism>");
+  assert.doesNotMatch(raw.text, /sasl-channel-binding/);
+  raw.send("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='SCRAM-SHA-256'>biwsbj11c2VyLHI9YWJj</auth>");
   await raw.waitFor(/<invalid-mechanism\/>/);
   raw.close();
 });

@@ -32,6 +32,11 @@ export interface ConnectOptions {
   resource?: string;
   /** Whole connect/auth/bind deadline (default 10 s). */
   timeoutMs?: number;
+  /**
+   * The SASL mechanism, as a client pinned to it would use it (default PLAIN: the login that gives mucmux the
+   * account's key, SPEC A11; a first SCRAM login without a verifier is relayed and the account has no anchor).
+   */
+  mechanism?: "PLAIN" | "SCRAM-SHA-1";
 }
 
 export interface TestClient {
@@ -67,7 +72,14 @@ function matches(pred: (el: Element) => boolean, el: Element): boolean {
 export async function connectClient(opts: ConnectOptions): Promise<TestClient> {
   const { service, domain, username, password } = opts;
   const who = `${username}@${domain}${opts.resource ? `/${opts.resource}` : ""} via ${service}`;
-  const xmpp = client({ service, domain, username, password, resource: opts.resource });
+  const mechanism = opts.mechanism ?? "PLAIN";
+  const xmpp = client({
+    service, domain, username, password, resource: opts.resource,
+    credentials: async (authenticate: (c: object, m: string) => Promise<void>, mechanisms: string[]) => {
+      if (!mechanisms.includes(mechanism)) throw new Error(`${mechanism} is not offered (offered: ${mechanisms.join(" ")})`);
+      await authenticate({ username, password }, mechanism);
+    },
+  });
   xmpp.reconnect.stop();
   const received: Element[] = [];
   const errors: Error[] = [];

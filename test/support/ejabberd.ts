@@ -25,6 +25,9 @@ export interface EjabberdOptions extends StartServerOptions {
   fail2ban?: { maxAuthFailures: number; banSeconds?: number };
   /** Load mod_mam and archive every room (default_room_options mam: true), for MUC MAM (XEP-0313) tests. */
   mam?: boolean;
+  /** auth_password_format (default scram) and auth_scram_hash (default sha), which decide the SCRAM mechanisms offered. */
+  passwordFormat?: "plain" | "scram";
+  scramHash?: "sha" | "sha256" | "sha512";
 }
 
 function yml(d: string, port: number, tlsPort: number | undefined, proxyPort: number | undefined, o: EjabberdOptions): string {
@@ -54,7 +57,8 @@ api_permissions:
 shaper: {normal: {rate: 100000000, burst_size: 10000000}}
 shaper_rules: {c2s_shaper: {normal: all}, max_user_offline_messages: {1000: all}, max_user_sessions: 100}
 auth_method: internal
-auth_password_format: scram
+auth_password_format: ${o.passwordFormat ?? "scram"}
+auth_scram_hash: ${o.scramHash ?? "sha"}
 default_db: mnesia
 modules:
   mod_caps: {}
@@ -149,6 +153,8 @@ export async function startEjabberd(opts: EjabberdOptions = {}): Promise<Ejabber
         return pid;
       },
       register,
+      // change_password lives in mod_admin_extra: a new account of the same name gets a new salt and keys.
+      setPassword: async (user: string, pw: string) => { await ctl(["unregister", user, "localhost"]); await register(user, pw); },
       async stop() {
         if (stopped) return;
         stopped = true;

@@ -41,6 +41,8 @@ export interface MucmuxOptions {
   extra?: Record<string, Record<string, unknown>>;
   /** Default: trace (audited for secrets), or MUCMUX_TEST_LOG. */
   logLevel?: string;
+  /** The SQLite store file (default: a fresh one in the instance's directory); reuse it to restart mucmux. */
+  storePath?: string;
   /** In-process only: the stage list (e.g. a probe stage around the configured stages). */
   stages?: AppOptions["stages"];
 }
@@ -60,7 +62,7 @@ export function writeTestConfig(opts: MucmuxOptions & { ports?: { starttls: numb
     tls: { cert: cert.certFile, key: cert.keyFile },
     upstream: { host: "127.0.0.1", port: opts.upstreamPort, tls: "none", connectTimeoutSeconds: 5 },
     admin: { host: "127.0.0.1", port: p.admin },
-    store: { path: path.join(dir, "mucmux.sqlite") },
+    store: { path: opts.storePath ?? path.join(dir, "mucmux.sqlite") },
     log: { level: opts.logLevel ?? ECHO_LEVEL ?? AUDIT_LEVEL },
   };
   for (const [section, values] of Object.entries(opts.extra ?? {})) {

@@ -105,6 +105,8 @@ export async function startProsody(opts: StartServerOptions = {}): Promise<Proso
         return pid;
       },
       register,
+      // prosodyctl has no non-interactive passwd: a new account of the same name gets a new salt and keys.
+      setPassword: async (user: string, pw: string) => { await ctl("deluser", `${user}@localhost`); await register(user, pw); },
       async stop() {
         if (stopped) return;
         stopped = true;

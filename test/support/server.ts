@@ -30,6 +30,8 @@ export interface XmppTestServer {
   /** CA/certificate file the server presents (trusted by clients via NODE_EXTRA_CA_CERTS). */
   readonly certFile: string;
   register(user: string, password: string): Promise<void>;
+  /** Give an existing account a new password (new salt and keys on the server). */
+  setPassword(user: string, password: string): Promise<void>;
   /** Graceful stop (SIGTERM / ejabberdctl stop), waits for exit; idempotent. */
   stop(): Promise<void>;
   /** SIGKILL, waits for exit; keeps `dir` so restart() can follow. */

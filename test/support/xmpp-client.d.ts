@@ -18,6 +18,8 @@ declare module "@xmpp/client" {
     resource?: string | undefined;
     username?: string | undefined;
     password?: string | undefined;
+    /** Called with the offered mechanisms instead of choosing the first; must call authenticate. */
+    credentials?: ((authenticate: (credentials: object, mechanism: string) => Promise<void>, mechanisms: string[]) => Promise<void>) | undefined;
     lang?: string | undefined;
     /** Stream open/close timeout in ms (default 2000). */
     timeout?: number | undefined;

@@ -42,7 +42,11 @@ function setup(connect: Connect = () => new Promise<UpstreamOutcome>(() => {})) 
     log: createLogger("silent"),
     metrics,
     events,
-    connectUpstream: (domain, username, password) => { connects.push([domain, username, password]); return connect(domain, username, password); },
+    connectUpstream: (domain, creds) => {
+      const password = creds.secret.kind === "password" ? creds.secret.password : "(key)";
+      connects.push([domain, creds.username, password]);
+      return connect(domain, creds.username, password);
+    },
     onAnchorStanza: (account, el) => void anchorStanzas.push([account, el]),
   });
   return { registry, events, log, connects, anchorStanzas, metrics, handlerErrors };
@@ -54,12 +58,12 @@ describe("AccountRegistry: sessions", () => {
   it("session-bound creates the account record and reports { account, session }", () => {
     const { registry, log } = setup();
     const s1 = fakeSession("Alice@Example.test/phone");
-    registry.sessionBound(s1, { username: "alice", password: "one" });
+    registry.sessionBound(s1, { username: "alice", secret: { kind: "password", password: "one" } });
     const account = registry.get("alice@example.test");
     assert.ok(account);
     assert.equal(account.bare, "Alice@Example.test");
     assert.equal(account.domain, "Example.test");
-    assert.deepEqual(account.credentials, { username: "alice", password: "one" });
+    assert.deepEqual(account.credentials, { username: "alice", secret: { kind: "password", password: "one" } });
     assert.deepEqual([...account.sessions], [s1]);
     assert.equal(registry.forSession(s1), account);
     assert.equal(registry.get("ALICE@example.TEST"), account, "looked up case-insensitively");
@@ -70,7 +74,7 @@ describe("AccountRegistry: sessions", () => {
   it("a session without a bound JID is not an account's", () => {
     const { registry, log } = setup();
     const s = fakeSession(undefined);
-    registry.sessionBound(s, { username: "alice", password: "pw" });
+    registry.sessionBound(s, { username: "alice", secret: { kind: "password", password: "pw" } });
     assert.equal(registry.size, 0);
     assert.equal(registry.forSession(s), undefined);
     assert.equal(log["session-bound"], undefined);
@@ -81,15 +85,15 @@ describe("AccountRegistry: sessions", () => {
     const s1 = fakeSession("alice@example.test/phone");
     const s2 = fakeSession("alice@example.test/laptop");
     const bob = fakeSession("bob@example.test/x");
-    registry.sessionBound(s1, { username: "alice", password: "old" });
-    registry.sessionBound(bob, { username: "bob", password: "bobs" });
-    registry.sessionBound(s2, { username: "alice", password: "new" });
+    registry.sessionBound(s1, { username: "alice", secret: { kind: "password", password: "old" } });
+    registry.sessionBound(bob, { username: "bob", secret: { kind: "password", password: "bobs" } });
+    registry.sessionBound(s2, { username: "alice", secret: { kind: "password", password: "new" } });
     const account = registry.get("alice@example.test");
     assert.ok(account);
     assert.equal(registry.forSession(s2), account);
     assert.deepEqual([...account.sessions], [s1, s2]);
-    assert.deepEqual(account.credentials, { username: "alice", password: "new" });
-    assert.deepEqual(registry.get("bob@example.test")?.credentials, { username: "bob", password: "bobs" });
+    assert.deepEqual(account.credentials, { username: "alice", secret: { kind: "password", password: "new" } });
+    assert.deepEqual(registry.get("bob@example.test")?.credentials, { username: "bob", secret: { kind: "password", password: "bobs" } });
     assert.deepEqual(log["session-bound"]?.map((p) => [p.account, p.session]), [[account, s1], [registry.get("bob@example.test"), bob], [account, s2]]);
   });
 
@@ -99,8 +103,8 @@ describe("AccountRegistry: sessions", () => {
     events.on("account-busy?", () => void asked++);
     const s1 = fakeSession("alice@example.test/phone");
     const s2 = fakeSession("alice@example.test/laptop");
-    registry.sessionBound(s1, { username: "alice", password: "pw" });
-    registry.sessionBound(s2, { username: "alice", password: "pw" });
+    registry.sessionBound(s1, { username: "alice", secret: { kind: "password", password: "pw" } });
+    registry.sessionBound(s2, { username: "alice", secret: { kind: "password", password: "pw" } });
     const account = registry.get("alice@example.test");
     registry.sessionClosed(s1);
     registry.sessionClosed(s1);
@@ -121,7 +125,7 @@ describe("AccountRegistry: dropping idle accounts", () => {
     events.on("account-busy?", ({ account }) => { asked.push(account); return busy; });
     events.on("account-busy?", () => false);
     const s1 = fakeSession("alice@example.test/phone");
-    registry.sessionBound(s1, { username: "alice", password: "secret" });
+    registry.sessionBound(s1, { username: "alice", secret: { kind: "password", password: "secret" } });
     const account = registry.get("alice@example.test");
     assert.ok(account);
     const anchor = opened(registry.anchorFor(account)); // connecting (the fake connector never answers)
@@ -133,7 +137,7 @@ describe("AccountRegistry: dropping idle accounts", () => {
     registry.sessionClosed(s1);
     assert.deepEqual(asked, [account]);
     assert.equal(registry.get("alice@example.test"), account, "kept: a stage still needs it");
-    assert.deepEqual(account.credentials, { username: "alice", password: "secret" }, "the anchor still needs the credentials (SPEC A3)");
+    assert.deepEqual(account.credentials, { username: "alice", secret: { kind: "password", password: "secret" } }, "the anchor still needs the credentials (SPEC A3)");
     assert.equal(account.anchor, anchor);
     assert.equal(account.anchorIqs.size, 1);
 
@@ -142,7 +146,7 @@ describe("AccountRegistry: dropping idle accounts", () => {
     assert.equal(asked.length, 2);
     assert.equal(registry.get("alice@example.test"), undefined);
     assert.equal(registry.size, 0);
-    assert.deepEqual(account.credentials, { username: "", password: "" }, "SPEC A3: dropped with the record");
+    assert.equal(account.credentials, undefined, "SPEC A3: dropped with the record");
     assert.equal(account.anchor, undefined);
     assert.equal(anchor.state, "closed");
     assert.equal(await anchor.ready(), false);
@@ -152,18 +156,18 @@ describe("AccountRegistry: dropping idle accounts", () => {
 
     // A later login starts a new record.
     const s2 = fakeSession("alice@example.test/phone");
-    registry.sessionBound(s2, { username: "alice", password: "secret" });
+    registry.sessionBound(s2, { username: "alice", secret: { kind: "password", password: "secret" } });
     assert.notEqual(registry.get("alice@example.test"), account);
   });
 
   it("drops an idle account at once when nobody answers account-busy?", () => {
     const { registry } = setup();
     const s = fakeSession("alice@example.test/phone");
-    registry.sessionBound(s, { username: "alice", password: "pw" });
+    registry.sessionBound(s, { username: "alice", secret: { kind: "password", password: "pw" } });
     const account = registry.get("alice@example.test");
     registry.sessionClosed(s);
     assert.equal(registry.size, 0);
-    assert.deepEqual(account?.credentials, { username: "", password: "" });
+    assert.equal(account?.credentials, undefined);
   });
 
   it("dropIfIdle leaves an account with sessions, and a record that was already replaced, alone", () => {
@@ -171,18 +175,18 @@ describe("AccountRegistry: dropping idle accounts", () => {
     let asked = 0;
     events.on("account-busy?", () => void asked++);
     const s = fakeSession("alice@example.test/phone");
-    registry.sessionBound(s, { username: "alice", password: "pw" });
+    registry.sessionBound(s, { username: "alice", secret: { kind: "password", password: "pw" } });
     const account = registry.get("alice@example.test") as Account;
     registry.dropIfIdle(account);
     assert.equal(registry.get("alice@example.test"), account);
     registry.sessionClosed(s); // dropped
-    registry.sessionBound(fakeSession("alice@example.test/new"), { username: "alice", password: "pw2" });
+    registry.sessionBound(fakeSession("alice@example.test/new"), { username: "alice", secret: { kind: "password", password: "pw2" } });
     const fresh = registry.get("alice@example.test");
     asked = 0;
     registry.dropIfIdle(account); // the old record
     assert.equal(asked, 0);
     assert.equal(registry.get("alice@example.test"), fresh);
-    assert.deepEqual(fresh?.credentials, { username: "alice", password: "pw2" });
+    assert.deepEqual(fresh?.credentials, { username: "alice", secret: { kind: "password", password: "pw2" } });
   });
 });
 
@@ -209,7 +213,7 @@ describe("AccountRegistry: anchors", () => {
     const disposed: Account[] = [];
     events.on("account-disposed", ({ account }) => void disposed.push(account));
     const s1 = fakeSession("alice@example.test/phone");
-    registry.sessionBound(s1, { username: "alice", password: "one" });
+    registry.sessionBound(s1, { username: "alice", secret: { kind: "password", password: "one" } });
     const account = registry.get("alice@example.test");
     assert.ok(account);
     registry.sessionClosed(s1);
@@ -222,8 +226,8 @@ describe("AccountRegistry: anchors", () => {
   it("anchorFor opens one anchor per account with the account's current credentials", () => {
     const { registry, connects } = setup();
     const s = fakeSession("alice@example.test/phone");
-    registry.sessionBound(s, { username: "alice", password: "pw1" });
-    registry.sessionBound(fakeSession("alice@example.test/laptop"), { username: "alice", password: "pw2" });
+    registry.sessionBound(s, { username: "alice", secret: { kind: "password", password: "pw1" } });
+    registry.sessionBound(fakeSession("alice@example.test/laptop"), { username: "alice", secret: { kind: "password", password: "pw2" } });
     const account = registry.get("alice@example.test") as Account;
     const anchor = opened(registry.anchorFor(account));
     assert.equal(registry.anchorFor(account), anchor);
@@ -238,7 +242,7 @@ describe("AccountRegistry: anchors", () => {
   it("credentials refused: anchor-down (permanent), pending anchor IQs cancelled, ready() false; the next anchorFor opens a new one", async () => {
     const refused: UpstreamOutcome = { ok: false, reason: "sasl", condition: "not-authorized", text: undefined, mechanism: "PLAIN" };
     const { registry, log, connects } = setup(async () => refused);
-    registry.sessionBound(fakeSession("alice@example.test/phone"), { username: "alice", password: "changed" });
+    registry.sessionBound(fakeSession("alice@example.test/phone"), { username: "alice", secret: { kind: "password", password: "changed" } });
     const account = registry.get("alice@example.test") as Account;
     const anchor = opened(registry.anchorFor(account));
     const iq = condition(account.anchorIqs.request(stanza(`<iq type='get' to='${ROOM}' id='x'/>`), () => true));
@@ -257,7 +261,7 @@ describe("AccountRegistry: anchors", () => {
   it("a connect failure is not permanent: anchor-down (permanent false), then a retry after the backoff", async (t) => {
     t.mock.timers.enable({ apis: ["setTimeout"] });
     const { registry, log, connects } = setup(async () => ({ ok: false, reason: "connect", detail: "ECONNREFUSED" }));
-    registry.sessionBound(fakeSession("alice@example.test/phone"), { username: "alice", password: "pw" });
+    registry.sessionBound(fakeSession("alice@example.test/phone"), { username: "alice", secret: { kind: "password", password: "pw" } });
     const account = registry.get("alice@example.test") as Account;
     const anchor = opened(registry.anchorFor(account));
     await flush();
@@ -276,11 +280,11 @@ describe("AccountRegistry: anchors", () => {
     // with the old password is refused (not-authorized: permanent), and every room is lost (SPEC A9 wants a re-join).
     t.mock.timers.enable({ apis: ["setTimeout"] });
     const { registry, connects } = setup(async () => ({ ok: false, reason: "connect", detail: "ECONNREFUSED" }));
-    registry.sessionBound(fakeSession("alice@example.test/phone"), { username: "alice", password: "old" });
+    registry.sessionBound(fakeSession("alice@example.test/phone"), { username: "alice", secret: { kind: "password", password: "old" } });
     const account = registry.get("alice@example.test") as Account;
     registry.anchorFor(account);
     await flush();
-    registry.sessionBound(fakeSession("alice@example.test/laptop"), { username: "alice", password: "new" });
+    registry.sessionBound(fakeSession("alice@example.test/laptop"), { username: "alice", secret: { kind: "password", password: "new" } });
     t.mock.timers.tick(1250);
     await flush();
     registry.closeAll();
@@ -290,8 +294,8 @@ describe("AccountRegistry: anchors", () => {
   it("anchor stanzas go to the account's pending IQs first; only the others reach onAnchorStanza", async (t) => {
     t.mock.timers.enable({ apis: ["setTimeout"] });
     const fake = fakeLeg();
-    const { registry, log, anchorStanzas, metrics } = setup(async () => ({ ok: true, leg: fake.leg, mechanism: "SCRAM-SHA-256" }));
-    registry.sessionBound(fakeSession("alice@example.test/phone"), { username: "alice", password: "pw" });
+    const { registry, log, anchorStanzas, metrics } = setup(async () => ({ ok: true, leg: fake.leg, mechanism: "SCRAM-SHA-256", successData: "" }));
+    registry.sessionBound(fakeSession("alice@example.test/phone"), { username: "alice", secret: { kind: "password", password: "pw" } });
     const account = registry.get("alice@example.test") as Account;
     const anchor = opened(registry.anchorFor(account));
     await flush();

@@ -7,7 +7,7 @@ import { EventBus, type EventName } from "../../../src/chain/events.js";
 import { Account } from "../../../src/account/account.js";
 import type { Session } from "../../../src/chain/session.js";
 
-const account = new Account("alice@example.test", "example.test", { username: "alice", password: "pw" });
+const account = new Account("alice@example.test", "example.test", { username: "alice", secret: { kind: "password", password: "pw" } });
 const session: Session = {
   id: 1, jid: "alice@example.test/phone", online: true, slots: new Map(),
   deliver: () => {}, sendUpstream: () => {},

@@ -18,7 +18,7 @@ function fakeSession(id: number, jid: string): Session {
 }
 const S1 = fakeSession(1, "alice@example.test/phone");
 const S2 = fakeSession(2, "alice@example.test/laptop");
-const account = new Account("alice@example.test", "example.test", { username: "alice", password: "pw" });
+const account = new Account("alice@example.test", "example.test", { username: "alice", secret: { kind: "password", password: "pw" } });
 
 type Handler = (ctx: StanzaContext) => StageResult;
 interface StageSpec {

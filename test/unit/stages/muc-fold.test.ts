@@ -115,7 +115,7 @@ function harness(t: TestContext, services?: ServicesView) {
     /** A bound session of alice (SPEC A3: the registry holds the account from now on). */
     session(resource: string): FakeSession {
       const s = new FakeSession(nextId++, `alice@example.test/${resource}`, chain);
-      accounts.sessionBound(s, { username: "alice", password: "pw" });
+      accounts.sessionBound(s, { username: "alice", secret: { kind: "password", password: "pw" } });
       return s;
     },
     account(): Account { return accounts.get("alice@example.test") as Account; },

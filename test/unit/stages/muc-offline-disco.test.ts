@@ -40,7 +40,7 @@ function harness() {
   };
   const s2c: Delivery = { onward: (el) => void written.push(el), back: (el) => void leg.push(el) };
   const c2s: Delivery = { onward: (el) => void leg.push(el), back: (el) => session.deliver(el) };
-  accounts.sessionBound(session, { username: "alice", password: "pw" });
+  accounts.sessionBound(session, { username: "alice", secret: { kind: "password", password: "pw" } });
   return {
     learnt, written, leg,
     sends: (xml: string) => runner.run("c2s", session, stanza(xml), c2s, "client"),
