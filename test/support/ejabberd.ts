@@ -25,6 +25,11 @@ export interface EjabberdOptions extends StartServerOptions {
   fail2ban?: { maxAuthFailures: number; banSeconds?: number };
   /** Load mod_mam and archive every room (default_room_options mam: true), for MUC MAM (XEP-0313) tests. */
   mam?: boolean;
+  /**
+   * auth_password_format (default "scram": stored as SCRAM-SHA-1 keys, so only SCRAM-SHA-1 is offered);
+   * "plain" (ejabberd's own default) makes it offer SCRAM-SHA-1, -256 and -512.
+   */
+  passwordFormat?: "scram" | "plain";
 }
 
 function yml(d: string, port: number, tlsPort: number | undefined, proxyPort: number | undefined, o: EjabberdOptions): string {
@@ -54,7 +59,7 @@ api_permissions:
 shaper: {normal: {rate: 100000000, burst_size: 10000000}}
 shaper_rules: {c2s_shaper: {normal: all}, max_user_offline_messages: {1000: all}, max_user_sessions: 100}
 auth_method: internal
-auth_password_format: scram
+auth_password_format: ${o.passwordFormat ?? "scram"}
 default_db: mnesia
 modules:
   mod_caps: {}
