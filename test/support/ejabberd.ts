@@ -25,8 +25,12 @@ export interface EjabberdOptions extends StartServerOptions {
   fail2ban?: { maxAuthFailures: number; banSeconds?: number };
   /** Load mod_mam and archive every room (default_room_options mam: true), for MUC MAM (XEP-0313) tests. */
   mam?: boolean;
-  /** auth_password_format (default scram) and auth_scram_hash (default sha), which decide the SCRAM mechanisms offered. */
-  passwordFormat?: "plain" | "scram";
+  /**
+   * auth_password_format (default "scram": stored as SCRAM-SHA-1 keys, so only SCRAM-SHA-1 is offered);
+   * "plain" (ejabberd's own default) makes it offer SCRAM-SHA-1, -256 and -512.
+   */
+  passwordFormat?: "scram" | "plain";
+  /** auth_scram_hash (default sha): the hash of stored SCRAM keys with passwordFormat "scram". */
   scramHash?: "sha" | "sha256" | "sha512";
 }
 
