@@ -23,6 +23,8 @@ import type { Credentials } from "./account/credentials.js";
 import { credentialAuth, PROBE, type UpstreamAuth } from "./stream/sasl-client.js";
 import { SaslOffer } from "./sasl/offer.js";
 import { VerifierBook } from "./sasl/verifiers.js";
+import { channelBindingData, channelBindingTypes, type ChannelBindingType } from "./sasl/channel-binding.js";
+import tls from "node:tls";
 import { EventBus } from "./chain/events.js";
 import { emptyViews, type Views } from "./chain/views.js";
 import type { Stage } from "./chain/stage.js";
@@ -112,7 +114,18 @@ export function createApp(opts: AppOptions): App {
     connectUpstream: limitConnects(connectLimiter, "login",
       (domain: string, auth: UpstreamAuth, origin?: ClientOrigin, _signal?: AbortSignal) => connectUpstream(upstreamDeps, domain, auth, origin),
       (_d, _a, _o, signal) => signal),
-    sasl: { offer: saslOffer, verifiers, probe: () => probe() },
+    sasl: {
+      offer: saslOffer,
+      verifiers,
+      probe: () => probe(),
+      // SPEC A14: mucmux owns the client's TLS, so it binds to it (tls-exporter on TLS 1.3, tls-server-end-point).
+      channelBinding: {
+        types: (socket: net.Socket) => (socket instanceof tls.TLSSocket ? channelBindingTypes(socket) : []),
+        data: (socket: net.Socket, type: string) =>
+          socket instanceof tls.TLSSocket && (type === "tls-exporter" || type === "tls-server-end-point")
+            ? channelBindingData(socket, type as ChannelBindingType) : undefined,
+      },
+    },
     isDraining: () => draining,
     onBound: (link: Link, creds: Credentials | undefined) => {
       accounts.sessionBound(link, creds);
