@@ -67,15 +67,15 @@ export function decodeSaslName(s: string): string | undefined {
 }
 export const encodeSaslName = (s: string): string => s.replace(/=/g, "=3D").replace(/,/g, "=2C");
 
-/** The decoded text of an `<auth>`/`<response>` payload; a SASL condition when it is not UTF-8 base64. */
-export function decodePayload(b64text: string): string | ScramError {
+/** The decoded text of an `<auth>`/`<response>` payload, or the SASL condition when it is not UTF-8 base64. */
+export function decodePayload(b64text: string): { text: string } | { error: ScramError } {
   const text = b64text.trim();
-  if (text === "" || text === "=") return "malformed-request";
-  if (!BASE64.test(text)) return "incorrect-encoding";
+  if (text === "" || text === "=") return { error: "malformed-request" };
+  if (!BASE64.test(text)) return { error: "incorrect-encoding" };
   try {
-    return new TextDecoder("utf-8", { fatal: true }).decode(Buffer.from(text, "base64"));
+    return { text: new TextDecoder("utf-8", { fatal: true }).decode(Buffer.from(text, "base64")) };
   } catch {
-    return "incorrect-encoding";
+    return { error: "incorrect-encoding" };
   }
 }
 

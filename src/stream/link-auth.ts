@@ -180,9 +180,10 @@ export class ClientNegotiation {
     const link = this.link;
     const sasl = link.deps.sasl;
     const mech = parseMechanism(mechanism);
-    const text = decodePayload(b64);
+    const decoded = decodePayload(b64);
     if (!sasl || !mech) return this.fail("invalid-mechanism", mechanism, "none");
-    if (typeof text !== "string") return this.fail(text, mechanism, "none");
+    if ("error" in decoded) return this.fail(decoded.error, mechanism, "none");
+    const text = decoded.text;
     const first = parseClientFirst(text);
     if (typeof first === "string") return this.fail(first, mechanism, "none");
     // RFC 5802 §6: -PLUS needs p=, and a non-PLUS mechanism with p= is an error; 'y' while this server offers
@@ -221,9 +222,9 @@ export class ClientNegotiation {
     } catch {
       return this.fail("aborted", mechanism, "terminated");
     }
-    const text = decodePayload(reply);
-    if (typeof text !== "string") return this.fail(text, mechanism, "terminated");
-    const final = parseClientFinal(text);
+    const decoded = decodePayload(reply);
+    if ("error" in decoded) return this.fail(decoded.error, mechanism, "terminated");
+    const final = parseClientFinal(decoded.text);
     if (typeof final === "string") return this.fail(final, mechanism, "terminated");
     if (final.nonce !== nonce) return this.fail("malformed-request", mechanism, "terminated", "nonce mismatch");
     const binding = typeof first.binding === "object" ? sasl.channelBinding?.data(link.client.socket, first.binding.type) : Buffer.alloc(0);
@@ -258,18 +259,18 @@ export class ClientNegotiation {
     let undecodable: SaslCondition | undefined;
     const auth: UpstreamAuth = {
       username: first.username,
+      relayed: true,
       choose: (offered) => (offered.includes(mechanism) ? mechanism : undefined),
       start: () => ({
         initial: () => initial,
         step: async (challenge) => {
           link.client.write(`<challenge xmlns='${NS.sasl}'>${Buffer.from(challenge).toString("base64")}</challenge>`);
           const reply = decodePayload(await this.response());
-          if (typeof reply !== "string") {
-            undecodable = reply;
+          if ("error" in reply) {
+            undecodable = reply.error;
             throw new SaslAborted(); // not relayed: the client is told what was wrong with it
           }
-          link.phase = "authenticating";
-          return reply;
+          return reply.text;
         },
         verify: () => true, // the client checks the server's signature itself
       }),
@@ -305,7 +306,7 @@ export class ClientNegotiation {
       return undefined;
     }
     if (!outcome.ok) {
-      const condition = mapUpstreamFailure(outcome.condition);
+      const condition = mapUpstreamFailure(outcome.condition, auth.relayed === true);
       metrics.saslOutcomes.inc({ mechanism: outcome.mechanism, result: condition });
       if (condition === "not-authorized") link.deps.authThrottle?.recordFailure(link.origin.source.address);
       const instead = await onRefused?.(outcome);

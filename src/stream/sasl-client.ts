@@ -21,6 +21,8 @@ export interface UpstreamAuth {
   readonly username: string;
   /** Only learn what the upstream offers (SPEC A10), then close: no authentication. */
   readonly probeOnly?: boolean;
+  /** A client's own exchange (SPEC A13): the server's verdict is about the client's messages. */
+  readonly relayed?: boolean;
   choose(offered: readonly string[], plainAllowed: boolean): string | undefined;
   start(mechanism: string): SaslClient;
 }

@@ -34,15 +34,17 @@ export function authzidAllowed(authzid: string, username: string, domain: string
   return authzid === "" || authzid.toLowerCase() === `${username}@${domain}`.toLowerCase();
 }
 
+/** A relayed exchange (SPEC A13) is the client's own: what the server says about its messages passes too. */
+const RELAYED = new Set(["malformed-request", "incorrect-encoding", "invalid-mechanism", "mechanism-too-weak", "encryption-required", "temporary-auth-failure"]);
 const PASS_THROUGH = new Set(["not-authorized", "account-disabled", "credentials-expired", "invalid-authzid", "aborted"]);
 
 /**
  * Map the upstream failure to what the client should see. Conditions about the client's credentials pass
  * through; conditions about the mechanism mucmux chose upstream are mucmux's problem, not the client's,
- * so the client gets temporary-auth-failure.
+ * so the client gets temporary-auth-failure, except in a relayed exchange.
  */
-export function mapUpstreamFailure(condition: string): SaslCondition {
-  if (PASS_THROUGH.has(condition)) return condition as SaslCondition;
+export function mapUpstreamFailure(condition: string, relayed = false): SaslCondition {
+  if (PASS_THROUGH.has(condition) || (relayed && RELAYED.has(condition))) return condition as SaslCondition;
   return "temporary-auth-failure";
 }
 

@@ -183,7 +183,14 @@ export async function connectUpstream(
     w.write(`<auth xmlns='${NS.sasl}' mechanism='${mechanism}'>${b64(sasl.initial())}</auth>`);
     let successData: string;
     for (;;) {
-      const el = await next();
+      let el: Element;
+      try {
+        el = await next();
+      } catch (err) {
+        // A relayed exchange the server ended (stream error, close) or left unanswered: a SASL failure for the client.
+        if (auth.relayed) return refused("temporary-auth-failure", "the server ended the login or did not answer");
+        throw err;
+      }
       if (el.name === "challenge") {
         let response: string;
         try {
