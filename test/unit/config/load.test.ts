@@ -31,6 +31,7 @@ describe("loadConfig defaults", () => {
         host: "127.0.0.1", port: 15222, tls: "none", verify: true, connectTimeoutSeconds: 10,
         connectsPerSecond: 100, connectBurst: 200, connectWaitSeconds: 5, proxyProtocol: "off",
       },
+      sasl: { scram: true, iterations: 10000, channelBinding: false },
       admin: { host: "127.0.0.1", port: 9464 },
       store: { path: "./mucmux.sqlite" },
       limits: {
