@@ -29,6 +29,9 @@ export interface EjabberdDumpOptions extends EjabberdImportOptions {
 /** The whole source cannot be read: nothing was imported from it. */
 export class EjabberdSourceError extends Error {}
 
+/** The rows do not name their host and no --host was given: a usage error. */
+export class EjabberdHostMissing extends EjabberdSourceError {}
+
 /** A dump larger than this is refused: it is read whole (a V8 string holds at most about 512 MiB). */
 const MAX_DUMP_BYTES = 256 * 1024 * 1024;
 const COLUMNS = ["username", "password", "serverkey", "salt", "iterationcount"] as const;
@@ -97,7 +100,7 @@ function checkColumns(file: string, columns: readonly string[], opts: EjabberdIm
   if (missing.length > 0) throw new EjabberdSourceError(`${file}: users has no column ${missing.join(", ")}: not ejabberd's users table with SCRAM columns`);
   const withHost = columns.includes("server_host");
   if (!withHost && opts.host === undefined) {
-    throw new EjabberdSourceError(`${file}: the rows do not name their host (no server_host column): give --host`);
+    throw new EjabberdHostMissing(`${file}: the rows do not name their host (no server_host column): give --host`);
   }
   return withHost;
 }
