@@ -5,7 +5,8 @@
 //   serverkey = base64 ServerKey, salt = base64 salt, iterationcount.
 // With the plain format the row is (password, '', '', 0): nothing to import (get_password/2 reads it the same
 // way). The Mnesia backend keeps the same #scram{} fields (base64 too) in its `passwd` table; `export2sql`
-// writes them out as the SQL rows above, which sql-dump.ts reads.
+// writes them out as the SQL rows above (a plain password as `INSERT INTO users(username, password)`, without
+// the SCRAM columns: ejabberd_auth_sql:export/1), which sql-dump.ts reads.
 import Database from "better-sqlite3";
 import { readFile, stat } from "node:fs/promises";
 import type { ScramHash } from "../../store/store.js";
@@ -35,6 +36,7 @@ export class EjabberdHostMissing extends EjabberdSourceError {}
 /** A dump larger than this is refused: it is read whole (a V8 string holds at most about 512 MiB). */
 const MAX_DUMP_BYTES = 256 * 1024 * 1024;
 const COLUMNS = ["username", "password", "serverkey", "salt", "iterationcount"] as const;
+const SCRAM_COLUMNS = ["serverkey", "salt", "iterationcount"] as const;
 
 interface UserRow {
   username: unknown;
@@ -83,9 +85,15 @@ export async function readEjabberdDump(file: string, opts: EjabberdDumpOptions =
   const host = opts.host?.toLowerCase() ?? UNKNOWN_HOST;
   const records: ImportRecord[] = dump.errors.map((e) => ({ kind: "failed", host, where: `${file}:${e.line}`, reason: e.reason }));
   const columns = [...new Set(dump.rows.flatMap((r) => [...r.values.keys()]))];
-  if (dump.rows.length > 0) checkColumns(file, columns, opts);
+  // A plain password is exported as INSERT INTO users(username, password): the SCRAM columns keep their defaults.
+  if (dump.rows.length > 0) checkColumns(file, [...columns, ...SCRAM_COLUMNS], opts);
   for (const row of dump.rows) {
-    const fields = Object.fromEntries(row.values) as unknown as UserRow;
+    const present = SCRAM_COLUMNS.filter((c) => row.values.has(c));
+    if (present.length > 0 && present.length < SCRAM_COLUMNS.length) {
+      records.push({ kind: "failed", host, where: `${file}:${row.line}`, reason: `the INSERT names ${present.join(", ")} but not all of ${SCRAM_COLUMNS.join(", ")}` });
+      continue;
+    }
+    const fields = { serverkey: "", salt: "", iterationcount: 0, ...Object.fromEntries(row.values) } as unknown as UserRow;
     const record = recordOf(fields, `${file}:${row.line}`, opts);
     if (record) records.push(record);
   }

@@ -146,6 +146,16 @@ describe("readEjabberdDump", () => {
     assert.equal(records[1]?.where, `${file}:5`);
   });
 
+  it("reads export2sql's plain-password rows (username and password only) as skipped", async () => {
+    const file = dump("plain.sql", "INSERT INTO users(username, password) VALUES ('dave', 'plain-secret');\n" +
+      "INSERT INTO users(username, password, salt) VALUES ('eve', 'x', 'y');\n");
+    assert.deepEqual(kinds(await readEjabberdDump(file, { host: "localhost" })), [
+      ["skipped", "plain password (auth_password_format: plain): no SCRAM verifier stored"],
+      ["failed", "the INSERT names salt but not all of serverkey, salt, iterationcount"],
+    ]);
+    await assert.rejects(readEjabberdDump(dump("nopw.sql", "INSERT INTO users(username) VALUES ('a');"), { host: "h" }), /no column password/);
+  });
+
   it("needs --host unless the rows name their host", async () => {
     const file = dump("d2.sql", row("alice", b64(k1.storedKey), b64(k1.serverKey), b64(SALT), 4096));
     await assert.rejects(readEjabberdDump(file), /give --host/);
