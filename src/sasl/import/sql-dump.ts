@@ -61,12 +61,11 @@ export function readUsersFromDump(bytes: Buffer, escapes: SqlEscapes | "auto" = 
     throw new SqlDumpError("not UTF-8 text");
   }
   const lines = lineIndex(text);
-  const statements = split(text, lines);
-  const chosen = escapes === "auto" ? detectEscapes(statements) : escapes;
+  const { inserts, standardOnly } = split(text, lines);
+  const chosen = escapes === "auto" ? (standardOnly ? "standard" : "backslash") : escapes;
   const rows: DumpRow[] = [];
   const errors: DumpRowError[] = [];
-  for (const st of statements) {
-    if (!isUsersInsert(st)) continue;
+  for (const st of inserts) {
     const line = lineOf(lines, st.pos);
     try {
       for (const values of insertRows(st, chosen)) rows.push({ values, line });
@@ -76,13 +75,6 @@ export function readUsersFromDump(bytes: Buffer, escapes: SqlEscapes | "auto" = 
     }
   }
   return { rows, errors, escapes: chosen };
-}
-
-function detectEscapes(statements: Statement[]): SqlEscapes {
-  for (const st of statements) {
-    for (const t of st.tokens) if (t.kind === "string" && !backslashForm(t.lit.raw)) return "standard";
-  }
-  return "backslash";
 }
 
 /** True when `raw` (a literal's text with '' still doubled) could have come from ejabberd_sql:escape/1. */
@@ -96,8 +88,8 @@ function backslashForm(raw: string): boolean {
   return true;
 }
 
-function isUsersInsert(st: Statement): boolean {
-  const [a, b, c] = st.tokens;
+function isUsersInsert(tokens: readonly Token[]): boolean {
+  const [a, b, c] = tokens;
   return a?.kind === "word" && a.text.toLowerCase() === "insert" && b?.kind === "word" && b.text.toLowerCase() === "into" &&
     c?.kind === "word" && unquoteIdent(c.text).toLowerCase() === "users";
 }
@@ -164,12 +156,14 @@ function decodeLiteral(raw: string, escapes: SqlEscapes): string {
 const unquoteIdent = (s: string) => (/^(["`]).*\1$/.test(s) ? s.slice(1, -1) : s);
 
 /**
- * Splits the dump into statements at `;` outside literals, dropping `--` comments. Literals are kept raw
- * (quotes doubled, backslashes as written). Only the tokens an INSERT needs are told apart; anything else
- * becomes a punct token of one character (other statements are skipped as a whole).
+ * Splits the dump into statements at `;` outside literals, dropping `--` comments, and keeps the users INSERTs.
+ * Literals are kept raw (quotes doubled, backslashes as written). Only the tokens an INSERT needs are told
+ * apart; anything else becomes a punct token of one character. `standardOnly`: some literal, in any statement,
+ * cannot have been written by ejabberd_sql:escape/1.
  */
-function split(text: string, lines: number[]): Statement[] {
+function split(text: string, lines: number[]): { inserts: Statement[]; standardOnly: boolean } {
   const out: Statement[] = [];
+  let standardOnly = false;
   let tokens: Token[] = [];
   let start = -1;
   let i = 0;
@@ -180,7 +174,7 @@ function split(text: string, lines: number[]): Statement[] {
     if (c === " " || c === "\n" || c === "\t" || c === "\r") { i++; continue; }
     if (c === "-" && text[i + 1] === "-") { const nl = text.indexOf("\n", i); i = nl < 0 ? text.length : nl + 1; continue; }
     if (c === ";") {
-      if (tokens.length > 0) out.push({ tokens, pos: start });
+      if (tokens.length > 0 && isUsersInsert(tokens)) out.push({ tokens, pos: start });
       tokens = [];
       start = -1;
       i++;
@@ -195,7 +189,9 @@ function split(text: string, lines: number[]): Statement[] {
         if (text[end + 1] !== "'") break;
         end += 2;
       }
-      push({ kind: "string", lit: { raw: text.slice(from + 1, end), start: from }, pos: from });
+      const raw = text.slice(from + 1, end);
+      standardOnly ||= !backslashForm(raw);
+      push({ kind: "string", lit: { raw, start: from }, pos: from });
       i = end + 1;
       continue;
     }
@@ -206,8 +202,8 @@ function split(text: string, lines: number[]): Statement[] {
     push({ kind: "punct", text: c, pos: i });
     i++;
   }
-  if (tokens.length > 0) out.push({ tokens, pos: start });
-  return out;
+  if (tokens.length > 0 && isUsersInsert(tokens)) out.push({ tokens, pos: start });
+  return { inserts: out, standardOnly };
 }
 
 const WORD = /[A-Za-z_][A-Za-z0-9_$.]*|"[^"\n]{0,128}"|`[^`\n]{0,128}`/y;
