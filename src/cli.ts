@@ -6,6 +6,7 @@ import { dirname, join } from "node:path";
 import { loadConfig, parseCli, helpText, ConfigError } from "./config/index.js";
 import { createLogger } from "./log.js";
 import { createApp } from "./app.js";
+import { importVerifiersCommand } from "./sasl/import/command.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -23,8 +24,16 @@ function commit(): string {
   }
 }
 
-/** Runs mucmux; resolves with the exit code once it has stopped (or at once for --help/--version/errors). */
+/**
+ * Runs mucmux; resolves with the exit code once it has stopped (or at once for --help/--version/errors). The one
+ * subcommand, `import-verifiers`, runs src/sasl/import/command.ts instead.
+ */
 export async function main(argv: string[]): Promise<number> {
+  if (argv[0] === "import-verifiers") {
+    return importVerifiersCommand(argv.slice(1), {
+      stdout: (t) => void process.stdout.write(t), stderr: (t) => void process.stderr.write(t), env: process.env,
+    });
+  }
   let cli;
   let config;
   try {

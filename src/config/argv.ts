@@ -112,6 +112,9 @@ export function helpText(): string {
   });
   return [
     "Usage: mucmux [--config FILE] [--SETTING VALUE ...]",
+    "       mucmux import-verifiers (--prosody-data DIR | --ejabberd-sqlite FILE | --ejabberd-sql FILE) [--host DOMAIN]",
+    "              [--config FILE] [--store PATH]: copy the XMPP server's SCRAM verifiers into the store",
+    "              (details: mucmux import-verifiers --help)",
     "",
     "Each setting is read from the YAML file, then from its flag, then from its environment variable;",
     "a later source overrides an earlier one. The variable is the flag in upper case with underscores,",

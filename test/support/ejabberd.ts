@@ -5,6 +5,7 @@
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
+import Database from "better-sqlite3";
 
 import { testCertificate } from "./certs.js";
 import { freePorts, waitForPort } from "./ports.js";
@@ -16,6 +17,10 @@ export type EjabberdServer = XmppTestServer & {
   readonly kind: "ejabberd";
   /** With `proxyProtocol`: a c2s port like `port` that expects a PROXY v1/v2 header first (use_proxy_protocol). */
   readonly proxyPort: number | undefined;
+  /** With `sqlite`: the SQLite database file ejabberd keeps its accounts in. */
+  readonly sqliteFile: string | undefined;
+  /** Runs `ejabberdctl ARGS` against this node (as user ejabberd when root); resolves with its output. */
+  ctl(args: string[], timeoutMs?: number): Promise<string>;
 };
 
 export interface EjabberdOptions extends StartServerOptions {
@@ -25,14 +30,20 @@ export interface EjabberdOptions extends StartServerOptions {
   fail2ban?: { maxAuthFailures: number; banSeconds?: number };
   /** Load mod_mam and archive every room (default_room_options mam: true), for MUC MAM (XEP-0313) tests. */
   mam?: boolean;
-  /**
-   * auth_password_format (default "scram": stored as SCRAM-SHA-1 keys, so only SCRAM-SHA-1 is offered);
-   * "plain" (ejabberd's own default) makes it offer SCRAM-SHA-1, -256 and -512.
-   */
+  /** auth_password_format (default scram; ejabberd's own default is plain). */
   passwordFormat?: "scram" | "plain";
-  /** auth_scram_hash (default sha): the hash of stored SCRAM keys with passwordFormat "scram". */
+  /** auth_scram_hash (default sha, ejabberd's default): the hash new SCRAM verifiers are made with. */
   scramHash?: "sha" | "sha256" | "sha512";
+  /**
+   * sql_type: sqlite with the database in `sqliteFile` (Debian needs erlang-p1-sqlite3), and the accounts there
+   * (auth_method: sql) unless `auth` is "mnesia". ejabberd 23.01 does not create its schema itself: the file is made
+   * from the schema the package ships (lite.sql, or lite.new.sql with `newSchema`, which sets new_sql_schema: true).
+   */
+  sqlite?: { newSchema?: boolean; auth?: "sql" | "mnesia" };
 }
+
+/** The SQLite schemas the Debian package ships for ejabberd 23.01. */
+const SQL_SCHEMA_DIR = "/usr/share/ejabberd/sql";
 
 function yml(d: string, port: number, tlsPort: number | undefined, proxyPort: number | undefined, o: EjabberdOptions): string {
   const tls = o.tls !== false;
@@ -60,7 +71,10 @@ api_permissions:
 # default shaper (3000 B/s) would throttle a busy upstream session
 shaper: {normal: {rate: 100000000, burst_size: 10000000}}
 shaper_rules: {c2s_shaper: {normal: all}, max_user_offline_messages: {1000: all}, max_user_sessions: 100}
-auth_method: internal
+${o.sqlite ? `sql_type: sqlite
+sql_database: "${d}/ejabberd.db"
+new_sql_schema: ${o.sqlite.newSchema === true}` : ""}
+auth_method: ${o.sqlite && o.sqlite.auth !== "mnesia" ? "sql" : "internal"}
 auth_password_format: ${o.passwordFormat ?? "scram"}
 auth_scram_hash: ${o.scramHash ?? "sha"}
 default_db: mnesia
@@ -84,6 +98,9 @@ export async function startEjabberd(opts: EjabberdOptions = {}): Promise<Ejabber
     throw new Error("ejabberd is not installed: run .ci/run or `apt-get install ejabberd` (Debian bookworm: 23.01)");
   }
   if (!isRoot && os.userInfo().username !== "ejabberd") throw new Error("startEjabberd: ejabberdctl must run as root or as user ejabberd");
+  if (opts.sqlite && !hasErlangSqlite()) {
+    throw new Error("startEjabberd: sql_type sqlite needs Erlang's sqlite3 driver: run .ci/run or `apt-get install erlang-p1-sqlite3`");
+  }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mucmux-ejabberd-"));
   const conf = path.join(dir, "conf");
   const pidFile = path.join(dir, "ejabberd.pid");
@@ -144,6 +161,7 @@ export async function startEjabberd(opts: EjabberdOptions = {}): Promise<Ejabber
     fs.writeFileSync(path.join(conf, "ejabberdctl.cfg"),
       `ERLANG_NODE=mucmux${port}@localhost\nINET_DIST_INTERFACE=127.0.0.1\nERL_DIST_PORT=${dist}\nEJABBERD_PID_PATH=${pidFile}\n`);
     fs.writeFileSync(path.join(conf, "ejabberd.yml"), yml(dir, port, tlsPort, proxyPort, opts));
+    if (opts.sqlite) createSqliteSchema(path.join(dir, "ejabberd.db"), opts.sqlite.newSchema === true);
     if (isRoot) await run("chown", ["-R", "ejabberd:ejabberd", dir]);
 
     await launch(port, tlsPort);
@@ -153,6 +171,8 @@ export async function startEjabberd(opts: EjabberdOptions = {}): Promise<Ejabber
     return {
       kind: "ejabberd", host: "127.0.0.1", port, directTlsPort: tlsPort, proxyPort, domain: "localhost",
       mucDomain: "conference.localhost", dir, logFile, certFile: cert.certFile,
+      sqliteFile: opts.sqlite ? path.join(dir, "ejabberd.db") : undefined,
+      ctl: async (args, timeoutMs) => (await ctl(args, timeoutMs)).stdout,
       get pid() {
         return pid;
       },
@@ -179,5 +199,26 @@ export async function startEjabberd(opts: EjabberdOptions = {}): Promise<Ejabber
     if (!keepTmp()) fs.rmSync(dir, { recursive: true, force: true });
     untrackDir(dir);
     throw e;
+  }
+}
+
+/** Creates ejabberd's SQLite database from the schema file the package ships (23.01 does not create it). */
+function createSqliteSchema(file: string, newSchema: boolean): void {
+  const schema = path.join(SQL_SCHEMA_DIR, newSchema ? "lite.new.sql" : "lite.sql");
+  if (!fs.existsSync(schema)) throw new Error(`startEjabberd: ${schema} is missing (the ejabberd package ships it)`);
+  const db = new Database(file);
+  try {
+    db.exec(fs.readFileSync(schema, "utf8"));
+  } finally {
+    db.close();
+  }
+}
+
+/** Debian's ejabberd suggests, not depends on, the SQLite driver (erlang-p1-sqlite3). */
+function hasErlangSqlite(): boolean {
+  try {
+    return fs.readdirSync("/usr/lib/erlang/lib").some((n) => n.startsWith("p1_sqlite3-"));
+  } catch {
+    return false;
   }
 }

@@ -11,7 +11,14 @@ import { DEFAULT_USERS, keepTmp, type StartServerOptions, type XmppTestServer } 
 
 export type ProsodyServer = XmppTestServer & { readonly kind: "prosody" };
 
-function config(d: string, port: number, tlsPort: number | undefined, o: StartServerOptions, cert: { certFile: string; keyFile: string }): string {
+export interface ProsodyOptions extends StartServerOptions {
+  /** mod_auth_internal_hashed's password_hash: the hash of the stored verifiers (Prosody's default SHA-1). */
+  passwordHash?: "SHA-1" | "SHA-256";
+  /** The auth provider (default internal_hashed; internal_plain keeps passwords as they are). */
+  authentication?: "internal_hashed" | "internal_plain";
+}
+
+function config(d: string, port: number, tlsPort: number | undefined, o: ProsodyOptions, cert: { certFile: string; keyFile: string }): string {
   const tls = o.tls !== false;
   const mods = ["roster", "saslauth", "disco", "ping", "presence", "message", "iq", "offline", "carbons", "smacks",
     "csi_simple", "blocklist", "version", "uptime", "limits", ...(tls ? ["tls"] : [])];
@@ -25,7 +32,8 @@ function config(d: string, port: number, tlsPort: number | undefined, o: StartSe
     "s2s_ports = {}; component_ports = {}; http_ports = {}; https_ports = {}",
     `modules_enabled = { ${mods.map((m) => JSON.stringify(m)).join(", ")} }`,
     'modules_disabled = { "s2s" }',
-    'authentication = "internal_hashed"; storage = "internal"; allow_registration = false',
+    `authentication = "${o.authentication ?? "internal_hashed"}"; storage = "internal"; allow_registration = false`,
+    ...(o.passwordHash ? [`password_hash = ${JSON.stringify(o.passwordHash)} -- SCRAM-${o.passwordHash} verifiers (default SHA-1)`] : []),
     "-- mucmux's upstream leg is plaintext on loopback by default; SCRAM-SHA-1 works without TLS, PLAIN does not",
     "c2s_require_encryption = false; allow_unencrypted_plain_auth = false",
     '-- mod_limits defaults to 10 KB/s per c2s connection, which throttles a busy upstream session',
@@ -41,7 +49,7 @@ function config(d: string, port: number, tlsPort: number | undefined, o: StartSe
 }
 
 /** Starts Prosody on fresh loopback ports with users alice/bob/carol (or opts.users). */
-export async function startProsody(opts: StartServerOptions = {}): Promise<ProsodyServer> {
+export async function startProsody(opts: ProsodyOptions = {}): Promise<ProsodyServer> {
   if (!(await commandExists("prosody")) || !(await commandExists("prosodyctl"))) {
     throw new Error("prosody is not installed: run .ci/run or `apt-get install prosody` (Debian bookworm: 0.12)");
   }
