@@ -14,6 +14,7 @@ import type { XmppTestServer } from "../support/server.js";
 import { startMucmux, type TestMucmux } from "../support/mucmux.js";
 import { connectClient, type TestClient } from "../support/clients.js";
 import { scramLogin } from "../support/scram-client.js";
+import { readProsodyAccounts } from "../../src/sasl/import/prosody.js";
 import { run } from "../support/proc.js";
 import { testCertificate, TEST_TMP } from "../support/certs.js";
 import { addTestSecret } from "../support/log-audit.js";
@@ -38,7 +39,7 @@ async function metric(mux: TestMucmux, re: RegExp): Promise<number> {
 const authCount = (mux: TestMucmux, mechanism: string, pathLabel: string, result: string) =>
   metric(mux, new RegExp(`mucmux_client_auth_total\\{mechanism="${mechanism}",path="${pathLabel}",result="${result}"\\} (\\d+)`));
 
-function suite(name: string, start: () => Promise<XmppTestServer>, firstLogins: string[]): void {
+function suite(name: string, start: () => Promise<XmppTestServer>, firstLogins: string[], importable = false): void {
   describe(`SCRAM toward clients on ${name}`, () => {
     let server: XmppTestServer;
     let mux: TestMucmux;
@@ -108,6 +109,25 @@ function suite(name: string, start: () => Promise<XmppTestServer>, firstLogins: 
       assert.equal(await settledUpstreamCopies(server, bob, room, "carol@localhost", "scram-fold-1"), 1, "one upstream copy for two sessions");
     });
 
+    if (importable) {
+      it("SPEC A12: imported verifiers let a SCRAM-only account fold on its first login: the ClientKey logs the anchor in", async () => {
+        addTestSecret("frankpw1");
+        await server.register("frank", "frankpw1");
+        for await (const r of readProsodyAccounts(path.join(server.dir, "data"))) {
+          if (r.kind === "verifier" && r.account === "frank@localhost") await mux.app.store?.saveVerifier(r.verifier);
+        }
+        const imported = (await mux.app.store?.verifiers("frank@localhost")) ?? [];
+        assert.deepEqual(imported.map((v) => [v.hash, v.source, v.upstream, v.sealed]), [["SHA-1", "imported", true, undefined]]);
+        const before = await authCount(mux, "SCRAM-SHA-1", "terminated", "success");
+        const c = await connectClient({ service: `xmpps://127.0.0.1:${mux.directPort}`, domain: "localhost", username: "frank", password: "frankpw1", resource: "f", mechanism: "SCRAM-SHA-1" });
+        open.push(c);
+        assert.equal(await authCount(mux, "SCRAM-SHA-1", "terminated", "success"), before + 1, "terminated with the imported verifier");
+        const room = `imported${Date.now().toString(36)}@conference.localhost`;
+        await join(c, room, "frank");
+        assert.equal(mux.app.accounts.get("frank@localhost")?.anchor?.state, "online", "the anchor logged in with the ClientKey");
+      });
+    }
+
     it("SPEC A11: a password changed on the server makes the verifier stale: not-authorized, dropped, learned again at the next PLAIN login", async () => {
       addTestSecret("erinsecret1");
       addTestSecret("erinsecret2");
@@ -141,6 +161,6 @@ function suite(name: string, start: () => Promise<XmppTestServer>, firstLogins: 
   });
 }
 
-suite("Prosody 0.12", () => startProsody({ muc: true, debugLog: true }), ["SCRAM-SHA-1"]);
+suite("Prosody 0.12", () => startProsody({ muc: true, debugLog: true }), ["SCRAM-SHA-1"], true);
 // ejabberd's default password format (plain): it then offers SCRAM-SHA-1, -256 and -512 (with `scram`, only its one hash).
 suite("ejabberd 23.01", () => startEjabberd({ muc: true, debugLog: true, passwordFormat: "plain" }), ["SCRAM-SHA-256", "SCRAM-SHA-512", "SCRAM-SHA-1"]);
