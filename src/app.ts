@@ -23,6 +23,7 @@ import type { Credentials } from "./account/credentials.js";
 import { credentialAuth, PROBE, type UpstreamAuth } from "./stream/sasl-client.js";
 import { SaslOffer } from "./sasl/offer.js";
 import { VerifierBook } from "./sasl/verifiers.js";
+import { FastTokens } from "./sasl/fast.js";
 import { channelBindingData, channelBindingTypes, type ChannelBindingType } from "./sasl/channel-binding.js";
 import tls from "node:tls";
 import { EventBus } from "./chain/events.js";
@@ -117,6 +118,7 @@ export function createApp(opts: AppOptions): App {
     sasl: {
       offer: saslOffer,
       verifiers,
+      fast: new FastTokens({ store: () => store, ttlMs: config.sasl.fastTokenDays * 86_400_000 }),
       probe: () => probe(),
       // SPEC A14: mucmux owns the client's TLS, so it binds to it (tls-exporter on TLS 1.3, tls-server-end-point).
       channelBinding: {

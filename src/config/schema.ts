@@ -124,6 +124,8 @@ export const configShape = z
       iterations: integer(4096, 1_000_000).default(10000).describe("PBKDF2 iterations of verifiers mucmux derives itself"),
       channelBinding: bool().default(false)
         .describe("offer SCRAM-*-PLUS (tls-exporter, tls-server-end-point); only when every SCRAM user has a verifier (imported)"),
+      sasl2: bool().default(true).describe("offer SASL2 (XEP-0388) with Bind2 (XEP-0386) and FAST (XEP-0484) besides SASL1"),
+      fastTokenDays: integer(0, 365).default(14).describe("lifetime of FAST tokens in days (0: no FAST)"),
     }),
     admin: section({
       host: text().default("127.0.0.1").describe("address of the admin HTTP server (/metrics, /healthz, /readyz)"),

@@ -1,12 +1,13 @@
 // The verifiers mucmux checks SCRAM logins against (SPEC A10–A13), kept in the store: learned at logins that
 // carried the password (SPEC A11), or imported from the server's own storage (SPEC A12). Never a password or a
 // ClientKey in clear: a learned verifier seals the password under a key only a login's ClientKey opens.
-import { createCipheriv, createDecipheriv, createHmac, hkdfSync, randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { LRUCache } from "lru-cache";
 import type { Store, StoredVerifier } from "../store/store.js";
 import type { Secret } from "../account/credentials.js";
 import type { Logger } from "../log.js";
 import { equalKeys, keysOf, saltedPassword, type ScramHash } from "./scram.js";
+import { openBlob, sealBlob, sealingKey } from "./seal.js";
 
 /** What an upstream password login saw of the server's SCRAM parameters (sasl-client.ts). */
 export interface UpstreamSalt { hash: ScramHash; salt: Buffer; iterations: number; salted: Buffer }
@@ -22,7 +23,6 @@ export interface VerifierDeps {
 
 /** After a proof failed against a stored verifier, the account's next SCRAM logins for this long are relayed. */
 const SUSPECT_MS = 10 * 60_000;
-const SEAL_VERSION = 1;
 
 export class VerifierBook {
   /** account|hash → when suspicion ends (the user may have changed the password on the server). */
@@ -126,31 +126,14 @@ export class VerifierBook {
 }
 
 // ---- the sealed password ----------------------------------------------------------------------------------
-// AES-256-GCM under HKDF-SHA-256(ClientKey, salt, "mucmux sealed password"), the row's account and hash as
-// associated data (a blob moved to another row does not open). The store holds StoredKey = H(ClientKey), not
-// ClientKey: opening the seal takes what a login proves, or a dictionary attack on the verifier itself.
+// Under HKDF-SHA-256(ClientKey, salt, "mucmux sealed password"), the row's account and hash as associated data (a
+// blob moved to another row does not open). The store holds StoredKey = H(ClientKey), not ClientKey: opening
+// the seal takes what a login proves, or a dictionary attack on the verifier itself.
 
-function sealKey(v: StoredVerifier, clientKey: Buffer): Buffer {
-  return Buffer.from(hkdfSync("sha256", clientKey, v.salt, "mucmux sealed password", 32));
-}
-
+const passwordKey = (v: StoredVerifier, clientKey: Buffer) => sealingKey(clientKey, v.salt, "mucmux sealed password");
 const aad = (v: StoredVerifier) => Buffer.from(`${v.account}\0${v.hash}`);
 
-export function seal(v: StoredVerifier, clientKey: Buffer, password: string): Buffer {
-  const iv = randomBytes(12);
-  const c = createCipheriv("aes-256-gcm", sealKey(v, clientKey), iv).setAAD(aad(v));
-  const body = Buffer.concat([c.update(password, "utf8"), c.final()]);
-  return Buffer.concat([Buffer.from([SEAL_VERSION]), iv, c.getAuthTag(), body]);
-}
+export const seal = (v: StoredVerifier, clientKey: Buffer, password: string): Buffer => sealBlob(passwordKey(v, clientKey), aad(v), password);
 
-export function unseal(v: StoredVerifier, clientKey: Buffer): string | undefined {
-  const blob = v.sealed;
-  if (!blob || blob.length < 29 || blob[0] !== SEAL_VERSION) return undefined;
-  try {
-    const d = createDecipheriv("aes-256-gcm", sealKey(v, clientKey), blob.subarray(1, 13)).setAAD(aad(v));
-    d.setAuthTag(blob.subarray(13, 29));
-    return Buffer.concat([d.update(blob.subarray(29)), d.final()]).toString("utf8");
-  } catch {
-    return undefined;
-  }
-}
+export const unseal = (v: StoredVerifier, clientKey: Buffer): string | undefined =>
+  v.sealed ? openBlob(passwordKey(v, clientKey), aad(v), v.sealed) : undefined;

@@ -36,5 +36,9 @@ export function instrumentStore(inner: Store, deps: { metrics: Metrics; log: Log
     verifiers: timed("verifiers", (a) => inner.verifiers(a)),
     saveVerifier: timed("save_verifier", (v) => inner.saveVerifier(v)),
     deleteVerifiers: timed("delete_verifiers", (a, h) => inner.deleteVerifiers(a, h)),
+    fastToken: timed("fast_token", (a, h, now) => inner.fastToken(a, h, now)),
+    saveFastToken: timed("save_fast_token", (t, keep, now) => inner.saveFastToken(t, keep, now)),
+    useFastToken: timed("use_fast_token", (a, h, c) => inner.useFastToken(a, h, c)),
+    deleteFastTokens: timed("delete_fast_tokens", (a, h) => inner.deleteFastTokens(a, h)),
   };
 }

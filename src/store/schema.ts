@@ -2,7 +2,7 @@
 // transaction, so a store is always at a version some mucmux understands.
 import type Database from "better-sqlite3";
 
-export const SCHEMA_VERSION = 4;
+export const SCHEMA_VERSION = 5;
 
 const STEPS: Record<number, string> = {
   // 1: the relay keeps nothing durable yet; only `meta` exists.
@@ -57,6 +57,22 @@ const STEPS: Record<number, string> = {
       updated_at INTEGER NOT NULL,
       PRIMARY KEY (account, hash)
     ) WITHOUT ROWID;
+  `,
+  // 5: FAST tokens (SPEC A15): a hash of what the client presents, the account's secret sealed under a key
+  // derived from it; never the token itself.
+  5: `
+    CREATE TABLE fast_tokens (
+      account TEXT NOT NULL,
+      hash BLOB NOT NULL,
+      agent TEXT NOT NULL,
+      responder BLOB NOT NULL,
+      sealed BLOB NOT NULL,
+      expires_at INTEGER NOT NULL,
+      count INTEGER NOT NULL,
+      created_at INTEGER NOT NULL,
+      PRIMARY KEY (account, hash)
+    ) WITHOUT ROWID;
+    CREATE INDEX fast_tokens_agent ON fast_tokens (account, agent, created_at);
   `,
 };
 

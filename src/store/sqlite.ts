@@ -10,13 +10,16 @@
 import Database from "better-sqlite3";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
-import type { CatchUpPoint, EnqueueOutcome, NewQueuedMessage, QueuedMessage, QueueLimits, RoomRegistration, ScramHash, Store, StoredVerifier } from "./store.js";
+import type { CatchUpPoint, EnqueueOutcome, NewQueuedMessage, QueuedMessage, QueueLimits, RoomRegistration, ScramHash, Store, StoredVerifier, FastToken } from "./store.js";
 import { migrate } from "./schema.js";
 
 interface RegistrationRow { account: string; room: string; nick: string; offline: number; via_mucmux: number }
 interface VerifierRow {
   account: string; hash: string; salt: Buffer; iterations: number; stored_key: Buffer; server_key: Buffer;
   source: string; upstream: number; sealed: Buffer | null; updated_at: number;
+}
+interface FastRow {
+  account: string; hash: Buffer; agent: string; responder: Buffer; sealed: Buffer; expires_at: number; count: number; created_at: number;
 }
 interface QueueRow { id: number; account: string; room: string; stanza: string; received_at: number; expires_at: number }
 
@@ -148,6 +151,30 @@ export class SqliteStore implements Store {
       v.upstream ? 1 : 0, v.sealed ?? null, v.updatedAt);
   }
 
+  async fastToken(account: string, hash: Buffer, now: number): Promise<FastToken | undefined> {
+    const r = this.q.fastToken.get(account, hash, now) as FastRow | undefined;
+    return r && {
+      account: r.account, hash: r.hash, agent: r.agent, responder: r.responder, sealed: r.sealed, expiresAt: r.expires_at,
+      count: r.count, createdAt: r.created_at,
+    };
+  }
+
+  async saveFastToken(t: FastToken, keep: number, now: number): Promise<void> {
+    this.db.transaction(() => {
+      this.q.expireFast.run(t.account, now);
+      this.q.saveFast.run(t.account, t.hash, t.agent, t.responder, t.sealed, t.expiresAt, t.count, t.createdAt);
+      this.q.trimFast.run(t.account, t.agent, t.account, t.agent, keep);
+    })();
+  }
+
+  async useFastToken(account: string, hash: Buffer, count: number): Promise<void> {
+    this.q.useFast.run(count, account, hash);
+  }
+
+  async deleteFastTokens(account: string, hash?: Buffer): Promise<number> {
+    return (hash === undefined ? this.q.deleteFastAll.run(account) : this.q.deleteFast.run(account, hash)).changes;
+  }
+
   async deleteVerifiers(account: string, hash?: ScramHash): Promise<number> {
     return (hash === undefined ? this.q.deleteVerifiers.run(account) : this.q.deleteVerifier.run(account, hash)).changes;
   }
@@ -181,6 +208,15 @@ function statements(db: Database.Database) {
       "source, upstream, sealed, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
     deleteVerifier: db.prepare("DELETE FROM scram_verifiers WHERE account = ? AND hash = ?"),
     deleteVerifiers: db.prepare("DELETE FROM scram_verifiers WHERE account = ?"),
+    fastToken: db.prepare("SELECT * FROM fast_tokens WHERE account = ? AND hash = ? AND expires_at > ?"),
+    saveFast: db.prepare("INSERT OR REPLACE INTO fast_tokens (account, hash, agent, responder, sealed, expires_at, count, created_at) " +
+      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"),
+    expireFast: db.prepare("DELETE FROM fast_tokens WHERE account = ? AND expires_at <= ?"),
+    trimFast: db.prepare("DELETE FROM fast_tokens WHERE account = ? AND agent = ? AND hash NOT IN " +
+      "(SELECT hash FROM fast_tokens WHERE account = ? AND agent = ? ORDER BY created_at DESC LIMIT ?)"),
+    useFast: db.prepare("UPDATE fast_tokens SET count = ? WHERE account = ? AND hash = ?"),
+    deleteFast: db.prepare("DELETE FROM fast_tokens WHERE account = ? AND hash = ?"),
+    deleteFastAll: db.prepare("DELETE FROM fast_tokens WHERE account = ?"),
   };
 }
 

@@ -88,6 +88,26 @@ export interface StoredVerifier {
   updatedAt: number;
 }
 
+/**
+ * A FAST token mucmux issued (XEP-0484, SPEC A15), stored so that neither the token nor what it unlocks can be read
+ * from the store: `hash` = SHA-256 of what the client presents (HMAC(token, "Initiator")), the account's upstream
+ * secret sealed under a key derived from that presented value. Shared by every replica once the store is
+ * networked: a token issued through one works through all.
+ */
+export interface FastToken {
+  account: string;
+  hash: Buffer;
+  /** The client's user-agent id (XEP-0388), or "" when it sent none. */
+  agent: string;
+  /** HMAC(token, "Responder"): the server's proof to the client; it does not log anyone in. */
+  responder: Buffer;
+  sealed: Buffer;
+  expiresAt: number;
+  /** The highest `count` the client sent with this token (replay protection), -1 before the first use. */
+  count: number;
+  createdAt: number;
+}
+
 export interface Store {
   /** Cheap liveness check used by /readyz. */
   healthy(): boolean;
@@ -122,4 +142,13 @@ export interface Store {
   saveVerifier(v: StoredVerifier): Promise<void>;
   /** Forget the account's verifier for `hash`, or all of its verifiers; returns how many were removed. */
   deleteVerifiers(account: string, hash?: ScramHash): Promise<number>;
+
+  /** The unexpired FAST token of `account` whose hash is `hash`. */
+  fastToken(account: string, hash: Buffer, now: number): Promise<FastToken | undefined>;
+  /** Store a new token; expired ones of the account go, and of one (account, agent) only the newest `keep` stay. */
+  saveFastToken(t: FastToken, keep: number, now: number): Promise<void>;
+  /** Record the `count` a client used a token with. */
+  useFastToken(account: string, hash: Buffer, count: number): Promise<void>;
+  /** Forget one token, or all of the account's. */
+  deleteFastTokens(account: string, hash?: Buffer): Promise<number>;
 }

@@ -20,12 +20,22 @@ export function starttlsFeatures(maxBytes: number): string {
 }
 
 /** SPEC A10, A14: the mechanisms mucmux offers, and the channel binding types (XEP-0440) when -PLUS is among them. */
-export function saslFeatures(maxBytes: number, mechanisms: readonly string[], bindingTypes: readonly string[]): string {
+/**
+ * SPEC A10, A14, A15: the mechanisms mucmux offers, the channel binding types (XEP-0440) when -PLUS is among them,
+ * and with `sasl2` the same mechanisms over SASL2 (XEP-0388) with Bind2 (carbons inline) and FAST.
+ */
+export function saslFeatures(maxBytes: number, mechanisms: readonly string[], bindingTypes: readonly string[], sasl2?: { fast: boolean }): string {
   const mechs = mechanisms.map((m) => `<mechanism>${m}</mechanism>`).join("");
   const cb = bindingTypes.length > 0 && mechanisms.some((m) => m.endsWith("-PLUS"))
     ? `<sasl-channel-binding xmlns='urn:xmpp:sasl-cb:0'>${bindingTypes.map((t) => `<channel-binding type='${t}'/>`).join("")}</sasl-channel-binding>`
     : "";
-  return `<stream:features><mechanisms xmlns='${NS.sasl}'>${mechs}</mechanisms>${cb}${limitsXml(maxBytes)}</stream:features>`;
+  const v2 = sasl2
+    ? `<authentication xmlns='${NS.sasl2}'>${mechs}<inline>` +
+      `<bind xmlns='${NS.bind2}'><inline><feature var='${NS.carbons}'/></inline></bind>` +
+      (sasl2.fast ? `<fast xmlns='${NS.fast}'><mechanism>HT-SHA-256-NONE</mechanism></fast>` : "") +
+      "</inline></authentication>"
+    : "";
+  return `<stream:features><mechanisms xmlns='${NS.sasl}'>${mechs}</mechanisms>${v2}${cb}${limitsXml(maxBytes)}</stream:features>`;
 }
 
 /** Upstream's post-authentication features minus what mucmux withholds, plus mucmux's own limits. */

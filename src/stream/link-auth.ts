@@ -11,6 +11,7 @@ import {
   checkProof, decodePayload, parseClientFinal, parseClientFirst, parseMechanism, serverFirstMessage, type ClientFirst, type ScramHash,
 } from "../sasl/scram.js";
 import type { StoredVerifier } from "../store/store.js";
+import { HT_MECHANISM, parseHtResponse } from "../sasl/fast.js";
 import { randomBytes } from "node:crypto";
 import { wrapServerTls } from "../net/server-tls.js";
 import type { Wire } from "./wire.js";
@@ -32,20 +33,39 @@ export interface NegotiationPort {
   closeWithError(condition: StreamErrorCondition, origin: "mucmux", text?: string): void;
   /** Upstream accepted the credentials: the session's own leg. */
   attachLeg(leg: UpstreamLeg): void;
+  readonly leg: UpstreamLeg | undefined;
   /** Held until bind, then handed to the account registry (SPEC A3); undefined for a relayed login (SPEC A13). */
   holdCredentials(c: Credentials | undefined): void;
+  /** Bind2 (SPEC A15): bind `resource` upstream for the client; the JID the server bound, or undefined. */
+  bindInline(resource: string): Promise<string | undefined>;
+  /** Bind2: the session is bound as `jid` (after the client got its SASL2 success); `carbons`: enable them inline. */
+  boundInline(jid: string, carbons: boolean): void;
 }
 
 const MAX_AUTH_ATTEMPTS = 5;
 /** How long the client's mechanism list may wait for the upstream's (SPEC A10) before offering PLAIN alone. */
 const OFFER_WAIT_MS = 3000;
 
-type Path = "plain" | "terminated" | "relayed" | "none";
+type Path = "plain" | "terminated" | "relayed" | "fast" | "none";
+
+/** A SASL2 `<authenticate/>` being answered (XEP-0388, SPEC A15); what it asks for besides authentication. */
+interface Sasl2Request {
+  /** The client's `<user-agent id>` (a FAST token is bound to it), or "". */
+  agent: string;
+  /** Bind2 (XEP-0386): the client's tag, and whether it enables carbons inline. */
+  bind: { tag: string | undefined; carbons: boolean } | undefined;
+  /** `<request-token mechanism='HT-SHA-256-NONE'/>` (XEP-0484). */
+  requestToken: boolean;
+  /** `<fast count>` of a FAST login. */
+  count: number | undefined;
+}
 
 export class ClientNegotiation {
   encrypted: boolean;
   private attempts = 0;
   private abandoned = false;
+  /** The SASL2 request being answered; undefined during a SASL1 exchange. */
+  private v2: Sasl2Request | undefined;
   /** Waiting for the client's `<response/>`: where its text goes, and what an `<abort/>` cancels. */
   private expect: { resolve(text: string): void; abort(): void } | undefined;
   /** Aborted when the client goes away during a login. */
@@ -71,7 +91,8 @@ export class ClientNegotiation {
     const write = () => {
       if (this.abandoned || link.phase === "closing" || link.phase === "closed") return;
       const types = this.bindingTypes();
-      link.client.write(saslFeatures(max, sasl?.offer.mechanisms(types) ?? ["PLAIN"], link.deps.config.sasl.channelBinding ? types : []));
+      const sasl2 = link.deps.config.sasl.sasl2 && sasl ? { fast: sasl.fast.enabled } : undefined;
+      link.client.write(saslFeatures(max, sasl?.offer.mechanisms(types) ?? ["PLAIN"], link.deps.config.sasl.channelBinding ? types : [], sasl2));
     };
     // SPEC A10: the mechanisms mirror the upstream's; until its list is known (no login yet), wait a little.
     if (!sasl || sasl.offer.known || !link.deps.config.sasl.scram) return write();
@@ -86,7 +107,8 @@ export class ClientNegotiation {
       // RFC 6120 §5.3.1: a peer that skips mandatory TLS gets policy-violation.
       return link.closeWithError("policy-violation", "mucmux", "STARTTLS is required");
     }
-    if (el.attrs.xmlns !== NS.sasl) return link.closeWithError("not-authorized", "mucmux", "authenticate first");
+    const sasl2 = el.attrs.xmlns === NS.sasl2 && link.deps.config.sasl.sasl2;
+    if (el.attrs.xmlns !== NS.sasl && !sasl2) return link.closeWithError("not-authorized", "mucmux", "authenticate first");
     if (el.name === "response" && this.expect) {
       const e = this.expect;
       this.expect = undefined;
@@ -100,7 +122,8 @@ export class ClientNegotiation {
       return this.fail("aborted", "none", "none");
     }
     if (link.phase === "authenticating") return link.closeWithError("policy-violation", "mucmux", "authentication already in progress");
-    if (el.name === "auth") return this.onAuth(el);
+    if (el.name === "auth" && !sasl2) return this.onAuth(el);
+    if (el.name === "authenticate" && sasl2) return this.onAuthenticate(el);
     link.closeWithError("not-authorized", "mucmux", "unexpected SASL element");
   }
 
@@ -129,20 +152,55 @@ export class ClientNegotiation {
   }
 
   private onAuth(el: Element): void {
+    this.v2 = undefined;
+    this.begin(el.attrs.mechanism ?? "", el.getText().trim());
+  }
+
+  /** SPEC A15: SASL2, with Bind2 and FAST inline. */
+  private onAuthenticate(el: Element): void {
+    const bind = el.getChild("bind", NS.bind2);
+    const fast = el.getChild("fast", NS.fast);
+    const count = fast?.attrs.count;
+    this.v2 = {
+      agent: (el.getChild("user-agent")?.attrs.id ?? "").slice(0, 128),
+      bind: bind ? { tag: bind.getChildText("tag") ?? undefined, carbons: !!bind.getChild("enable", NS.carbons) } : undefined,
+      requestToken: el.getChild("request-token", NS.fast)?.attrs.mechanism === HT_MECHANISM,
+      count: count !== undefined && /^\d{1,15}$/.test(count) ? Number(count) : undefined,
+    };
     const mechanism = el.attrs.mechanism ?? "";
+    const initial = (el.getChildText("initial-response") ?? "").trim();
+    if (mechanism === HT_MECHANISM && fast && this.link.deps.sasl?.fast.enabled) {
+      this.link.phase = "authenticating";
+      return void this.fastLogin(initial).catch((err: unknown) => this.unexpected(err));
+    }
+    this.begin(mechanism, initial);
+  }
+
+  private unexpected(err: unknown): void {
+    this.link.log.error({ err }, "authentication failed unexpectedly");
+    this.link.closeWithError("internal-server-error", "mucmux");
+  }
+
+  private get saslNs(): string {
+    return this.v2 ? NS.sasl2 : NS.sasl;
+  }
+
+  private challenge(data: string): void {
+    this.link.client.write(data === ""
+      ? `<challenge xmlns='${this.saslNs}'/>`
+      : `<challenge xmlns='${this.saslNs}'>${Buffer.from(data).toString("base64")}</challenge>`);
+  }
+
+  private begin(mechanism: string, text: string): void {
     const offered = this.link.deps.sasl?.offer.mechanisms(this.bindingTypes()) ?? ["PLAIN"];
     if (!offered.includes(mechanism)) return this.fail("invalid-mechanism", "other", "none");
     this.link.phase = "authenticating";
-    const text = el.getText().trim();
     // RFC 6120 §6.4.2: no initial response, so send an empty challenge.
-    const initial = text !== "" ? Promise.resolve(text) : (this.link.client.write(`<challenge xmlns='${NS.sasl}'/>`), this.response());
+    const initial = text !== "" ? Promise.resolve(text) : (this.challenge(""), this.response());
     initial.then(
       (t) => (mechanism === "PLAIN" ? this.plain(t) : this.scram(mechanism, t)),
       () => this.fail("aborted", mechanism, "none"),
-    ).catch((err: unknown) => {
-      this.link.log.error({ err }, "authentication failed unexpectedly");
-      this.link.closeWithError("internal-server-error", "mucmux");
-    });
+    ).catch((err: unknown) => this.unexpected(err));
   }
 
   /** XEP-0205: an address that failed too often is refused without asking the server (SPEC E4). */
@@ -166,7 +224,7 @@ export class ClientNegotiation {
     const auth = credentialAuth(credentials);
     const outcome = await this.upstream(auth, "PLAIN", "plain");
     if (!outcome) return;
-    this.succeed(outcome, credentials, "PLAIN", "plain", "");
+    await this.succeed(outcome, credentials, creds.username, "PLAIN", "plain", undefined);
     // SPEC A11: the upstream accepted the password, so the account's verifiers can be made to match it.
     const sasl = this.link.deps.sasl;
     if (sasl) void sasl.verifiers.learn(this.account(creds.username), creds.password, auth.learned(), sasl.offer.hashes());
@@ -215,7 +273,7 @@ export class ClientNegotiation {
     const sasl = link.deps.sasl!;
     const nonce = first.nonce + randomBytes(18).toString("base64");
     const serverFirst = serverFirstMessage(nonce, v);
-    link.client.write(`<challenge xmlns='${NS.sasl}'>${Buffer.from(serverFirst).toString("base64")}</challenge>`);
+    this.challenge(serverFirst);
     let reply: string;
     try {
       reply = await this.response();
@@ -250,7 +308,7 @@ export class ClientNegotiation {
       return undefined;
     });
     if (!outcome) return;
-    this.succeed(outcome, credentials, mechanism, "terminated", `v=${proven.serverSignature.toString("base64")}`);
+    await this.succeed(outcome, credentials, first.username, mechanism, "terminated", Buffer.from(`v=${proven.serverSignature.toString("base64")}`));
   }
 
   /** SPEC A13: the client's exchange goes to the server untouched; the session has a leg but the account no key. */
@@ -264,7 +322,7 @@ export class ClientNegotiation {
       start: () => ({
         initial: () => initial,
         step: async (challenge) => {
-          link.client.write(`<challenge xmlns='${NS.sasl}'>${Buffer.from(challenge).toString("base64")}</challenge>`);
+          this.challenge(challenge);
           const reply = decodePayload(await this.response());
           if ("error" in reply) {
             undecodable = reply.error;
@@ -280,7 +338,7 @@ export class ClientNegotiation {
     // A relayed login the server accepted after a proof failed against the stored verifier: that one was stale.
     const sasl = link.deps.sasl;
     if (sasl) void sasl.verifiers.drop(account, hash);
-    this.succeed(outcome, undefined, mechanism, "relayed", outcome.successData);
+    await this.succeed(outcome, undefined, first.username, mechanism, "relayed", outcome.successData === "" ? undefined : Buffer.from(outcome.successData));
   }
 
   /** Authenticate the session's leg; undefined (the client answered) unless the server accepted. */
@@ -317,7 +375,35 @@ export class ClientNegotiation {
     return outcome;
   }
 
-  private succeed(outcome: Extract<UpstreamOutcome, { ok: true }>, credentials: Credentials | undefined, mechanism: string, path: Path, data: string): void {
+  /** SPEC A15: a FAST login proves a token mucmux issued; the secret it unlocks logs the leg in. */
+  private async fastLogin(b64: string): Promise<void> {
+    const sasl = this.link.deps.sasl!;
+    const decoded = /^[A-Za-z0-9+/]+={0,2}$/.test(b64) ? Buffer.from(b64, "base64") : undefined;
+    if (!decoded) return this.fail("incorrect-encoding", HT_MECHANISM, "fast");
+    const ht = parseHtResponse(decoded);
+    if (!ht) return this.fail("malformed-request", HT_MECHANISM, "fast");
+    if (/[@/\s"&'<>:]/.test(ht.username) || Buffer.byteLength(ht.username) > 1023) return this.fail("not-authorized", HT_MECHANISM, "fast");
+    if (this.throttled(HT_MECHANISM)) return;
+    const account = this.account(ht.username);
+    const found = await sasl.fast.check(account, ht.initiator, this.v2?.count);
+    if (this.abandoned) return;
+    if (!found) {
+      this.link.deps.authThrottle?.recordFailure(this.link.origin.source.address);
+      return this.fail("not-authorized", HT_MECHANISM, "fast");
+    }
+    const credentials: Credentials = { username: ht.username, secret: found.secret };
+    const outcome = await this.upstream(credentialAuth(credentials), HT_MECHANISM, "fast", async (o) => {
+      if (o.condition === "not-authorized") await sasl.fast.revoke(account, ht.initiator); // the password changed upstream
+      return undefined;
+    });
+    if (!outcome) return;
+    await this.succeed(outcome, credentials, ht.username, HT_MECHANISM, "fast", found.responder);
+  }
+
+  private async succeed(
+    outcome: Extract<UpstreamOutcome, { ok: true }>, credentials: Credentials | undefined, username: string, mechanism: string, path: Path,
+    data: Buffer | undefined,
+  ): Promise<void> {
     const link = this.link;
     link.deps.metrics.clientAuth.inc({ mechanism: label(mechanism), path, result: "success" });
     link.deps.metrics.streamsAuthenticated.inc();
@@ -325,10 +411,35 @@ export class ClientNegotiation {
     link.attachLeg(outcome.leg);
     link.phase = "bind";
     link.client.setLimits({ maxStanzaBytes: link.deps.config.limits.maxStanzaBytes });
-    link.client.parser.reset();
-    link.client.write(data === "" ? `<success xmlns='${NS.sasl}'/>` : `<success xmlns='${NS.sasl}'>${Buffer.from(data).toString("base64")}</success>`);
     link.log.debug({ mechanism, path }, "authenticated");
     link.holdCredentials(credentials);
+    const req = this.v2;
+    if (!req) {
+      link.client.parser.reset(); // RFC 6120 §6.4.6: the client restarts the stream
+      link.client.write(data ? `<success xmlns='${NS.sasl}'>${data.toString("base64")}</success>` : `<success xmlns='${NS.sasl}'/>`);
+      return;
+    }
+    // SASL2: no stream restart. Bind2 binds upstream first, so the success names the full JID (XEP-0386).
+    let aid = `${username}@${this.domain}`;
+    let jid: string | undefined;
+    if (req.bind) {
+      jid = await link.bindInline(bind2Resource(req.bind.tag));
+      if (link.phase !== "bind") return;
+      if (!jid) return link.closeWithError("internal-server-error", "mucmux", "the server did not bind a resource");
+      aid = jid;
+    }
+    const sasl = link.deps.sasl;
+    const token = req.requestToken && credentials && sasl ? await sasl.fast.issue(this.account(username), req.agent, credentials.secret) : undefined;
+    if (link.phase !== "bind") return;
+    link.client.write(`<success xmlns='${NS.sasl2}'>` +
+      (data ? `<additional-data>${data.toString("base64")}</additional-data>` : "") +
+      `<authorization-identifier>${escapeXml(aid)}</authorization-identifier>` +
+      (jid ? `<bound xmlns='${NS.bind2}'/>` : "") +
+      (token ? `<token xmlns='${NS.fast}' expiry='${token.expiry.toISOString()}' token='${token.token}'/>` : "") +
+      "</success>");
+    if (jid) return link.boundInline(jid, req.bind?.carbons === true);
+    // Without Bind2 the client binds as after SASL1, on the same stream: the server's features follow at once.
+    if (link.leg) link.client.write(link.leg.features.clientXml);
   }
 
   private fail(condition: SaslCondition, mechanism: string, path: Path, text?: string): void {
@@ -337,7 +448,7 @@ export class ClientNegotiation {
     link.phase = "auth";
     this.expect = undefined;
     link.deps.metrics.clientAuth.inc({ mechanism: label(mechanism), path, result: condition });
-    link.client.write(saslFailureXml(condition, text));
+    link.client.write(saslFailureXml(condition, text, this.v2 !== undefined));
     if (++this.attempts >= MAX_AUTH_ATTEMPTS) {
       link.closeWithError("policy-violation", "mucmux", "too many failed authentication attempts");
     }
@@ -352,6 +463,15 @@ export class ClientNegotiation {
   }
 }
 
-const KNOWN_MECHANISMS = new Set(["PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-512", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-512-PLUS"]);
+/** XEP-0386: a resource the server generates, from the client's tag when it gave a usable one. */
+function bind2Resource(tag: string | undefined): string {
+  const random = randomBytes(6).toString("base64url");
+  const clean = tag?.replace(/[^A-Za-z0-9._-]/g, "").slice(0, 32);
+  return clean ? `${clean}.${random}` : random;
+}
+
+const escapeXml = (s: string) => s.replace(/[&<>'"]/g, (c) => `&#${c.charCodeAt(0)};`);
+
+const KNOWN_MECHANISMS = new Set([HT_MECHANISM, "PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-512", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-512-PLUS"]);
 /** A bounded label value: the client's mechanism if mucmux knows it. */
 const label = (mechanism: string): string => (KNOWN_MECHANISMS.has(mechanism) ? mechanism : mechanism === "none" ? "none" : "other");

@@ -7,6 +7,7 @@ import type { UpstreamOutcome } from "./upstream.js";
 import type { UpstreamAuth } from "./sasl-client.js";
 import type { SaslOffer } from "../sasl/offer.js";
 import type { VerifierBook } from "../sasl/verifiers.js";
+import type { FastTokens } from "../sasl/fast.js";
 import type { Socket } from "node:net";
 import type { SecureContext } from "node:tls";
 import type { AuthFailureThrottle } from "../net/ip-gate.js";
@@ -44,6 +45,8 @@ export interface LinkDeps<S = unknown> {
 export interface SaslDeps {
   offer: SaslOffer;
   verifiers: VerifierBook;
+  /** FAST tokens (SPEC A15). */
+  fast: FastTokens;
   /** Learn the upstream's mechanisms now (no upstream connect happened yet); at most one probe at a time. */
   probe(): void;
   /** SPEC A14: channel binding on the client's TLS connection. */

@@ -2,7 +2,7 @@
 // the bound JID and a child logger. Negotiation (TLS, SASL termination) is in link-auth.ts.
 import { randomBytes } from "node:crypto";
 import type { Socket } from "node:net";
-import type { Element } from "@xmpp/xml";
+import { Element } from "@xmpp/xml";
 import { sharedAccounting, Wire } from "./wire.js";
 import type { StreamHeader } from "../xml/parser.js";
 import type { StreamErrorCondition, XmlStreamError } from "../xml/errors.js";
@@ -49,6 +49,10 @@ export class Link implements Session, NegotiationPort {
   private credentials: Credentials | undefined;
   /** IQs mucmux sends on this session's leg for itself; their answers never reach the client. */
   private legIqs: IqTracker | undefined;
+  /** Bind2 (SPEC A15): the bind IQ mucmux sent for the client, and where its answer goes. */
+  private inlineBind: { id: string; resolve(jid: string | undefined): void } | undefined;
+  /** Ids of IQs mucmux sent through the session's outbound path on the client's behalf (Bind2 carbons). */
+  private inlineIds: Set<string> | undefined;
 
   constructor(
     readonly id: number,
@@ -246,6 +250,13 @@ export class Link implements Session, NegotiationPort {
   private onUpstreamElement(el: Element): void {
     if (this.phase === "closed") return;
     if (STANZAS.has(el.name) && !el.attrs.xmlns) {
+      if (el.name === "iq" && (el.attrs.type === "result" || el.attrs.type === "error")) {
+        const inline = this.inlineBind;
+        if (inline && el.attrs.id === inline.id) {
+          return inline.resolve(el.attrs.type === "result" ? el.getChild("bind", NS.bind)?.getChildText("jid") ?? undefined : undefined);
+        }
+        if (this.inlineIds?.delete(el.attrs.id ?? "")) return; // the answer to an IQ the client never sent
+      }
       if (this.bindId !== undefined && el.name === "iq" && el.attrs.id === this.bindId) this.onBindResult(el);
       if (this.legIqs?.take(el)) return; // the answer to an IQ of mucmux's own
       this.countStanza("s2c", el);
@@ -272,10 +283,36 @@ export class Link implements Session, NegotiationPort {
     this.credentials = c;
   }
 
+  /** Bind2 (SPEC A15): mucmux binds the client's resource upstream itself; resolves with the bound JID. */
+  bindInline(resource: string): Promise<string | undefined> {
+    const leg = this.leg;
+    if (!leg || this.phase !== "bind") return Promise.resolve(undefined);
+    const id = `mmbind-${randomBytes(6).toString("hex")}`;
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => this.inlineBind?.resolve(undefined), LEG_IQ_TIMEOUT_MS);
+      timer.unref();
+      this.inlineBind = { id, resolve: (jid) => { clearTimeout(timer); this.inlineBind = undefined; resolve(jid); } };
+      leg.wire.write(`<iq type='set' id='${id}'><bind xmlns='${NS.bind}'><resource>${resource}</resource></bind></iq>`);
+    });
+  }
+
+  /** Bind2: the client has its SASL2 success naming `jid`; the session goes online, carbons enabled as asked. */
+  boundInline(jid: string, carbons: boolean): void {
+    this.goOnline(jid);
+    if (!carbons || this.phase !== "online") return;
+    const id = `mmcarbons-${randomBytes(6).toString("hex")}`;
+    (this.inlineIds ??= new Set()).add(id);
+    // Through the outbound path like the client's own enable, so stages see carbons turned on.
+    this.relayFromClient(new Element("iq", { type: "set", id }).c("enable", { xmlns: NS.carbons }).up());
+  }
+
   private onBindResult(el: Element): void {
     this.bindId = undefined;
     const jid = el.attrs.type === "result" ? el.getChild("bind", NS.bind)?.getChildText("jid") : undefined;
-    if (!jid) return;
+    if (jid) this.goOnline(jid);
+  }
+
+  private goOnline(jid: string): void {
     this.jid = jid; // SPEC A4: the client gets exactly the JID upstream bound
     this.phase = "online";
     this.log.debug("resource bound");
@@ -335,6 +372,7 @@ export class Link implements Session, NegotiationPort {
     this.phase = "closed";
     this.negotiation.abandon();
     this.credentials = undefined;
+    this.inlineBind?.resolve(undefined);
     this.legIqs?.cancelAll();
     const m = this.deps.metrics;
     m.connectionsOpen.dec({ listener: this.mode, side: "client" });

@@ -10,4 +10,8 @@ export const NS = {
   stanzas: "urn:ietf:params:xml:ns:xmpp-stanzas",
   csi: "urn:xmpp:csi:0",
   limits: "urn:xmpp:stream-limits:0",
+  sasl2: "urn:xmpp:sasl:2",
+  bind2: "urn:xmpp:bind:0",
+  fast: "urn:xmpp:fast:0",
+  carbons: "urn:xmpp:carbons:2",
 } as const;

@@ -48,7 +48,10 @@ export function mapUpstreamFailure(condition: string, relayed = false): SaslCond
   return "temporary-auth-failure";
 }
 
-export function saslFailureXml(condition: SaslCondition, text?: string): string {
+/** SASL1's `<failure/>`, or SASL2's (XEP-0388: the condition keeps the SASL1 namespace). */
+export function saslFailureXml(condition: SaslCondition, text?: string, sasl2 = false): string {
   const t = text ? `<text xml:lang='en'>${text.replace(/[&<>]/g, (c) => (c === "&" ? "&amp;" : c === "<" ? "&lt;" : "&gt;"))}</text>` : "";
-  return `<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><${condition}/>${t}</failure>`;
+  return sasl2
+    ? `<failure xmlns='urn:xmpp:sasl:2'><${condition} xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>${t}</failure>`
+    : `<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><${condition}/>${t}</failure>`;
 }

@@ -41,6 +41,7 @@ declare module "@xmpp/client" {
     on(event: "error", listener: (err: Error) => void): this;
     on(event: "status", listener: (status: string, value?: unknown) => void): this;
     on(event: "online", listener: (jid: JID) => void): this;
+    once(event: "online", listener: (jid: JID) => void): this;
     on(event: "offline" | "disconnect", listener: (...args: unknown[]) => void): this;
     removeListener(event: string, listener: (...args: never[]) => void): this;
   }

@@ -31,7 +31,7 @@ describe("loadConfig defaults", () => {
         host: "127.0.0.1", port: 15222, tls: "none", verify: true, connectTimeoutSeconds: 10,
         connectsPerSecond: 100, connectBurst: 200, connectWaitSeconds: 5, proxyProtocol: "off",
       },
-      sasl: { scram: true, iterations: 10000, channelBinding: false },
+      sasl: { scram: true, iterations: 10000, channelBinding: false, sasl2: true, fastTokenDays: 14 },
       admin: { host: "127.0.0.1", port: 9464 },
       store: { path: "./mucmux.sqlite" },
       limits: {

@@ -94,7 +94,7 @@ describe("SqliteStore", () => {
     assert.deepEqual(await bodies(again), ["1"]);
     again.close();
     const raw = new Database(file, { readonly: true });
-    assert.equal((raw.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string }).value, "4");
+    assert.equal((raw.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string }).value, "5");
     assert.equal(raw.pragma("journal_mode", { simple: true }), "wal");
     raw.close();
   });

@@ -1,0 +1,110 @@
+// SASL2 + Bind2 + FAST toward clients (SPEC A15), with xmpp.js's own SASL2, Bind2 and FAST (HT-SHA-256-NONE)
+// implementations, in front of a real Prosody 0.12 and ejabberd 23.01 (neither speaks SASL2 itself: mucmux logs in
+// upstream with SASL1 and binds the resource classically).
+import { describe, it, before, after } from "node:test";
+import assert from "node:assert/strict";
+import path from "node:path";
+import { mkdtempSync, rmSync } from "node:fs";
+import { xml } from "@xmpp/xml";
+import { startProsody } from "../support/prosody.js";
+import { startEjabberd } from "../support/ejabberd.js";
+import type { XmppTestServer } from "../support/server.js";
+import { startMucmux, type TestMucmux } from "../support/mucmux.js";
+import { connectClient, type ConnectOptions, type FastToken, type TestClient } from "../support/clients.js";
+import { TEST_TMP } from "../support/certs.js";
+import { until } from "../support/wait.js";
+import { join } from "./muc-support.js";
+
+async function metric(mux: TestMucmux, labels: string): Promise<number> {
+  const body = await (await fetch(`http://127.0.0.1:${mux.adminPort}/metrics`)).text();
+  const line = body.split("\n").find((l) => l.startsWith(`mucmux_client_auth_total{${labels}}`));
+  return line ? Number(line.split(" ").pop()) : 0;
+}
+
+function suite(name: string, start: () => Promise<XmppTestServer>): void {
+  describe(`SASL2, Bind2 and FAST on ${name}`, () => {
+    let server: XmppTestServer;
+    let mux: TestMucmux;
+    let dir: string;
+    const open: TestClient[] = [];
+    const startMux = () => startMucmux({ upstreamPort: server.port, storePath: path.join(dir, "mucmux.sqlite") });
+    const login = async (o: Partial<ConnectOptions> & { username: string }) => {
+      const c = await connectClient({ service: `xmpps://127.0.0.1:${mux.directPort}`, domain: "localhost", password: `${o.username}pw`, sasl2: true, ...o });
+      open.push(c);
+      return c;
+    };
+
+    before(async () => {
+      server = await start();
+      dir = mkdtempSync(path.join(TEST_TMP, "sasl2-"));
+      mux = await startMux();
+    });
+    after(async () => {
+      await Promise.allSettled(open.map((c) => c.stop()));
+      await mux?.stop();
+      await server?.stop();
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    it("SPEC A15: PLAIN over SASL2 with Bind2: the resource comes from the tag, carbons are on from the start", async () => {
+      const before = await metric(mux, 'mechanism="PLAIN",path="plain",result="success"');
+      const phone = await login({ username: "alice", resource: "phone", carbons: true });
+      assert.match(phone.jid, /^alice@localhost\/phone\.[A-Za-z0-9_-]{8}$/, "XEP-0386: tag plus a generated part");
+      assert.equal(await metric(mux, 'mechanism="PLAIN",path="plain",result="success"'), before + 1);
+      const desk = await login({ username: "alice", resource: "desk", sasl2: false });
+      const bob = await login({ username: "bob", resource: "b", sasl2: false });
+      // ejabberd copies only to available resources.
+      for (const c of [phone, desk]) await c.send(xml("presence"));
+      // bob writes to alice's other session: the Bind2 session gets the carbon without an IQ of its own (inline enable).
+      await bob.send(xml("message", { to: desk.jid, type: "chat", id: "c1" }, xml("body", {}, "to the desk")));
+      const carbon = await phone.waitFor((el) => el.name === "message" && !!el.getChild("received", "urn:xmpp:carbons:2"), 5000);
+      assert.equal(carbon.getChild("received")?.getChild("forwarded")?.getChild("message")?.getChildText("body"), "to the desk");
+      assert.equal(phone.received.some((el) => el.name === "iq" && (el.attrs.id ?? "").startsWith("mm")), false, "mucmux's own bind and carbons IQs stay with mucmux");
+    });
+
+    it("SPEC A15: FAST: a token from the first login logs in without the password, also after a mucmux restart; the anchor comes up from it", async () => {
+      let token: FastToken | undefined;
+      await login({ username: "carol", resource: "c1", fast: { onToken: (t) => { token = t; } } });
+      assert.ok(token, "the server issued a FAST token");
+      assert.equal(token.mechanism, "HT-SHA-256-NONE");
+      const stored = await mux.app.store?.fastToken("carol@localhost", Buffer.alloc(32), Date.now());
+      assert.equal(stored, undefined);
+      const fastOk = () => metric(mux, 'mechanism="HT-SHA-256-NONE",path="fast",result="success"');
+      const c2 = await login({ username: "carol", password: "not-the-password", resource: "c2", fast: { token } });
+      assert.match(c2.jid, /^carol@localhost\/c2\./);
+      assert.equal(await fastOk(), 1);
+
+      await Promise.allSettled(open.splice(0).map((c) => c.stop()));
+      await mux.stop();
+      mux = await startMux();
+      const c3 = await login({ username: "carol", password: "not-the-password", resource: "c3", fast: { token } });
+      assert.equal(await fastOk(), 1, "the restarted mucmux counts from zero: this is its first FAST login");
+      // SPEC A15: the secret the token unlocks is the account's key: the anchor logs in with it.
+      await join(c3, `fast${Date.now().toString(36)}@conference.localhost`, "carol");
+      assert.equal(mux.app.accounts.get("carol@localhost")?.anchor?.state, "online");
+
+      // A token that is not one mucmux issued: not-authorized, and xmpp.js falls back to the password.
+      const before = await metric(mux, 'mechanism="HT-SHA-256-NONE",path="fast",result="not-authorized"');
+      const c4 = await login({ username: "carol", resource: "c4", fast: { token: { ...token, token: `${token.token}x` } } });
+      assert.match(c4.jid, /^carol@localhost\/c4\./);
+      assert.equal(await metric(mux, 'mechanism="HT-SHA-256-NONE",path="fast",result="not-authorized"'), before + 1);
+    });
+
+    it("SPEC A15: SCRAM over SASL2: terminated with a learned verifier (xmpp.js checks the signature); relayed without one, and then no token", async () => {
+      await until("alice's verifier learned", async () => ((await mux.app.store?.verifiers("alice@localhost")) ?? []).length > 0, 10_000);
+      const terminated = await login({ username: "alice", resource: "s", mechanism: "SCRAM-SHA-1" });
+      assert.match(terminated.jid, /^alice@localhost\/s\./);
+      assert.equal(await metric(mux, 'mechanism="SCRAM-SHA-1",path="terminated",result="success"'), 1);
+      let token: FastToken | undefined;
+      await server.register("dave", "davepw"); // never logged in with PLAIN: no verifier
+      const relayed = await login({ username: "dave", resource: "r", mechanism: "SCRAM-SHA-1", fast: { onToken: (t) => { token = t; } } });
+      assert.match(relayed.jid, /^dave@localhost\/r\./);
+      assert.equal(await metric(mux, 'mechanism="SCRAM-SHA-1",path="relayed",result="success"'), 1);
+      assert.equal(token, undefined, "a relayed login gives mucmux no key, so no token that could log in upstream");
+      await assert.rejects(login({ username: "bob", password: "wrong", resource: "w" }), /not-authorized/);
+    });
+  });
+}
+
+suite("Prosody 0.12", () => startProsody({ muc: true }));
+suite("ejabberd 23.01", () => startEjabberd({ muc: true }));
