@@ -91,9 +91,12 @@ test(`SIGTERM with ${SESSIONS} busy sessions: not ready at once, system-shutdown
     await until("the offline queue filling", () => queued().length >= 20, 10_000);
     const before = queued();
 
-    // SIGTERM: the first /readyz after the signal already says draining.
+    // SIGTERM: the first /readyz once mucmux has taken the signal already says draining. (A signal reaches the
+    // process asynchronously: a request sent in the same instant may be served first, so wait for its log line.)
     const t0 = Date.now();
     const exited = mux.stop();
+    const proc = mux;
+    await until("mucmux took SIGTERM", () => proc.output().includes('"msg":"shutting down"'), 5000, 2);
     const first = await fetch(`http://127.0.0.1:${admin}/readyz`).then(async (r) => ({ code: r.status, text: await r.text() }), (e: unknown) => ({ code: 0, text: String(e) }));
     assert.equal(first.code, 503, first.text);
     assert.match(first.text, /draining/);

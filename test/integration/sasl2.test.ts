@@ -14,6 +14,8 @@ import { connectClient, type ConnectOptions, type FastToken, type TestClient } f
 import { TEST_TMP } from "../support/certs.js";
 import { until } from "../support/wait.js";
 import { join } from "./muc-support.js";
+import { RawClient } from "../support/raw-client.js";
+import { addTestSecret } from "../support/log-audit.js";
 
 async function metric(mux: TestMucmux, labels: string): Promise<number> {
   const body = await (await fetch(`http://127.0.0.1:${mux.adminPort}/metrics`)).text();
@@ -64,7 +66,8 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
 
     it("SPEC A15: FAST: a token from the first login logs in without the password, also after a mucmux restart; the anchor comes up from it", async () => {
       let token: FastToken | undefined;
-      await login({ username: "carol", resource: "c1", fast: { onToken: (t) => { token = t; } } });
+      // The log audit fails the test if a token ever shows up in mucmux's log (SPEC A3).
+      await login({ username: "carol", resource: "c1", fast: { onToken: (t) => { token = t; addTestSecret(t.token); } } });
       assert.ok(token, "the server issued a FAST token");
       assert.equal(token.mechanism, "HT-SHA-256-NONE");
       const stored = await mux.app.store?.fastToken("carol@localhost", Buffer.alloc(32), Date.now());
@@ -88,6 +91,30 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       const c4 = await login({ username: "carol", resource: "c4", fast: { token: { ...token, token: `${token.token}x` } } });
       assert.match(c4.jid, /^carol@localhost\/c4\./);
       assert.equal(await metric(mux, 'mechanism="HT-SHA-256-NONE",path="fast",result="not-authorized"'), before + 1);
+    });
+
+    it("SPEC A15: malformed SASL2 and FAST input gets SASL2 failures with the SASL condition; mucmux keeps serving", async () => {
+      const AUTH = "urn:xmpp:sasl:2";
+      const cases: [string, string][] = [
+        [`<authenticate xmlns='${AUTH}' mechanism='X-NOPE'><initial-response>AAAA</initial-response></authenticate>`, "invalid-mechanism"],
+        [`<authenticate xmlns='${AUTH}' mechanism='HT-SHA-256-NONE'><initial-response>***</initial-response><fast xmlns='urn:xmpp:fast:0'/></authenticate>`, "incorrect-encoding"],
+        [`<authenticate xmlns='${AUTH}' mechanism='HT-SHA-256-NONE'><initial-response>${Buffer.from("alice\0short").toString("base64")}</initial-response><fast xmlns='urn:xmpp:fast:0'/></authenticate>`, "malformed-request"],
+        [`<authenticate xmlns='${AUTH}' mechanism='HT-SHA-256-NONE'><initial-response>${Buffer.concat([Buffer.from("alice\0"), Buffer.alloc(32)]).toString("base64")}</initial-response><fast xmlns='urn:xmpp:fast:0' count='1'/></authenticate>`, "not-authorized"],
+        [`<authenticate xmlns='${AUTH}' mechanism='PLAIN'><initial-response>${Buffer.from("\0alice\0wrong").toString("base64")}</initial-response></authenticate>`, "not-authorized"],
+        [`<authenticate xmlns='${AUTH}' mechanism='SCRAM-SHA-1'><initial-response>${Buffer.from("n,,n=alice").toString("base64")}</initial-response></authenticate>`, "malformed-request"],
+        [`<authenticate xmlns='${AUTH}' mechanism='PLAIN'><initial-response>=</initial-response></authenticate>`, "malformed-request"],
+      ];
+      for (const [auth, condition] of cases) {
+        const raw = await RawClient.connect(mux.directPort);
+        raw.open();
+        await raw.waitFor(/<authentication xmlns='urn:xmpp:sasl:2'>/);
+        raw.send(auth);
+        const m = await raw.waitFor(/<failure xmlns='urn:xmpp:sasl:2'><([a-z-]+) xmlns='urn:ietf:params:xml:ns:xmpp-sasl'\/>/);
+        assert.equal(m[1], condition, auth);
+        raw.close();
+      }
+      const c = await login({ username: "alice", resource: "after" });
+      assert.match(c.jid, /^alice@localhost\/after\./);
     });
 
     it("SPEC A15: SCRAM over SASL2: terminated with a learned verifier (xmpp.js checks the signature); relayed without one, and then no token", async () => {

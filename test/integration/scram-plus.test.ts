@@ -143,5 +143,6 @@ describe("SPEC A10: malformed SCRAM messages get clear SASL failures; mucmux kee
     assert.equal(r.sasl.kind, "success");
     assert.match(r.jid ?? "", /^bob@localhost\//);
     assert.equal(failed(await login({ password: "wrong", bind: false })), "not-authorized");
+    assert.equal(failed(await login({ username: "nobody", password: "nobodypw", bind: false })), "not-authorized", "an unknown user (relayed)");
   });
 });
