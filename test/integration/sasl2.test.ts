@@ -128,7 +128,6 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       assert.match(relayed.jid, /^dave@localhost\/r\./);
       assert.equal(await metric(mux, 'mechanism="SCRAM-SHA-1",path="relayed",result="success"'), 1);
       assert.equal(token, undefined, "a relayed login gives mucmux no key, so no token that could log in upstream");
-      await assert.rejects(login({ username: "bob", password: "wrong", resource: "w" }), /not-authorized/);
     });
   });
 }
