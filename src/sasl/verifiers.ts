@@ -32,6 +32,7 @@ export class VerifierBook {
   /** Keys the fingerprints (never stored): equal fingerprints mean equal passwords, in this process only. */
   private readonly pepper = randomBytes(32);
   private readonly now: () => number;
+  private batch: { v: StoredVerifier; resolve(): void; reject(err: unknown): void }[] = [];
 
   constructor(private readonly deps: VerifierDeps) {
     this.now = deps.now ?? Date.now;
@@ -111,13 +112,31 @@ export class VerifierBook {
           source: "learned", upstream: fromUpstream !== undefined, sealed: undefined, updatedAt: this.now(),
         };
         v.sealed = seal(v, keys.clientKey, password);
-        await store.saveVerifier(v);
+        await this.save(store, v);
         this.checked.set(key, fp);
         this.deps.onChange?.("learned", hash);
       }
     } catch (err) {
       this.deps.log.warn({ err: err instanceof Error ? err.message : String(err) }, "could not learn SCRAM verifiers");
     }
+  }
+
+  /**
+   * Learned verifiers are written in batches, one transaction per loop turn: a burst of first logins (a fresh
+   * deployment) must not cost one synchronous commit each inside one turn of the event loop (SPEC E1).
+   */
+  private save(store: Store, v: StoredVerifier): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.batch.push({ v, resolve, reject });
+      if (this.batch.length > 1) return;
+      setImmediate(() => {
+        const batch = this.batch.splice(0);
+        store.saveVerifiers(batch.map((b) => b.v)).then(
+          () => { for (const b of batch) b.resolve(); },
+          (err: unknown) => { for (const b of batch) b.reject(err); },
+        );
+      });
+    });
   }
 
   private fingerprint(key: string, password: string): string {

@@ -34,7 +34,7 @@ export function instrumentStore(inner: Store, deps: { metrics: Metrics; log: Log
     markSeen: timed("mark_seen", (a, r, k, now) => inner.markSeen(a, r, k, now)),
     catchUpFrom: timed("catch_up_from", (a, r) => inner.catchUpFrom(a, r)),
     verifiers: timed("verifiers", (a) => inner.verifiers(a)),
-    saveVerifier: timed("save_verifier", (v) => inner.saveVerifier(v)),
+    saveVerifiers: timed("save_verifiers", (vs) => inner.saveVerifiers(vs)),
     deleteVerifiers: timed("delete_verifiers", (a, h) => inner.deleteVerifiers(a, h)),
     fastToken: timed("fast_token", (a, h, now) => inner.fastToken(a, h, now)),
     saveFastToken: timed("save_fast_token", (t, keep, now) => inner.saveFastToken(t, keep, now)),

@@ -146,9 +146,13 @@ export class SqliteStore implements Store {
     }));
   }
 
-  async saveVerifier(v: StoredVerifier): Promise<void> {
-    this.q.saveVerifier.run(v.account, v.hash, v.salt, v.iterations, v.storedKey, v.serverKey, v.source,
-      v.upstream ? 1 : 0, v.sealed ?? null, v.updatedAt);
+  async saveVerifiers(vs: readonly StoredVerifier[]): Promise<void> {
+    this.db.transaction(() => {
+      for (const v of vs) {
+        this.q.saveVerifier.run(v.account, v.hash, v.salt, v.iterations, v.storedKey, v.serverKey, v.source,
+          v.upstream ? 1 : 0, v.sealed ?? null, v.updatedAt);
+      }
+    })();
   }
 
   async fastToken(account: string, hash: Buffer, now: number): Promise<FastToken | undefined> {

@@ -138,8 +138,8 @@ export interface Store {
 
   /** Every SCRAM verifier of one account (lower-cased bare JID). */
   verifiers(account: string): Promise<StoredVerifier[]>;
-  /** Insert or replace the verifier of (account, hash). */
-  saveVerifier(v: StoredVerifier): Promise<void>;
+  /** Insert or replace the verifiers of their (account, hash), in one transaction (one commit for a batch). */
+  saveVerifiers(vs: readonly StoredVerifier[]): Promise<void>;
   /** Forget the account's verifier for `hash`, or all of its verifiers; returns how many were removed. */
   deleteVerifiers(account: string, hash?: ScramHash): Promise<number>;
 

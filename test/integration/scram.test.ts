@@ -114,7 +114,7 @@ function suite(name: string, start: () => Promise<XmppTestServer>, firstLogins: 
         addTestSecret("frankpw1");
         await server.register("frank", "frankpw1");
         for await (const r of readProsodyAccounts(path.join(server.dir, "data"))) {
-          if (r.kind === "verifier" && r.account === "frank@localhost") await mux.app.store?.saveVerifier(r.verifier);
+          if (r.kind === "verifier" && r.account === "frank@localhost") await mux.app.store?.saveVerifiers([r.verifier]);
         }
         const imported = (await mux.app.store?.verifiers("frank@localhost")) ?? [];
         assert.deepEqual(imported.map((v) => [v.hash, v.source, v.upstream, v.sealed]), [["SHA-1", "imported", true, undefined]]);

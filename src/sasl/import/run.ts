@@ -46,7 +46,7 @@ async function save(store: Store, v: StoredVerifier): Promise<void> {
   }
   const same = existing.find((old) => old.hash === v.hash);
   if (same && sameSecrets(same, v)) return;
-  await store.saveVerifier(v);
+  await store.saveVerifiers([v]);
 }
 
 function sameSecrets(a: StoredVerifier, b: StoredVerifier): boolean {

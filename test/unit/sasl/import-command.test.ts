@@ -127,10 +127,10 @@ describe("mucmux import-verifiers: importing", () => {
     const store = path.join(dir, "s2.sqlite");
     const s = new SqliteStore(store);
     const base = { salt: Buffer.from(SALT), iterations: 10000, upstream: true, updatedAt: 1 } as const;
-    await s.saveVerifier({ ...base, account: "alice@localhost", hash: "SHA-1", ...alice, source: "learned", sealed: Buffer.from("sealed") });
-    await s.saveVerifier({ ...base, account: "bob@example.com", hash: "SHA-256", storedKey: Buffer.alloc(32), serverKey: Buffer.alloc(32), source: "learned", sealed: Buffer.from("old") });
-    await s.saveVerifier({ ...base, account: "bob@example.com", hash: "SHA-1", storedKey: Buffer.alloc(20), serverKey: Buffer.alloc(20), source: "imported", sealed: undefined });
-    await s.saveVerifier({ ...base, account: "bob@example.com", hash: "SHA-512", storedKey: Buffer.alloc(64), serverKey: Buffer.alloc(64), source: "learned", sealed: Buffer.from("x") });
+    await s.saveVerifiers([{ ...base, account: "alice@localhost", hash: "SHA-1", ...alice, source: "learned", sealed: Buffer.from("sealed") }]);
+    await s.saveVerifiers([{ ...base, account: "bob@example.com", hash: "SHA-256", storedKey: Buffer.alloc(32), serverKey: Buffer.alloc(32), source: "learned", sealed: Buffer.from("old") }]);
+    await s.saveVerifiers([{ ...base, account: "bob@example.com", hash: "SHA-1", storedKey: Buffer.alloc(20), serverKey: Buffer.alloc(20), source: "imported", sealed: undefined }]);
+    await s.saveVerifiers([{ ...base, account: "bob@example.com", hash: "SHA-512", storedKey: Buffer.alloc(64), serverKey: Buffer.alloc(64), source: "learned", sealed: Buffer.from("x") }]);
     s.close();
     assert.equal((await run(["--prosody-data", data, "--store", store])).code, 0);
     const [a] = await verifiers(store, "alice@localhost");
