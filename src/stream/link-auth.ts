@@ -92,7 +92,7 @@ export class ClientNegotiation {
       if (this.abandoned || link.phase === "closing" || link.phase === "closed") return;
       const types = this.bindingTypes();
       const sasl2 = link.deps.config.sasl.sasl2 && sasl ? { fast: sasl.fast.enabled } : undefined;
-      link.client.write(saslFeatures(max, sasl?.offer.mechanisms(types) ?? ["PLAIN"], link.deps.config.sasl.channelBinding ? types : [], sasl2));
+      link.client.write(saslFeatures(max, sasl?.offer.mechanisms(types) ?? ["PLAIN"], types, sasl2));
     };
     // SPEC A10: the mechanisms mirror the upstream's; until its list is known (no login yet), wait a little.
     if (!sasl || sasl.offer.known || !link.deps.config.sasl.scram) return write();
@@ -139,10 +139,10 @@ export class ClientNegotiation {
     link.client.replaceSocket(secure);
   }
 
-  /** Channel binding types this connection can give (SPEC A14). */
+  /** Channel binding types this connection can give (SPEC A14); none asked of the TLS layer unless -PLUS is on. */
   private bindingTypes(): string[] {
     const cb = this.link.deps.sasl?.channelBinding;
-    return cb ? cb.types(this.link.client.socket) : [];
+    return cb && this.link.deps.config.sasl.channelBinding ? cb.types(this.link.client.socket) : [];
   }
 
   /** The client's next `<response/>` (decoded by the caller); rejects with SaslAborted on `<abort/>`. */
@@ -246,7 +246,7 @@ export class ClientNegotiation {
     if (typeof first === "string") return this.fail(first, mechanism, "none");
     // RFC 5802 §6: -PLUS needs p=, and a non-PLUS mechanism with p= is an error; 'y' while this server offers
     // -PLUS on this connection means a downgrade happened on the way.
-    const types = link.deps.config.sasl.channelBinding ? this.bindingTypes() : [];
+    const types = this.bindingTypes();
     if (mech.plus !== (typeof first.binding === "object") || (first.binding === "y" && types.length > 0)) {
       return this.fail("malformed-request", mechanism, "none", "channel binding flag does not match the mechanism");
     }

@@ -15,6 +15,7 @@ import { startMucmux, type TestMucmux } from "../support/mucmux.js";
 import { connectClient, type TestClient } from "../support/clients.js";
 import { scramLogin } from "../support/scram-client.js";
 import { readProsodyAccounts } from "../../src/sasl/import/prosody.js";
+import { readEjabberdSqlite } from "../../src/sasl/import/ejabberd.js";
 import { run } from "../support/proc.js";
 import { testCertificate, TEST_TMP } from "../support/certs.js";
 import { addTestSecret } from "../support/log-audit.js";
@@ -164,3 +165,34 @@ function suite(name: string, start: () => Promise<XmppTestServer>, firstLogins: 
 suite("Prosody 0.12", () => startProsody({ muc: true, debugLog: true }), ["SCRAM-SHA-1"], true);
 // ejabberd's default password format (plain): it then offers SCRAM-SHA-1, -256 and -512 (with `scram`, only its one hash).
 suite("ejabberd 23.01", () => startEjabberd({ muc: true, debugLog: true, passwordFormat: "plain" }), ["SCRAM-SHA-256", "SCRAM-SHA-512", "SCRAM-SHA-1"]);
+
+// SPEC A12 against ejabberd: its SQL users table (sql_type: sqlite, auth_password_format: scram) imported, then a
+// SCRAM-only account folds on its first login: ejabberd checks the ClientKey mucmux recovered, exactly as its own.
+describe("SCRAM toward clients on ejabberd 23.01 with SQL accounts (scram format)", () => {
+  let server: XmppTestServer;
+  let mux: TestMucmux;
+  before(async () => {
+    server = await startEjabberd({ muc: true, sqlite: {} });
+    mux = await startMucmux({ upstreamPort: server.port });
+  });
+  after(async () => {
+    await mux?.stop();
+    await server?.stop();
+  });
+
+  it("SPEC A12: verifiers imported from ejabberd's users table let a SCRAM-only account fold on its first login", async () => {
+    const file = (server as XmppTestServer & { sqliteFile?: string }).sqliteFile;
+    assert.ok(file);
+    const records = readEjabberdSqlite(file, { host: "localhost" }).filter((r) => r.kind === "verifier");
+    assert.ok(records.length >= 3, "alice, bob and carol");
+    await mux.app.store?.saveVerifiers(records.map((r) => (r as Extract<typeof r, { kind: "verifier" }>).verifier));
+    const c = await connectClient({ service: `xmpps://127.0.0.1:${mux.directPort}`, domain: "localhost", username: "bob", password: "bobpw", resource: "b", mechanism: "SCRAM-SHA-1" });
+    try {
+      assert.equal(await authCount(mux, "SCRAM-SHA-1", "terminated", "success"), 1, "terminated with the imported verifier");
+      await join(c, `ejimport${Date.now().toString(36)}@conference.localhost`, "bob");
+      assert.equal(mux.app.accounts.get("bob@localhost")?.anchor?.state, "online", "the anchor logged in with the ClientKey");
+    } finally {
+      await c.stop();
+    }
+  });
+});
