@@ -227,7 +227,12 @@ export class ClientNegotiation {
     await this.succeed(outcome, credentials, creds.username, "PLAIN", "plain", undefined);
     // SPEC A11: the upstream accepted the password, so the account's verifiers can be made to match it.
     const sasl = this.link.deps.sasl;
-    if (sasl) void sasl.verifiers.learn(this.account(creds.username), creds.password, auth.learned(), sasl.offer.hashes());
+    // In a later turn: a burst of logins completing together must not also learn in the same turn (SPEC E1).
+    if (sasl) {
+      const account = this.account(creds.username);
+      const learned = auth.learned();
+      setImmediate(() => void sasl.verifiers.learn(account, creds.password, learned, sasl.offer.hashes()));
+    }
   }
 
   private account(username: string): string {
