@@ -166,6 +166,11 @@ export async function startEjabberd(opts: EjabberdOptions = {}): Promise<Ejabber
 
     await launch(port, tlsPort);
     const register = async (user: string, pw: string) => void (await ctl(["register", user, "localhost", pw]));
+    // With sql_type: sqlite, "is started" can come before the SQL pool's workers exist (register then fails with
+    // `binary_to_existing_atom(<<"ejabberd_sql_localhost_1">>)`): wait for a query through the pool to work.
+    if (opts.sqlite && opts.sqlite.auth !== "mnesia") {
+      await until("ejabberd's SQL pool", async () => (await ctl(["registered_users", "localhost"]).then(() => true, (e: Error) => !/ejabberd_sql_|not an already existing atom/.test(e.message))), 20_000, 200);
+    }
     await Promise.all(Object.entries(opts.users ?? DEFAULT_USERS).map(([u, pw]) => register(u, pw)));
     let stopped = false;
     return {
