@@ -135,6 +135,7 @@ export function createApp(opts: AppOptions): App {
       const domain = link.domain;
       if (domain) mucServices.discover(domain, (iq) => onlineLink(domain)?.queryUpstream(iq) ?? Promise.resolve(undefined));
     },
+    onCsi: (link: Link, active: boolean) => void events.emit("session-csi", { session: link, active }),
     onClosed: (link: Link) => {
       links.delete(link);
       accounts.sessionClosed(link);

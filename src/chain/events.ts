@@ -10,6 +10,8 @@ import type { Session } from "./session.js";
 export interface Events {
   /** A session bound its resource; the account record holds its credentials now (SPEC A3). */
   "session-bound": { account: Account; session: Session };
+  /** A bound session's client said it is active or inactive (XEP-0352, SPEC C15). */
+  "session-csi": { session: Session; active: boolean };
   /** A bound session's stream is gone (closed, failed or drained). */
   "session-closed": { account: Account; session: Session };
   /** The anchor is online; `reconnected` after a drop (SPEC A9). */

@@ -133,6 +133,12 @@ export function createMetrics(build: BuildInfo) {
       labelNames: ["mechanism", "result"] as const,
       registers,
     }),
+    csiStanzas: new Counter({
+      name: "mucmux_csi_stanzas_total",
+      help: "Stanzas toward inactive devices (XEP-0352): held, superseded by a later presence of the same sender, flushed.",
+      labelNames: ["outcome"] as const,
+      registers,
+    }),
     clientAuth: new Counter({
       name: "mucmux_client_auth_total",
       help: "Client SASL attempts by the client's mechanism, how mucmux handled it, and the result the client got.",

@@ -10,6 +10,7 @@ import type { AccountRegistry } from "../account/registry.js";
 import type { Store } from "../store/store.js";
 import { createMucFoldStage } from "./muc-fold/index.js";
 import { createMucOfflineStage } from "./muc-offline/index.js";
+import { createCsiStage } from "./csi/index.js";
 
 export interface StageDeps {
   config: Config;
@@ -26,6 +27,7 @@ export interface StageDeps {
 export function createStages(deps: StageDeps): Stage[] {
   const child = (stage: string) => ({ ...deps, log: deps.log.child({ stage }) });
   return [
+    createCsiStage(child("csi")), // first, so last toward devices: holds what an inactive device need not see yet (SPEC C15)
     // Before muc-fold: c2s it sees room registration IQs before they are routed via the anchor; s2c (reverse
     // order) it sees their answers after muc-fold mapped them back to the session (SPEC D2–D4).
     createMucOfflineStage(child("muc-offline")), // offline delivery (SPEC D)

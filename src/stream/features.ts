@@ -41,10 +41,14 @@ export function saslFeatures(maxBytes: number, mechanisms: readonly string[], bi
 /** Upstream's post-authentication features minus what mucmux withholds, plus mucmux's own limits. */
 export function postAuthFeatures(upstream: Element, maxBytes: number): string {
   let inner = "";
+  let csi = false;
   for (const child of upstream.getChildElements()) {
     if (WITHHELD.has(child.attrs.xmlns ?? "")) continue;
+    if (child.attrs.xmlns === NS.csi) csi = true;
     inner += serialize(child);
   }
+  // SPEC C15: mucmux does CSI itself, whatever the server does.
+  if (!csi) inner += `<csi xmlns='${NS.csi}'/>`;
   return `<stream:features>${inner}${limitsXml(maxBytes)}</stream:features>`;
 }
 

@@ -38,6 +38,8 @@ export interface LinkDeps<S = unknown> {
    */
   onBound(session: S, credentials: Credentials | undefined): void;
   onClosed(session: S): void;
+  /** The client said it is active or inactive (XEP-0352). */
+  onCsi?(session: S, active: boolean): void;
   /** Failed SASL attempts per client address (XEP-0205); absent: no throttling. */
   authThrottle?: AuthFailureThrottle;
 }

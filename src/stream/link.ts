@@ -133,9 +133,11 @@ export class Link implements Session, NegotiationPort {
       this.deps.metrics.streamErrors.inc({ condition: safeCondition(conditionOf(el)), origin: "client" });
       return this.onClientStreamClose();
     }
-    // XEP-0352 nonzas are per hop but harmless to pass on when the server offered them.
-    if (el.attrs.xmlns === NS.csi && this.leg && this.leg.features.offers(NS.csi)) {
-      this.leg.wire.writeElement(el);
+    // XEP-0352 (SPEC C15): mucmux's own CSI, for the traffic it sends; passed on too where the server offers it,
+    // so the server's filtering applies to the session's direct traffic.
+    if (el.attrs.xmlns === NS.csi && (el.name === "active" || el.name === "inactive") && this.phase === "online") {
+      if (this.leg?.features.offers(NS.csi)) this.leg.wire.writeElement(el);
+      this.deps.onCsi?.(this, el.name === "active");
       return;
     }
     this.closeWithError("unsupported-stanza-type", "mucmux", `<${el.name}/> is not supported here`);
