@@ -135,7 +135,7 @@ export class Link implements Session, NegotiationPort {
     }
     // XEP-0352 (SPEC C15): mucmux's own CSI, for the traffic it sends; passed on too where the server offers it,
     // so the server's filtering applies to the session's direct traffic.
-    if (el.attrs.xmlns === NS.csi && (el.name === "active" || el.name === "inactive") && this.phase === "online") {
+    if (el.attrs.xmlns === NS.csi && (el.name === "active" || el.name === "inactive")) {
       if (this.leg?.features.offers(NS.csi)) this.leg.wire.writeElement(el);
       this.deps.onCsi?.(this, el.name === "active");
       return;
