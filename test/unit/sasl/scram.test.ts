@@ -6,6 +6,8 @@ import {
   checkProof, decodePayload, keysOf, parseClientFinal, parseClientFirst, saltedPassword, serverFirstMessage, type Verifier,
 } from "../../../src/sasl/scram.js";
 import { VerifierBook, seal, unseal } from "../../../src/sasl/verifiers.js";
+import { parseHtResponse } from "../../../src/sasl/fast.js";
+import fc from "fast-check";
 import { SqliteStore } from "../../../src/store/sqlite.js";
 import { createLogger } from "../../../src/log.js";
 
@@ -119,5 +121,21 @@ describe("SPEC A11: the verifier book", () => {
     assert.ok(await book.find("u@x", "SHA-1"));
     await book.drop("u@x", "SHA-1");
     assert.equal(await book.find("u@x", "SHA-1"), undefined);
+  });
+});
+
+describe("SPEC A10/A15: any client SASL payload is parsed without throwing", () => {
+  // Arbitrary bytes and SCRAM-shaped text (the grammar's own pieces, shuffled and cut): every parser answers with
+  // a value or a SASL condition, never an exception, whatever the client sends.
+  const piece = fc.constantFrom("n", "y", "p=tls-exporter", "a=alice@x", "n=alice", "r=abc", "c=biws", "p=AAAA", "m=x", "=", ",", "=2C", "=3D", "\0", "é", "");
+  const scramText = fc.array(piece, { maxLength: 12 }).map((a) => a.join(","));
+  it("decodePayload, parseClientFirst, parseClientFinal, parseHtResponse", () => {
+    fc.assert(fc.property(fc.oneof(scramText, fc.string({ maxLength: 200 }), fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b).toString("latin1"))), (text) => {
+      const d = decodePayload(text);
+      assert.ok("text" in d || "error" in d);
+      for (const parsed of [parseClientFirst(text), parseClientFinal(text)]) assert.ok(typeof parsed === "string" || typeof parsed === "object");
+      const ht = parseHtResponse(Buffer.from(text, "latin1"));
+      assert.ok(ht === undefined || ht.initiator.length === 32);
+    }), { numRuns: 10_000 });
   });
 });
