@@ -76,10 +76,8 @@ export class FastTokens {
     const hash = proofHash(initiator);
     const t = await store.fastToken(account, hash, this.now()).catch(() => undefined);
     if (!t || !timingSafeEqual(t.hash, hash)) return undefined;
-    if (count !== undefined) {
-      if (count <= t.count) return undefined; // a replayed proof (XEP-0484 §4.3)
-      await store.useFastToken(account, hash, count).catch(() => {});
-    }
+    // A replayed proof (XEP-0484): the count must grow, checked and recorded in one step (two logins at once).
+    if (count !== undefined && !(await store.useFastToken(account, hash, count).catch(() => false))) return undefined;
     const secret = openSecret(account, initiator, t.sealed);
     return secret ? { secret, responder: t.responder } : undefined;
   }

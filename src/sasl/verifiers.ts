@@ -55,6 +55,20 @@ export class VerifierBook {
     }
   }
 
+  /** The stored verifier whether suspect or not (a -PLUS login cannot be relayed; a relayed login is checked against it). */
+  async peek(account: string, hash: ScramHash): Promise<StoredVerifier | undefined> {
+    try {
+      return (await this.deps.store()?.verifiers(account))?.find((v) => v.hash === hash);
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** A relayed login proved the stored verifier still right: it is no longer suspect. */
+  trust(account: string, hash: ScramHash): void {
+    this.suspects.delete(`${account}|${hash}`);
+  }
+
   /** A client's proof did not match: perhaps the password changed on the server (SPEC A11). */
   suspect(account: string, hash: ScramHash): void {
     this.suspects.set(`${account}|${hash}`, this.now() + SUSPECT_MS);

@@ -171,8 +171,8 @@ export class SqliteStore implements Store {
     })();
   }
 
-  async useFastToken(account: string, hash: Buffer, count: number): Promise<void> {
-    this.q.useFast.run(count, account, hash);
+  async useFastToken(account: string, hash: Buffer, count: number): Promise<boolean> {
+    return this.q.useFast.run(count, account, hash, count).changes > 0;
   }
 
   async deleteFastTokens(account: string, hash?: Buffer): Promise<number> {
@@ -218,7 +218,7 @@ function statements(db: Database.Database) {
     expireFast: db.prepare("DELETE FROM fast_tokens WHERE account = ? AND expires_at <= ?"),
     trimFast: db.prepare("DELETE FROM fast_tokens WHERE account = ? AND agent = ? AND hash NOT IN " +
       "(SELECT hash FROM fast_tokens WHERE account = ? AND agent = ? ORDER BY created_at DESC LIMIT ?)"),
-    useFast: db.prepare("UPDATE fast_tokens SET count = ? WHERE account = ? AND hash = ?"),
+    useFast: db.prepare("UPDATE fast_tokens SET count = ? WHERE account = ? AND hash = ? AND count < ?"),
     deleteFast: db.prepare("DELETE FROM fast_tokens WHERE account = ? AND hash = ?"),
     deleteFastAll: db.prepare("DELETE FROM fast_tokens WHERE account = ?"),
   };

@@ -147,8 +147,8 @@ export interface Store {
   fastToken(account: string, hash: Buffer, now: number): Promise<FastToken | undefined>;
   /** Store a new token; expired ones of the account go, and of one (account, agent) only the newest `keep` stay. */
   saveFastToken(t: FastToken, keep: number, now: number): Promise<void>;
-  /** Record the `count` a client used a token with. */
-  useFastToken(account: string, hash: Buffer, count: number): Promise<void>;
+  /** Record the `count` a client used a token with; false when that count is not above the last one (a replay). */
+  useFastToken(account: string, hash: Buffer, count: number): Promise<boolean>;
   /** Forget one token, or all of the account's. */
   deleteFastTokens(account: string, hash?: Buffer): Promise<number>;
 }

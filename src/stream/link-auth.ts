@@ -8,7 +8,8 @@ import { parsePlain, authzidAllowed, mapUpstreamFailure, saslFailureXml, type Sa
 import { credentialAuth, type UpstreamAuth } from "./sasl-client.js";
 import { SaslAborted, type UpstreamOutcome } from "./upstream.js";
 import {
-  checkProof, decodePayload, parseClientFinal, parseClientFirst, parseMechanism, serverFirstMessage, type ClientFirst, type ScramHash,
+  checkProof, decodePayload, parseAttributes, parseClientFinal, parseClientFirst, parseMechanism, serverFirstMessage, type ClientFirst,
+  type ScramHash,
 } from "../sasl/scram.js";
 import type { StoredVerifier } from "../store/store.js";
 import { HT_MECHANISM, parseHtResponse } from "../sasl/fast.js";
@@ -58,12 +59,16 @@ interface Sasl2Request {
   requestToken: boolean;
   /** `<fast count>` of a FAST login. */
   count: number | undefined;
+  /** `<fast invalidate='true'>`: the client is done with the token it logs in with (XEP-0484). */
+  invalidate: boolean;
 }
 
 export class ClientNegotiation {
   encrypted: boolean;
   private attempts = 0;
   private abandoned = false;
+  /** Counts exchanges: an outcome that arrives after its exchange was aborted or replaced is discarded. */
+  private exchange = 0;
   /** The SASL2 request being answered; undefined during a SASL1 exchange. */
   private v2: Sasl2Request | undefined;
   /** Waiting for the client's `<response/>`: where its text goes, and what an `<abort/>` cancels. */
@@ -118,7 +123,8 @@ export class ClientNegotiation {
       const e = this.expect;
       this.expect = undefined;
       if (e) return e.abort(); // the exchange answers the client
-      if (link.phase === "authenticating") return; // the pending outcome is answered anyway
+      // RFC 6120 §6.4.4: answered at once; what is still pending (the server, the store) is discarded.
+      this.exchange++;
       return this.fail("aborted", "none", "none");
     }
     if (link.phase === "authenticating") return link.closeWithError("policy-violation", "mucmux", "authentication already in progress");
@@ -147,17 +153,26 @@ export class ClientNegotiation {
 
   /** The client's next `<response/>` (decoded by the caller); rejects with SaslAborted on `<abort/>`. */
   private response(): Promise<string> {
+    const phase = this.link.phase;
+    if (this.abandoned || phase === "closing" || phase === "closed") return Promise.reject(new SaslAborted());
     this.link.phase = "authenticating";
     return new Promise((resolve, reject) => { this.expect = { resolve, abort: () => reject(new SaslAborted()) }; });
   }
 
+  /** The exchange `mine` is still the current one, and the client is still there. */
+  private current(mine: number): boolean {
+    return !this.abandoned && mine === this.exchange && this.link.phase === "authenticating";
+  }
+
   private onAuth(el: Element): void {
+    this.exchange++;
     this.v2 = undefined;
     this.begin(el.attrs.mechanism ?? "", el.getText().trim());
   }
 
   /** SPEC A15: SASL2, with Bind2 and FAST inline. */
   private onAuthenticate(el: Element): void {
+    this.exchange++;
     const bind = el.getChild("bind", NS.bind2);
     const fast = el.getChild("fast", NS.fast);
     const count = fast?.attrs.count;
@@ -165,6 +180,7 @@ export class ClientNegotiation {
       agent: (el.getChild("user-agent")?.attrs.id ?? "").slice(0, 128),
       bind: bind ? { tag: bind.getChildText("tag") ?? undefined, carbons: !!bind.getChild("enable", NS.carbons) } : undefined,
       requestToken: el.getChild("request-token", NS.fast)?.attrs.mechanism === HT_MECHANISM,
+      invalidate: fast?.attrs.invalidate === "true" || fast?.attrs.invalidate === "1",
       count: count !== undefined && /^\d{1,15}$/.test(count) ? Number(count) : undefined,
     };
     const mechanism = el.attrs.mechanism ?? "";
@@ -264,8 +280,10 @@ export class ClientNegotiation {
     }
     if (this.throttled(mechanism)) return;
     const account = this.account(first.username);
-    const verifier = await sasl.verifiers.find(account, mech.hash);
-    if (this.abandoned) return;
+    const mine = this.exchange;
+    // -PLUS cannot be relayed: it is checked against the stored verifier even while that is suspect (SPEC A14).
+    const verifier = mech.plus ? await sasl.verifiers.peek(account, mech.hash) : await sasl.verifiers.find(account, mech.hash);
+    if (!this.current(mine)) return;
     if (verifier) return this.terminate(mechanism, first, verifier, account);
     // SPEC A13: no verifier, so the server checks the client itself; -PLUS binds to mucmux's TLS and cannot pass.
     if (mech.plus) return this.fail("not-authorized", mechanism, "none", "no verifier for this account; log in without channel binding once");
@@ -318,8 +336,9 @@ export class ClientNegotiation {
 
   /** SPEC A13: the client's exchange goes to the server untouched; the session has a leg but the account no key. */
   private async relay(mechanism: string, initial: string, first: ClientFirst, account: string, hash: ScramHash): Promise<void> {
-    const link = this.link;
     let undecodable: SaslCondition | undefined;
+    let serverFirst: string | undefined;
+    let clientFinal: string | undefined;
     const auth: UpstreamAuth = {
       username: first.username,
       relayed: true,
@@ -327,12 +346,18 @@ export class ClientNegotiation {
       start: () => ({
         initial: () => initial,
         step: async (challenge) => {
+          if (this.abandoned) throw new SaslAborted(); // the client left while the server was connecting
           this.challenge(challenge);
-          const reply = decodePayload(await this.response());
+          const text = await this.response();
+          // RFC 6120 §6.4.3: an empty response (to a server's last challenge) passes as it is.
+          if (text.trim() === "" || text.trim() === "=") return "";
+          const reply = decodePayload(text);
           if ("error" in reply) {
             undecodable = reply.error;
             throw new SaslAborted(); // not relayed: the client is told what was wrong with it
           }
+          serverFirst ??= challenge;
+          clientFinal ??= reply.text;
           return reply.text;
         },
         verify: () => true, // the client checks the server's signature itself
@@ -340,10 +365,38 @@ export class ClientNegotiation {
     };
     const outcome = await this.upstream(auth, mechanism, "relayed", async () => undecodable);
     if (!outcome) return;
-    // A relayed login the server accepted after a proof failed against the stored verifier: that one was stale.
-    const sasl = link.deps.sasl;
-    if (sasl) void sasl.verifiers.drop(account, hash);
-    await this.succeed(outcome, undefined, first.username, mechanism, "relayed", outcome.successData === "" ? undefined : Buffer.from(outcome.successData));
+    const credentials = await this.judgeRelayed(account, hash, first, serverFirst, clientFinal);
+    if (!this.current(this.exchange)) return void outcome.leg.wire.destroy();
+    await this.succeed(outcome, credentials, first.username, mechanism, "relayed", outcome.successData === "" ? undefined : Buffer.from(outcome.successData));
+  }
+
+  /**
+   * SPEC A11: the server accepted a relayed login. If a verifier is stored (the login was relayed because a proof
+   * failed against it), the relayed proof tells whether it is still right: checked against it when the server used
+   * the verifier's salt and count, it either matches (the verifier stays, and the account has its key) or not (the
+   * verifier is stale and dropped). A verifier with a salt of mucmux's own cannot be judged this way and stays.
+   */
+  private async judgeRelayed(
+    account: string, hash: ScramHash, first: ClientFirst, serverFirst: string | undefined, clientFinal: string | undefined,
+  ): Promise<Credentials | undefined> {
+    const sasl = this.link.deps.sasl;
+    const v = sasl ? await sasl.verifiers.peek(account, hash) : undefined;
+    if (!sasl || !v || serverFirst === undefined || clientFinal === undefined) return undefined;
+    const attrs = parseAttributes(serverFirst);
+    const sameSalt = attrs?.get("s") === v.salt.toString("base64") && attrs?.get("i") === String(v.iterations);
+    if (!sameSalt) {
+      if (v.upstream) await sasl.verifiers.drop(account, hash); // the server's salt moved on: a new password
+      return undefined;
+    }
+    const final = parseClientFinal(clientFinal);
+    const proven = typeof final === "object" ? checkProof(v, `${first.bare},${serverFirst},${final.withoutProof}`, final.proof) : undefined;
+    if (!proven) {
+      await sasl.verifiers.drop(account, hash);
+      return undefined;
+    }
+    sasl.verifiers.trust(account, hash);
+    const secret = sasl.verifiers.secretFor(v, proven.clientKey);
+    return secret ? { username: first.username, secret } : undefined;
   }
 
   /** Authenticate the session's leg; undefined (the client answered) unless the server accepted. */
@@ -355,8 +408,9 @@ export class ClientNegotiation {
     const link = this.link;
     link.phase = "authenticating";
     this.gone = new AbortController();
+    const mine = this.exchange;
     const outcome = await link.deps.connectUpstream(this.domain, auth, link.origin, this.gone.signal);
-    if (this.abandoned || link.phase !== "authenticating") {
+    if (!this.current(mine)) {
       if (outcome.ok) outcome.leg.wire.destroy();
       return undefined;
     }
@@ -390,8 +444,9 @@ export class ClientNegotiation {
     if (/[@/\s"&'<>:]/.test(ht.username) || Buffer.byteLength(ht.username) > 1023) return this.fail("not-authorized", HT_MECHANISM, "fast");
     if (this.throttled(HT_MECHANISM)) return;
     const account = this.account(ht.username);
+    const mine = this.exchange;
     const found = await sasl.fast.check(account, ht.initiator, this.v2?.count);
-    if (this.abandoned) return;
+    if (!this.current(mine)) return;
     if (!found) {
       this.link.deps.authThrottle?.recordFailure(this.link.origin.source.address);
       return this.fail("not-authorized", HT_MECHANISM, "fast");
@@ -402,6 +457,7 @@ export class ClientNegotiation {
       return undefined;
     });
     if (!outcome) return;
+    if (this.v2?.invalidate) await sasl.fast.revoke(account, ht.initiator); // XEP-0484: the client is done with it
     await this.succeed(outcome, credentials, ht.username, HT_MECHANISM, "fast", found.responder);
   }
 

@@ -29,6 +29,8 @@ const STANZAS = new Set(["message", "presence", "iq"]);
 
 /** IQs mucmux itself sends on a session's leg (MUC service discovery) wait this long for their answer. */
 const LEG_IQ_TIMEOUT_MS = 10_000;
+/** Stanzas from the server kept between a Bind2 bind answer and the client's SASL2 success. */
+const PRE_ONLINE_MAX = 1000;
 
 export class Link implements Session, NegotiationPort {
   readonly slots = new Map<symbol, unknown>();
@@ -51,6 +53,8 @@ export class Link implements Session, NegotiationPort {
   private legIqs: IqTracker | undefined;
   /** Bind2 (SPEC A15): the bind IQ mucmux sent for the client, and where its answer goes. */
   private inlineBind: { id: string; resolve(jid: string | undefined): void } | undefined;
+  /** Bind2: stanzas from the server between the bind answer and the client's SASL2 success, replayed after it. */
+  private preOnline: Element[] | undefined;
   /** Ids of IQs mucmux sent through the session's outbound path on the client's behalf (Bind2 carbons). */
   private inlineIds: Set<string> | undefined;
 
@@ -259,6 +263,11 @@ export class Link implements Session, NegotiationPort {
         }
         if (this.inlineIds?.delete(el.attrs.id ?? "")) return; // the answer to an IQ the client never sent
       }
+      if (this.preOnline) {
+        // Nothing may reach the client before its SASL2 success (bounded: the bind answer comes within seconds).
+        if (this.preOnline.push(el) > PRE_ONLINE_MAX) this.closeWithError("resource-constraint", "mucmux", "too much before the login completed");
+        return;
+      }
       if (this.bindId !== undefined && el.name === "iq" && el.attrs.id === this.bindId) this.onBindResult(el);
       if (this.legIqs?.take(el)) return; // the answer to an IQ of mucmux's own
       this.countStanza("s2c", el);
@@ -290,6 +299,7 @@ export class Link implements Session, NegotiationPort {
     const leg = this.leg;
     if (!leg || this.phase !== "bind") return Promise.resolve(undefined);
     const id = `mmbind-${randomBytes(6).toString("hex")}`;
+    this.preOnline = [];
     return new Promise((resolve) => {
       const timer = setTimeout(() => this.inlineBind?.resolve(undefined), LEG_IQ_TIMEOUT_MS);
       timer.unref();
@@ -301,6 +311,9 @@ export class Link implements Session, NegotiationPort {
   /** Bind2: the client has its SASL2 success naming `jid`; the session goes online, carbons enabled as asked. */
   boundInline(jid: string, carbons: boolean): void {
     this.goOnline(jid);
+    const early = this.preOnline ?? [];
+    this.preOnline = undefined;
+    for (const el of early) this.onUpstreamElement(el);
     if (!carbons || this.phase !== "online") return;
     const id = `mmcarbons-${randomBytes(6).toString("hex")}`;
     (this.inlineIds ??= new Set()).add(id);
@@ -375,6 +388,7 @@ export class Link implements Session, NegotiationPort {
     this.negotiation.abandon();
     this.credentials = undefined;
     this.inlineBind?.resolve(undefined);
+    this.preOnline = undefined;
     this.legIqs?.cancelAll();
     const m = this.deps.metrics;
     m.connectionsOpen.dec({ listener: this.mode, side: "client" });

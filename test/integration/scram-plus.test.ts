@@ -113,6 +113,21 @@ describe("SPEC A10: malformed SCRAM messages get clear SASL failures; mucmux kee
     assert.ok(await metric("mucmux_client_auth_total", 'mechanism="SCRAM-SHA-1",path="terminated",result="not-authorized"') > 0);
   });
 
+  it("SPEC A11: after a wrong proof the right password is relayed, proves the stored verifier right: it stays, the next login is terminated", async () => {
+    const relayed = () => metric("mucmux_client_auth_total", 'mechanism="SCRAM-SHA-1",path="relayed",result="success"');
+    const terminated = () => metric("mucmux_client_auth_total", 'mechanism="SCRAM-SHA-1",path="terminated",result="success"');
+    assert.equal(failed(await login({ password: "typo", bind: false })), "not-authorized");
+    const [r0, t0] = [await relayed(), await terminated()];
+    assert.equal((await login({ bind: false })).sasl.kind, "success");
+    assert.equal(await relayed(), r0 + 1, "relayed while suspect");
+    assert.equal(((await mux.app.store?.verifiers("alice@localhost")) ?? []).length, 1, "the verifier stays: the relayed proof matched it");
+    assert.equal((await login({ bind: false })).sasl.kind, "success");
+    assert.equal(await terminated(), t0 + 1, "trusted again: terminated");
+    // -PLUS is never relayed: while suspect it is still checked against the stored verifier.
+    assert.equal(failed(await login({ password: "typo", bind: false })), "not-authorized");
+    assert.equal((await login({ mechanism: "SCRAM-SHA-1-PLUS", bind: false })).sasl.kind, "success");
+  });
+
   it("client-first cut at every length, client-final at every third (terminated, then relayed after the first wrong proof)", async () => {
     const whole = "n,,n=carol,r=fyko+d2lbbFgONRv9qkxdawL";
     for (let n = 0; n < whole.length; n++) {

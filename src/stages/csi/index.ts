@@ -28,8 +28,11 @@ interface CsiState {
 /** Payloads that make a message urgent besides a body or subject: encrypted messages, call proposals, archive results. */
 const URGENT_CHILDREN = new Set([
   "encrypted eu.siacs.conversations.axolotl", "encrypted urn:xmpp:omemo:2", "openpgp urn:xmpp:openpgp:0", "x jabber:x:encrypted",
-  "propose urn:xmpp:jingle-message:0", "result urn:xmpp:mam:2", "result urn:xmpp:mam:1",
+  "result urn:xmpp:mam:2", "result urn:xmpp:mam:1",
 ]);
+/** Every element of these makes a message urgent: call signalling (XEP-0353: propose, retract, accept, reject, proceed), direct invitations. */
+const URGENT_NAMESPACES = new Set(["urn:xmpp:jingle-message:0", "jabber:x:conference"]);
+const MUC_USER = "http://jabber.org/protocol/muc#user";
 const CARBONS = "urn:xmpp:carbons:2";
 
 /** SPEC C16: what must reach an inactive device at once. */
@@ -39,8 +42,10 @@ export function isUrgent(el: Element): boolean {
   if (el.name === "presence") return type !== undefined && type !== "unavailable"; // subscriptions, errors, probes
   if (el.name !== "message" || type === "error") return true;
   for (const child of el.getChildElements()) {
+    const ns = child.attrs.xmlns ?? "";
     if (child.name === "body" || child.name === "subject") return true;
-    if (URGENT_CHILDREN.has(`${child.name} ${child.attrs.xmlns ?? ""}`)) return true;
+    if (URGENT_CHILDREN.has(`${child.name} ${ns}`) || URGENT_NAMESPACES.has(ns)) return true;
+    if (ns === MUC_USER && child.getChild("invite")) return true; // a mediated room invitation
     if ((child.name === "received" || child.name === "sent") && child.attrs.xmlns === CARBONS) {
       const inner = child.getChild("forwarded")?.getChild("message");
       if (inner && isUrgent(inner)) return true;
@@ -92,7 +97,8 @@ export function createCsiStage(deps: CsiDeps): Stage {
 
   return {
     name: "csi",
-    wants: (_el, direction, session) => direction === "s2c" && stateOf(session)?.inactive === true,
+    // Local stanzas (answers to the device's own requests, offline deliveries that wait for their write) go at once.
+    wants: (_el, direction, session, origin) => direction === "s2c" && origin !== "local" && stateOf(session)?.inactive === true,
     s2c(ctx) {
       const st = stateOf(ctx.session) as CsiState;
       if (isUrgent(ctx.stanza)) {

@@ -20,7 +20,7 @@ function setup() {
   const session: Session = { id: 1, jid: "alice@example.test/phone", online: true, slots: new Map(), deliver: () => {}, sendUpstream: () => {} };
   const written: string[] = [];
   const delivery: Delivery = { onward: (el) => void written.push(label(el)), back: () => {} };
-  const send = (xml: string) => runner.run("s2c", session, stanza(xml), delivery, "anchor");
+  const send = (xml: string, origin: "anchor" | "local" = "anchor") => runner.run("s2c", session, stanza(xml), delivery, origin);
   return { events, session, written, send, csi: (active: boolean) => events.emit("session-csi", { session, active }) };
 }
 
@@ -32,6 +32,8 @@ describe("SPEC C15/C16: CSI at mucmux", () => {
       "<iq type='get' id='1'/>", "<message><body>hi</body></message>", "<message><subject>s</subject></message>",
       "<message type='error'/>", "<message><encrypted xmlns='eu.siacs.conversations.axolotl'/></message>",
       "<message><encrypted xmlns='urn:xmpp:omemo:2'/></message>", "<message><propose xmlns='urn:xmpp:jingle-message:0'/></message>",
+      "<message><retract xmlns='urn:xmpp:jingle-message:0' id='c'/></message>", "<message><proceed xmlns='urn:xmpp:jingle-message:0' id='c'/></message>",
+      "<message><x xmlns='jabber:x:conference' jid='r@c'/></message>", "<message><x xmlns='http://jabber.org/protocol/muc#user'><invite from='a@b'/></x></message>",
       "<message><result xmlns='urn:xmpp:mam:2'/></message>", "<presence type='subscribe'/>", "<presence type='error'/>",
       "<message><received xmlns='urn:xmpp:carbons:2'><forwarded xmlns='urn:xmpp:forward:0'><message><body>x</body></message></forwarded></received></message>",
     ];
@@ -62,6 +64,13 @@ describe("SPEC C15/C16: CSI at mucmux", () => {
       `presence:${ROOM}/b:1`, `message:${ROOM}/c:received`, `presence:${ROOM}/a:2`, `message:${ROOM}/b:paused`,
       `message:${ROOM}/c:received`, `message:${ROOM}/d:hello`,
     ]);
+  });
+
+  it("local stanzas (answers, offline deliveries waiting for their write) are never held", () => {
+    const { written, send, csi } = setup();
+    csi(false);
+    send(`<message from='${ROOM}/a'><store xmlns='urn:xmpp:hints'/><reactions xmlns='urn:xmpp:reactions:0' id='m'/></message>`, "local");
+    assert.equal(written.length, 1);
   });
 
   it("<active/> flushes; too many held flush; a closed session keeps nothing", () => {
