@@ -7,7 +7,7 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from "node:crypt
 import { openBlob, sealBlob, sealingKey } from "./seal.js";
 import type { Store } from "../store/store.js";
 import type { Secret } from "../account/credentials.js";
-import type { ScramHash } from "./scram.js";
+import { utf8, type ScramHash } from "./scram.js";
 
 export const HT_MECHANISM = "HT-SHA-256-NONE";
 /** Tokens kept per account and client (user-agent id): a rotation keeps the previous one usable once. */
@@ -24,13 +24,8 @@ export interface FastDeps {
 export function parseHtResponse(raw: Buffer): { username: string; initiator: Buffer } | undefined {
   const nul = raw.indexOf(0);
   if (nul <= 0 || raw.length - nul - 1 !== 32) return undefined;
-  let username: string;
-  try {
-    username = new TextDecoder("utf-8", { fatal: true }).decode(raw.subarray(0, nul));
-  } catch {
-    return undefined;
-  }
-  return { username, initiator: raw.subarray(nul + 1) };
+  const username = utf8(raw.subarray(0, nul));
+  return username === undefined ? undefined : { username, initiator: raw.subarray(nul + 1) };
 }
 
 const hmac = (key: string | Buffer, data: string) => createHmac("sha256", key).update(data).digest();

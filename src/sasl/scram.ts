@@ -67,17 +67,29 @@ export function decodeSaslName(s: string): string | undefined {
 }
 export const encodeSaslName = (s: string): string => s.replace(/=/g, "=3D").replace(/,/g, "=2C");
 
+/** The bytes of strict (padded, RFC 4648) base64 text; undefined for anything else. */
+export const decodeBase64 = (text: string): Buffer | undefined => (BASE64.test(text) ? Buffer.from(text, "base64") : undefined);
+
+/** The text of UTF-8 bytes; undefined when they are not UTF-8. */
+export function utf8(bytes: Uint8Array): string | undefined {
+  try {
+    return new TextDecoder("utf-8", { fatal: true }).decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
 /** The decoded text of an `<auth>`/`<response>` payload, or the SASL condition when it is not UTF-8 base64. */
 export function decodePayload(b64text: string): { text: string } | { error: ScramError } {
   const text = b64text.trim();
   if (text === "" || text === "=") return { error: "malformed-request" };
-  if (!BASE64.test(text)) return { error: "incorrect-encoding" };
-  try {
-    return { text: new TextDecoder("utf-8", { fatal: true }).decode(Buffer.from(text, "base64")) };
-  } catch {
-    return { error: "incorrect-encoding" };
-  }
+  const bytes = decodeBase64(text);
+  const decoded = bytes && utf8(bytes);
+  return decoded === undefined ? { error: "incorrect-encoding" } : { text: decoded };
 }
+
+/** A username is an XMPP localpart (RFC 7622 §3.3): no JID separators, at most 1023 bytes. */
+export const validUsername = (u: string): boolean => !/[@/\s"&'<>:]/.test(u) && Buffer.byteLength(u) <= 1023;
 
 export interface ClientFirst {
   /** `n`: no channel binding; `y`: the client could bind but thinks the server cannot; a type name: -PLUS. */

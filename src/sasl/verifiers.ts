@@ -43,16 +43,9 @@ export class VerifierBook {
    * store cannot be read, or a recent proof failure makes it suspect (the login is then relayed, SPEC A13).
    */
   async find(account: string, hash: ScramHash): Promise<StoredVerifier | undefined> {
-    const key = `${account}|${hash}`;
-    const until = this.suspects.get(key);
+    const until = this.suspects.get(`${account}|${hash}`);
     if (until !== undefined && until > this.now()) return undefined;
-    const store = this.deps.store();
-    if (!store) return undefined;
-    try {
-      return (await store.verifiers(account)).find((v) => v.hash === hash);
-    } catch {
-      return undefined; // the instrumented store logged and counted it; the login is relayed
-    }
+    return this.peek(account, hash);
   }
 
   /** The stored verifier whether suspect or not (a -PLUS login cannot be relayed; a relayed login is checked against it). */
@@ -60,7 +53,7 @@ export class VerifierBook {
     try {
       return (await this.deps.store()?.verifiers(account))?.find((v) => v.hash === hash);
     } catch {
-      return undefined;
+      return undefined; // the instrumented store logged and counted it; the login is relayed
     }
   }
 

@@ -8,13 +8,14 @@ import { parsePlain, authzidAllowed, mapUpstreamFailure, saslFailureXml, type Sa
 import { credentialAuth, type UpstreamAuth } from "./sasl-client.js";
 import { SaslAborted, type UpstreamOutcome } from "./upstream.js";
 import {
-  checkProof, decodePayload, parseAttributes, parseClientFinal, parseClientFirst, parseMechanism, serverFirstMessage, type ClientFirst,
+  checkProof, decodeBase64, decodePayload, parseAttributes, validUsername, parseClientFinal, parseClientFirst, parseMechanism, serverFirstMessage, type ClientFirst,
   type ScramHash,
 } from "../sasl/scram.js";
 import type { StoredVerifier } from "../store/store.js";
 import { HT_MECHANISM, parseHtResponse } from "../sasl/fast.js";
 import { randomBytes } from "node:crypto";
 import { wrapServerTls } from "../net/server-tls.js";
+import { escapeText } from "../xml/serialize.js";
 import type { Wire } from "./wire.js";
 import type { UpstreamLeg } from "./upstream.js";
 import type { LinkDeps, Credentials, Phase } from "./link-deps.js";
@@ -274,7 +275,7 @@ export class ClientNegotiation {
     if (typeof first.binding === "object" && !types.includes(first.binding.type)) {
       return this.fail("malformed-request", mechanism, "none", "unsupported channel binding type");
     }
-    if (/[@/\s"&'<>:]/.test(first.username) || Buffer.byteLength(first.username) > 1023) return this.fail("not-authorized", mechanism, "none");
+    if (!validUsername(first.username)) return this.fail("not-authorized", mechanism, "none");
     if (first.authzid !== undefined && !authzidAllowed(first.authzid, first.username, this.domain)) {
       return this.fail("invalid-authzid", mechanism, "none");
     }
@@ -437,11 +438,11 @@ export class ClientNegotiation {
   /** SPEC A15: a FAST login proves a token mucmux issued; the secret it unlocks logs the leg in. */
   private async fastLogin(b64: string): Promise<void> {
     const sasl = this.link.deps.sasl!;
-    const decoded = /^[A-Za-z0-9+/]+={0,2}$/.test(b64) ? Buffer.from(b64, "base64") : undefined;
+    const decoded = decodeBase64(b64);
     if (!decoded) return this.fail("incorrect-encoding", HT_MECHANISM, "fast");
     const ht = parseHtResponse(decoded);
     if (!ht) return this.fail("malformed-request", HT_MECHANISM, "fast");
-    if (/[@/\s"&'<>:]/.test(ht.username) || Buffer.byteLength(ht.username) > 1023) return this.fail("not-authorized", HT_MECHANISM, "fast");
+    if (!validUsername(ht.username)) return this.fail("not-authorized", HT_MECHANISM, "fast");
     if (this.throttled(HT_MECHANISM)) return;
     const account = this.account(ht.username);
     const mine = this.exchange;
@@ -494,7 +495,7 @@ export class ClientNegotiation {
     if (link.phase !== "bind") return;
     link.client.write(`<success xmlns='${NS.sasl2}'>` +
       (data ? `<additional-data>${data.toString("base64")}</additional-data>` : "") +
-      `<authorization-identifier>${escapeXml(aid)}</authorization-identifier>` +
+      `<authorization-identifier>${escapeText(aid)}</authorization-identifier>` +
       (jid ? `<bound xmlns='${NS.bind2}'/>` : "") +
       (token ? `<token xmlns='${NS.fast}' expiry='${token.expiry.toISOString()}' token='${token.token}'/>` : "") +
       "</success>");
@@ -530,8 +531,6 @@ function bind2Resource(tag: string | undefined): string {
   const clean = tag?.replace(/[^A-Za-z0-9._-]/g, "").slice(0, 32);
   return clean ? `${clean}.${random}` : random;
 }
-
-const escapeXml = (s: string) => s.replace(/[&<>'"]/g, (c) => `&#${c.charCodeAt(0)};`);
 
 const KNOWN_MECHANISMS = new Set([HT_MECHANISM, "PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-512", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-512-PLUS"]);
 /** A bounded label value: the client's mechanism if mucmux knows it. */

@@ -261,7 +261,10 @@ export class Link implements Session, NegotiationPort {
         if (inline && el.attrs.id === inline.id) {
           return inline.resolve(el.attrs.type === "result" ? el.getChild("bind", NS.bind)?.getChildText("jid") ?? undefined : undefined);
         }
-        if (this.inlineIds?.delete(el.attrs.id ?? "")) return; // the answer to an IQ the client never sent
+        if (this.inlineIds?.delete(el.attrs.id ?? "")) {
+          if (this.inlineIds.size === 0) this.inlineIds = undefined;
+          return; // the answer to an IQ the client never sent
+        }
       }
       if (this.preOnline) {
         // Nothing may reach the client before its SASL2 success (bounded: the bind answer comes within seconds).

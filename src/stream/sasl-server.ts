@@ -1,5 +1,8 @@
 // SASL termination toward clients (SPEC A2): mucmux offers PLAIN (over TLS only) and maps the upstream
 // outcome to RFC 6120 §6.5 conditions.
+import { decodePayload, validUsername } from "../sasl/scram.js";
+import { escapeText } from "../xml/serialize.js";
+
 export type SaslCondition =
   | "aborted" | "account-disabled" | "credentials-expired" | "encryption-required" | "incorrect-encoding"
   | "invalid-authzid" | "invalid-mechanism" | "malformed-request" | "mechanism-too-weak" | "not-authorized"
@@ -7,25 +10,15 @@ export type SaslCondition =
 
 export interface PlainCredentials { authzid: string; username: string; password: string }
 
-const BASE64 = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
-
 /** RFC 4616 message from the base64 text of `<auth>`/`<response>`; a SASL condition when it is unusable. */
 export function parsePlain(b64text: string): PlainCredentials | SaslCondition {
-  const text = b64text.trim();
-  if (text === "" || text === "=") return "malformed-request";
-  if (!BASE64.test(text)) return "incorrect-encoding";
-  let decoded: string;
-  try {
-    decoded = new TextDecoder("utf-8", { fatal: true }).decode(Buffer.from(text, "base64"));
-  } catch {
-    return "incorrect-encoding";
-  }
-  const parts = decoded.split("\0");
+  const decoded = decodePayload(b64text);
+  if ("error" in decoded) return decoded.error;
+  const parts = decoded.text.split("\0");
   if (parts.length !== 3) return "malformed-request";
   const [authzid, username, password] = parts as [string, string, string];
   if (username === "" || password === "") return "not-authorized";
-  // A username is an XMPP localpart (RFC 7622 §3.3): no JID separators, at most 1023 bytes.
-  if (/[@/\s"&'<>:]/.test(username) || Buffer.byteLength(username) > 1023) return "not-authorized";
+  if (!validUsername(username)) return "not-authorized";
   return { authzid, username, password };
 }
 
@@ -50,7 +43,7 @@ export function mapUpstreamFailure(condition: string, relayed = false): SaslCond
 
 /** SASL1's `<failure/>`, or SASL2's (XEP-0388: the condition keeps the SASL1 namespace). */
 export function saslFailureXml(condition: SaslCondition, text?: string, sasl2 = false): string {
-  const t = text ? `<text xml:lang='en'>${text.replace(/[&<>]/g, (c) => (c === "&" ? "&amp;" : c === "<" ? "&lt;" : "&gt;"))}</text>` : "";
+  const t = text ? `<text xml:lang='en'>${escapeText(text)}</text>` : "";
   return sasl2
     ? `<failure xmlns='urn:xmpp:sasl:2'><${condition} xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>${t}</failure>`
     : `<failure xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><${condition}/>${t}</failure>`;

@@ -7,7 +7,7 @@ import { xml, type Element } from "@xmpp/xml";
 import { startProsody } from "../support/prosody.js";
 import { startEjabberd } from "../support/ejabberd.js";
 import type { XmppTestServer } from "../support/server.js";
-import { startMucmux, type TestMucmux } from "../support/mucmux.js";
+import { metric, startMucmux, type TestMucmux } from "../support/mucmux.js";
 import type { TestClient } from "../support/clients.js";
 import { RawClient } from "../support/raw-client.js";
 import { until } from "../support/wait.js";
@@ -17,11 +17,7 @@ const CSI = "urn:xmpp:csi:0";
 const CHURNERS = 5;
 const ROUNDS = 20;
 
-async function metric(mux: TestMucmux, outcome: string): Promise<number> {
-  const body = await (await fetch(`http://127.0.0.1:${mux.adminPort}/metrics`)).text();
-  const line = body.split("\n").find((l) => l.startsWith(`mucmux_csi_stanzas_total{outcome="${outcome}"}`));
-  return line ? Number(line.split(" ").pop()) : 0;
-}
+const csiCount = (mux: TestMucmux, outcome: string) => metric(mux.adminPort, "mucmux_csi_stanzas_total", `outcome="${outcome}"`);
 
 /** Presence updates and bare chat states from the room's churners (not the joins themselves). */
 const isChurn = (room: string) => (el: Element) => {
@@ -83,7 +79,7 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       await until("carol saw every churner join", () => Object.keys(statuses(carol, room)).length === CHURNERS);
 
       await phone.send(xml("inactive", { xmlns: CSI }));
-      const heldBefore = await metric(mux, "held");
+      const heldBefore = await csiCount(mux, "held");
       const churn = async (label: string) => {
         for (let r = 1; r <= ROUNDS; r++) {
           for (const [i, c] of churners.entries()) {
@@ -100,7 +96,7 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       await until("carol saw the first churn", lastRound("a"), 20_000);
       const firstChurn = carol.received.slice(fromCarol).filter(isChurn(room)).length;
       // Every churn stanza reached mucmux's outbound path for the phone (held or superseded), none went out yet.
-      await until("mucmux held the churn for the phone", async () => (await metric(mux, "held")) - heldBefore >= firstChurn, 20_000);
+      await until("mucmux held the churn for the phone", async () => (await csiCount(mux, "held")) - heldBefore >= firstChurn, 20_000);
       assert.equal(phone.received.slice(fromPhone).filter(isChurn(room)).length, 0, "nothing of the churn yet");
 
       // A message with a body reaches the inactive phone at once, after the latest of what was held.
@@ -114,7 +110,7 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       await churn("b");
       await until("carol saw the second churn", lastRound("b"), 20_000);
       const allChurn = carol.received.slice(fromCarol).filter(isChurn(room)).length;
-      await until("mucmux held the second churn", async () => (await metric(mux, "held")) - heldBefore >= allChurn, 20_000);
+      await until("mucmux held the second churn", async () => (await csiCount(mux, "held")) - heldBefore >= allChurn, 20_000);
       await phone.send(xml("active", { xmlns: CSI }));
       await until("the phone has the room's current state", () => {
         const s = statuses(phone, room);
@@ -124,7 +120,7 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       const phoneChurn = phone.received.slice(fromPhone).filter(isChurn(room)).length;
       const carolChurn = carol.received.slice(fromCarol).filter(isChurn(room)).length;
       assert.ok(phoneChurn * 5 < carolChurn, `the phone got ${phoneChurn} of ${carolChurn} churn stanzas`);
-      assert.ok(await metric(mux, "superseded") > 0);
+      assert.ok(await csiCount(mux, "superseded") > 0);
     });
   });
 }

@@ -29,12 +29,7 @@ export function submit(room: string, nick: string, offline?: string): Element {
 
 export const removeRegistration = (room: string) => xml("iq", { type: "set", to: room }, xml("query", { xmlns: REGISTER }, xml("remove")));
 
-/** One sample of a metric from /metrics (0 when absent); `labels` as written, e.g. `reason="ttl"`. */
-export async function metric(adminPort: number, name: string, labels?: string): Promise<number> {
-  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
-  const re = new RegExp(`^${name}${labels ? `\\{${labels.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\}` : ""} (\\S+)$`, "m");
-  return Number(re.exec(text)?.[1] ?? 0);
-}
+export { metric } from "../support/mucmux.js";
 
 export { until } from "../support/wait.js";
 

@@ -9,7 +9,7 @@ import { xml } from "@xmpp/xml";
 import { startProsody } from "../support/prosody.js";
 import { startEjabberd } from "../support/ejabberd.js";
 import type { XmppTestServer } from "../support/server.js";
-import { startMucmux, type TestMucmux } from "../support/mucmux.js";
+import { metric, startMucmux, type TestMucmux } from "../support/mucmux.js";
 import { connectClient, type ConnectOptions, type FastToken, type TestClient } from "../support/clients.js";
 import { TEST_TMP } from "../support/certs.js";
 import { until } from "../support/wait.js";
@@ -17,11 +17,7 @@ import { join } from "./muc-support.js";
 import { RawClient } from "../support/raw-client.js";
 import { addTestSecret } from "../support/log-audit.js";
 
-async function metric(mux: TestMucmux, labels: string): Promise<number> {
-  const body = await (await fetch(`http://127.0.0.1:${mux.adminPort}/metrics`)).text();
-  const line = body.split("\n").find((l) => l.startsWith(`mucmux_client_auth_total{${labels}}`));
-  return line ? Number(line.split(" ").pop()) : 0;
-}
+const authCount = (mux: TestMucmux, labels: string) => metric(mux.adminPort, "mucmux_client_auth_total", labels);
 
 function suite(name: string, start: () => Promise<XmppTestServer>): void {
   describe(`SASL2, Bind2 and FAST on ${name}`, () => {
@@ -49,10 +45,10 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
     });
 
     it("SPEC A15: PLAIN over SASL2 with Bind2: the resource comes from the tag, carbons are on from the start", async () => {
-      const before = await metric(mux, 'mechanism="PLAIN",path="plain",result="success"');
+      const before = await authCount(mux, 'mechanism="PLAIN",path="plain",result="success"');
       const phone = await login({ username: "alice", resource: "phone", carbons: true });
       assert.match(phone.jid, /^alice@localhost\/phone\.[A-Za-z0-9_-]{8}$/, "XEP-0386: tag plus a generated part");
-      assert.equal(await metric(mux, 'mechanism="PLAIN",path="plain",result="success"'), before + 1);
+      assert.equal(await authCount(mux, 'mechanism="PLAIN",path="plain",result="success"'), before + 1);
       const desk = await login({ username: "alice", resource: "desk", sasl2: false });
       const bob = await login({ username: "bob", resource: "b", sasl2: false });
       // ejabberd copies only to available resources.
@@ -72,7 +68,7 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       assert.equal(token.mechanism, "HT-SHA-256-NONE");
       const stored = await mux.app.store?.fastToken("carol@localhost", Buffer.alloc(32), Date.now());
       assert.equal(stored, undefined);
-      const fastOk = () => metric(mux, 'mechanism="HT-SHA-256-NONE",path="fast",result="success"');
+      const fastOk = () => authCount(mux, 'mechanism="HT-SHA-256-NONE",path="fast",result="success"');
       const c2 = await login({ username: "carol", password: "not-the-password", resource: "c2", fast: { token } });
       assert.match(c2.jid, /^carol@localhost\/c2\./);
       assert.equal(await fastOk(), 1);
@@ -87,10 +83,10 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       assert.equal(mux.app.accounts.get("carol@localhost")?.anchor?.state, "online");
 
       // A token that is not one mucmux issued: not-authorized, and xmpp.js falls back to the password.
-      const before = await metric(mux, 'mechanism="HT-SHA-256-NONE",path="fast",result="not-authorized"');
+      const before = await authCount(mux, 'mechanism="HT-SHA-256-NONE",path="fast",result="not-authorized"');
       const c4 = await login({ username: "carol", resource: "c4", fast: { token: { ...token, token: `${token.token}x` } } });
       assert.match(c4.jid, /^carol@localhost\/c4\./);
-      assert.equal(await metric(mux, 'mechanism="HT-SHA-256-NONE",path="fast",result="not-authorized"'), before + 1);
+      assert.equal(await authCount(mux, 'mechanism="HT-SHA-256-NONE",path="fast",result="not-authorized"'), before + 1);
     });
 
     it("SPEC A15: malformed SASL2 and FAST input gets SASL2 failures with the SASL condition; mucmux keeps serving", async () => {
@@ -121,12 +117,12 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       await until("alice's verifier learned", async () => ((await mux.app.store?.verifiers("alice@localhost")) ?? []).length > 0, 10_000);
       const terminated = await login({ username: "alice", resource: "s", mechanism: "SCRAM-SHA-1" });
       assert.match(terminated.jid, /^alice@localhost\/s\./);
-      assert.equal(await metric(mux, 'mechanism="SCRAM-SHA-1",path="terminated",result="success"'), 1);
+      assert.equal(await authCount(mux, 'mechanism="SCRAM-SHA-1",path="terminated",result="success"'), 1);
       let token: FastToken | undefined;
       await server.register("dave", "davepw"); // never logged in with PLAIN: no verifier
       const relayed = await login({ username: "dave", resource: "r", mechanism: "SCRAM-SHA-1", fast: { onToken: (t) => { token = t; } } });
       assert.match(relayed.jid, /^dave@localhost\/r\./);
-      assert.equal(await metric(mux, 'mechanism="SCRAM-SHA-1",path="relayed",result="success"'), 1);
+      assert.equal(await authCount(mux, 'mechanism="SCRAM-SHA-1",path="relayed",result="success"'), 1);
       assert.equal(token, undefined, "a relayed login gives mucmux no key, so no token that could log in upstream");
     });
   });

@@ -11,7 +11,7 @@ import { xml } from "@xmpp/xml";
 import { startProsody } from "../support/prosody.js";
 import { startEjabberd } from "../support/ejabberd.js";
 import type { XmppTestServer } from "../support/server.js";
-import { startMucmux, type TestMucmux } from "../support/mucmux.js";
+import { metric, startMucmux, type TestMucmux } from "../support/mucmux.js";
 import { connectClient, type TestClient } from "../support/clients.js";
 import { scramLogin } from "../support/scram-client.js";
 import { readProsodyAccounts } from "../../src/sasl/import/prosody.js";
@@ -31,14 +31,8 @@ async function slixLogin(port: number, jid: string, password: string, mech: stri
   assert.ok(stdout.split("\n").filter(Boolean).some((l) => (JSON.parse(l) as { event: string }).event === "session_start"), `slixmpp session started: ${stdout}`);
 }
 
-async function metric(mux: TestMucmux, re: RegExp): Promise<number> {
-  const body = await (await fetch(`http://127.0.0.1:${mux.adminPort}/metrics`)).text();
-  const m = body.match(re);
-  return m ? Number(m[1]) : 0;
-}
-
 const authCount = (mux: TestMucmux, mechanism: string, pathLabel: string, result: string) =>
-  metric(mux, new RegExp(`mucmux_client_auth_total\\{mechanism="${mechanism}",path="${pathLabel}",result="${result}"\\} (\\d+)`));
+  metric(mux.adminPort, "mucmux_client_auth_total", `mechanism="${mechanism}",path="${pathLabel}",result="${result}"`);
 
 function suite(name: string, start: () => Promise<XmppTestServer>, firstLogins: string[], importable = false): void {
   describe(`SCRAM toward clients on ${name}`, () => {

@@ -73,6 +73,13 @@ export function writeTestConfig(opts: MucmuxOptions & { ports?: { starttls: numb
   return file;
 }
 
+/** One sample of a metric from /metrics (0 when absent); `labels` as written, e.g. `reason="ttl"`. */
+export async function metric(adminPort: number, name: string, labels?: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text();
+  const re = new RegExp(`^${name}${labels ? `\\{${labels.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\}` : ""} (\\S+)$`, "m");
+  return Number(re.exec(text)?.[1] ?? 0);
+}
+
 export async function startMucmux(opts: MucmuxOptions): Promise<TestMucmux> {
   const configFile = writeTestConfig(opts);
   const config = loadConfig({ file: configFile });
