@@ -10,7 +10,7 @@ import Database from "better-sqlite3";
 import { testCertificate } from "./certs.js";
 import { freePorts, waitForPort } from "./ports.js";
 import { commandExists, isRoot, pidAlive, run, track, trackDir, untrack, untrackDir, waitForExit } from "./proc.js";
-import { DEFAULT_USERS, keepTmp, type StartServerOptions, type XmppTestServer } from "./server.js";
+import { DEFAULT_USERS, keepTmp, pushComponentFor, type PushComponent, type StartServerOptions, type XmppTestServer } from "./server.js";
 import { until } from "./wait.js";
 
 export type EjabberdServer = XmppTestServer & {
@@ -45,7 +45,8 @@ export interface EjabberdOptions extends StartServerOptions {
 /** The SQLite schemas the Debian package ships for ejabberd 23.01. */
 const SQL_SCHEMA_DIR = "/usr/share/ejabberd/sql";
 
-function yml(d: string, port: number, tlsPort: number | undefined, proxyPort: number | undefined, o: EjabberdOptions): string {
+function yml(d: string, port: number, tlsPort: number | undefined, proxyPort: number | undefined, o: EjabberdOptions,
+  push: PushComponent | undefined): string {
   const tls = o.tls !== false;
   const c2s = "module: ejabberd_c2s, access: c2s, shaper: c2s_shaper, max_stanza_size: 262144";
   const f2b = o.fail2ban;
@@ -59,6 +60,7 @@ listen:
   - {port: ${port}, ip: "127.0.0.1", ${c2s}, starttls: ${tls}, starttls_required: false}
 ${tlsPort ? `  - {port: ${tlsPort}, ip: "127.0.0.1", ${c2s}, tls: true}` : ""}
 ${proxyPort ? `  - {port: ${proxyPort}, ip: "127.0.0.1", ${c2s}, starttls: ${tls}, starttls_required: false, use_proxy_protocol: true}` : ""}
+${push ? `  - {port: ${push.port}, ip: "127.0.0.1", module: ejabberd_service, hosts: {${push.jid}: {password: ${JSON.stringify(push.secret)}}}}` : ""}
 acl:
   local: {user_regexp: ""}
   loopback: {ip: [127.0.0.0/8, "::1/128"]}
@@ -87,7 +89,8 @@ ${o.mam ? "  mod_mam: {}" : ""}
   mod_offline: {access_max_user_messages: max_user_offline_messages}
   mod_ping: {}
   mod_roster: {}
-  mod_stream_mgmt: {}
+${o.sm === false ? "" : `  mod_stream_mgmt: {${o.smResumeSeconds !== undefined ? `resume_timeout: ${o.smResumeSeconds}` : ""}}`}
+${push ? "  mod_push: {}" : ""}
 ${f2b ? `  mod_fail2ban: {c2s_max_auth_failures: ${f2b.maxAuthFailures}, c2s_auth_ban_lifetime: ${f2b.banSeconds ?? 3600}}` : ""}
 `.replace(/\n\n+/g, "\n");
 }
@@ -125,7 +128,7 @@ export async function startEjabberd(opts: EjabberdOptions = {}): Promise<Ejabber
     untrack(pid);
     fs.rmSync(pidFile, { force: true });
   };
-  const launch = async (port: number, tlsPort: number | undefined) => {
+  const launch = async (port: number, tlsPort: number | undefined, componentPort: number | undefined) => {
     fs.rmSync(pidFile, { force: true });
     const logFrom = readFile(logFile).length; // restart: only this start's lines count
     await ctl(["start"]);
@@ -137,6 +140,7 @@ export async function startEjabberd(opts: EjabberdOptions = {}): Promise<Ejabber
     try {
       await waitForPort(port, { timeoutMs: 60_000, failed: exited });
       if (tlsPort) await waitForPort(tlsPort, { timeoutMs: 10_000, failed: exited });
+      if (componentPort) await waitForPort(componentPort, { timeoutMs: 10_000, failed: exited });
       // `ejabberdctl started` polls every 2 s; the log line is as good and immediate
       await until("ejabberd: 'is started' in its log", () => readFile(logFile).includes(" is started in the node ", logFrom), 30_000, 50);
       pid ||= readPid();
@@ -151,20 +155,21 @@ export async function startEjabberd(opts: EjabberdOptions = {}): Promise<Ejabber
 
   try {
     const cert = testCertificate();
-    const [port = 0, dist = 0, ...more] = await freePorts(2 + (opts.tls === false ? 0 : 1) + (opts.proxyProtocol ? 1 : 0));
+    const [port = 0, dist = 0, ...more] = await freePorts(2 + (opts.tls === false ? 0 : 1) + (opts.proxyProtocol ? 1 : 0) + (opts.push ? 1 : 0));
     const tlsPort = opts.tls === false ? undefined : more.shift();
     const proxyPort = opts.proxyProtocol ? more.shift() : undefined;
+    const push = pushComponentFor(opts.push, more.shift() ?? 0);
     for (const sub of ["conf", "spool", "logs"]) fs.mkdirSync(path.join(dir, sub));
     const inetrc = "/etc/ejabberd/inetrc";
     fs.writeFileSync(path.join(conf, "inetrc"), fs.existsSync(inetrc) ? fs.readFileSync(inetrc) : '{lookup,["file","native"]}.\n');
     fs.writeFileSync(path.join(conf, "server.pem"), cert.key + cert.cert, { mode: 0o600 });
     fs.writeFileSync(path.join(conf, "ejabberdctl.cfg"),
       `ERLANG_NODE=mucmux${port}@localhost\nINET_DIST_INTERFACE=127.0.0.1\nERL_DIST_PORT=${dist}\nEJABBERD_PID_PATH=${pidFile}\n`);
-    fs.writeFileSync(path.join(conf, "ejabberd.yml"), yml(dir, port, tlsPort, proxyPort, opts));
+    fs.writeFileSync(path.join(conf, "ejabberd.yml"), yml(dir, port, tlsPort, proxyPort, opts, push));
     if (opts.sqlite) createSqliteSchema(path.join(dir, "ejabberd.db"), opts.sqlite.newSchema === true);
     if (isRoot) await run("chown", ["-R", "ejabberd:ejabberd", dir]);
 
-    await launch(port, tlsPort);
+    await launch(port, tlsPort, push?.port);
     const register = async (user: string, pw: string) => void (await ctl(["register", user, "localhost", pw]));
     // With sql_type: sqlite, "is started" can come before the SQL pool's workers exist (register then fails with
     // `binary_to_existing_atom(<<"ejabberd_sql_localhost_1">>)`): wait for a query through the pool to work.
@@ -176,7 +181,7 @@ export async function startEjabberd(opts: EjabberdOptions = {}): Promise<Ejabber
     return {
       kind: "ejabberd", host: "127.0.0.1", port, directTlsPort: tlsPort, proxyPort, domain: "localhost",
       mucDomain: "conference.localhost", dir, logFile, certFile: cert.certFile,
-      sqliteFile: opts.sqlite ? path.join(dir, "ejabberd.db") : undefined,
+      sqliteFile: opts.sqlite ? path.join(dir, "ejabberd.db") : undefined, pushComponent: push,
       ctl: async (args, timeoutMs) => (await ctl(args, timeoutMs)).stdout,
       get pid() {
         return pid;
@@ -196,7 +201,7 @@ export async function startEjabberd(opts: EjabberdOptions = {}): Promise<Ejabber
         if (stopped) throw new Error("ejabberd: restart() after stop()");
         await terminate(true);
         pid = 0;
-        await launch(port, tlsPort);
+        await launch(port, tlsPort, push?.port);
       },
     };
   } catch (e) {

@@ -7,7 +7,7 @@ import * as path from "node:path";
 import { testCertificate } from "./certs.js";
 import { freePorts, waitForPort } from "./ports.js";
 import { commandExists, isRoot, pidAlive, run, track, trackDir, untrack, untrackDir, within } from "./proc.js";
-import { DEFAULT_USERS, keepTmp, type StartServerOptions, type XmppTestServer } from "./server.js";
+import { DEFAULT_USERS, keepTmp, pushComponentFor, type PushComponent, type StartServerOptions, type XmppTestServer } from "./server.js";
 
 export type ProsodyServer = XmppTestServer & { readonly kind: "prosody" };
 
@@ -18,10 +18,15 @@ export interface ProsodyOptions extends StartServerOptions {
   authentication?: "internal_hashed" | "internal_plain";
 }
 
-function config(d: string, port: number, tlsPort: number | undefined, o: ProsodyOptions, cert: { certFile: string; keyFile: string }): string {
+/** Where Debian's prosody-modules puts mod_cloud_notify (in Prosody's default plugin path, as mod_X/mod_X.lua). */
+const CLOUD_NOTIFY = "/usr/lib/prosody/modules/mod_cloud_notify/mod_cloud_notify.lua";
+
+function config(d: string, port: number, tlsPort: number | undefined, o: ProsodyOptions, cert: { certFile: string; keyFile: string },
+  push: PushComponent | undefined): string {
   const tls = o.tls !== false;
-  const mods = ["roster", "saslauth", "disco", "ping", "presence", "message", "iq", "offline", "carbons", "smacks",
-    "csi_simple", "blocklist", "version", "uptime", "limits", ...(tls ? ["tls"] : [])];
+  const mods = ["roster", "saslauth", "disco", "ping", "presence", "message", "iq", "offline", "carbons",
+    ...(o.sm === false ? [] : ["smacks"]), "csi_simple", "blocklist", "version", "uptime", "limits", ...(tls ? ["tls"] : []),
+    ...(push ? ["cloud_notify"] : [])];
   const lines = [
     ...(isRoot ? ["run_as_root = true -- prosody as root would otherwise setuid to 'prosody'"] : []),
     `pidfile = ${JSON.stringify(path.join(d, "prosody.pid"))}`,
@@ -29,10 +34,11 @@ function config(d: string, port: number, tlsPort: number | undefined, o: Prosody
     `certificates = ${JSON.stringify(path.join(d, "certs"))}`,
     `log = { { levels = { min = "${o.debugLog ? "debug" : "info"}" }, to = "file", filename = ${JSON.stringify(path.join(d, "prosody.log"))} } }`,
     `interfaces = { "127.0.0.1" }; c2s_ports = { ${port} }; c2s_direct_tls_ports = { ${tlsPort ?? ""} }`,
-    "s2s_ports = {}; component_ports = {}; http_ports = {}; https_ports = {}",
+    `s2s_ports = {}; component_ports = {${push ? ` ${push.port} ` : ""}}; http_ports = {}; https_ports = {}`,
     `modules_enabled = { ${mods.map((m) => JSON.stringify(m)).join(", ")} }`,
     'modules_disabled = { "s2s" }',
     `authentication = "${o.authentication ?? "internal_hashed"}"; storage = "internal"; allow_registration = false`,
+    ...(o.smResumeSeconds !== undefined ? [`smacks_hibernation_time = ${o.smResumeSeconds} -- default 600`] : []),
     ...(o.passwordHash ? [`password_hash = ${JSON.stringify(o.passwordHash)} -- SCRAM-${o.passwordHash} verifiers (default SHA-1)`] : []),
     "-- mucmux's upstream leg is plaintext on loopback by default; SCRAM-SHA-1 works without TLS, PLAIN does not",
     "c2s_require_encryption = false; allow_unencrypted_plain_auth = false",
@@ -45,6 +51,10 @@ function config(d: string, port: number, tlsPort: number | undefined, o: Prosody
     lines.push('Component "conference.localhost" "muc"', '  modules_enabled = { "muc_mam" }',
       "  restrict_room_creation = false", "  muc_room_locking = false");
   }
+  if (push) {
+    // XEP-0114 component for the stand-in app server; mod_cloud_notify sends its publishes from "localhost" to it
+    lines.push(`Component ${JSON.stringify(push.jid)}`, `  component_secret = ${JSON.stringify(push.secret)}`);
+  }
   return lines.join("\n") + "\n";
 }
 
@@ -53,15 +63,20 @@ export async function startProsody(opts: ProsodyOptions = {}): Promise<ProsodySe
   if (!(await commandExists("prosody")) || !(await commandExists("prosodyctl"))) {
     throw new Error("prosody is not installed: run .ci/run or `apt-get install prosody` (Debian bookworm: 0.12)");
   }
+  if (opts.push && !fs.existsSync(CLOUD_NOTIFY)) {
+    throw new Error(`startProsody: push needs mod_cloud_notify (${CLOUD_NOTIFY}): run .ci/run or \`apt-get install prosody-modules\``);
+  }
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "mucmux-prosody-"));
   trackDir(dir);
   try {
     const cert = testCertificate();
-    const [port = 0, tlsPort] = await freePorts(opts.tls === false ? 1 : 2);
+    const [port = 0, ...more] = await freePorts(1 + (opts.tls === false ? 0 : 1) + (opts.push ? 1 : 0));
+    const tlsPort = opts.tls === false ? undefined : more.shift();
+    const push = pushComponentFor(opts.push, more.shift() ?? 0);
     fs.mkdirSync(path.join(dir, "data"));
     fs.mkdirSync(path.join(dir, "certs"));
     const cfg = path.join(dir, "prosody.cfg.lua");
-    fs.writeFileSync(cfg, config(dir, port, tlsPort, opts, cert));
+    fs.writeFileSync(cfg, config(dir, port, tlsPort, opts, cert, push));
     const ctl = (...args: string[]) => run("prosodyctl", ["--config", cfg, ...args], { timeoutMs: 20_000 });
     const register = async (user: string, pw: string) => void (await ctl("register", user, "localhost", pw));
     await Promise.all(Object.entries(opts.users ?? DEFAULT_USERS).map(([u, pw]) => register(u, pw)));
@@ -90,6 +105,7 @@ export async function startProsody(opts: ProsodyOptions = {}): Promise<ProsodySe
       try {
         await waitForPort(port, { timeoutMs: 15_000, failed: () => exited });
         if (tlsPort) await waitForPort(tlsPort, { timeoutMs: 5000, failed: () => exited });
+        if (push) await waitForPort(push.port, { timeoutMs: 5000, failed: () => exited });
       } catch (e) {
         if (pid) await terminate("SIGKILL");
         throw new Error(`${(e as Error).message}\n--- ${out}:\n${tail(out)}\n--- ${logFile}:\n${tail(logFile)}`);
@@ -108,7 +124,7 @@ export async function startProsody(opts: ProsodyOptions = {}): Promise<ProsodySe
     await launch();
     return {
       kind: "prosody", host: "127.0.0.1", port, directTlsPort: tlsPort, domain: "localhost",
-      mucDomain: "conference.localhost", dir, logFile, certFile: cert.certFile,
+      mucDomain: "conference.localhost", dir, logFile, certFile: cert.certFile, pushComponent: push,
       get pid() {
         return pid;
       },

@@ -18,6 +18,8 @@ export class XmppConnection {
   /** Set when the server closed the stream or the socket, or sent XML the parser rejected (`parseError`). */
   closed = false;
   parseError: string | undefined;
+  /** Called for every element as it arrives, before any reader sees it (stream management's acks, push-client.ts). */
+  readonly listeners = new Set<(el: Element) => void>();
   private cursor = 0;
   private readonly parser: StreamParser;
   private readonly detach: () => void;
@@ -110,6 +112,7 @@ export class XmppConnection {
 
   private onElement(el: Element): void {
     this.received.push(el);
+    for (const listener of [...this.listeners]) listener(el);
     if (el.name === "success" && el.attrs.xmlns === NS_SASL) this.parser.reset();
     if (el.name === "proceed" && el.attrs.xmlns === NS_TLS) {
       this.parser.stop();
