@@ -30,6 +30,7 @@ import { EventBus } from "./chain/events.js";
 import { emptyViews, type Views } from "./chain/views.js";
 import type { Stage } from "./chain/stage.js";
 import { createMucServices } from "./discovery/muc-services.js";
+import { ResumptionTable } from "./stream/sm.js";
 
 export interface App {
   start(): Promise<void>;
@@ -106,8 +107,20 @@ export function createApp(opts: AppOptions): App {
     log,
     onStageError: (stage, path) => metrics.stageErrors.inc({ stage, path }),
   });
+  // XEP-0198 (SPEC F5): sessions a client may resume, by id.
+  const resumption = new ResumptionTable<Link>();
+  metrics.setSmUnacked(() => {
+    let n = 0;
+    for (const l of links) n += l.sm?.unacked ?? 0;
+    return n;
+  });
   const linkDeps = {
     config,
+    resumption,
+    onCredentials: (link: Link, creds: Credentials) => {
+      const account = accounts.forSession(link);
+      if (account) account.credentials = creds; // the newest successful login wins (SPEC A3)
+    },
     metrics,
     log,
     chain,
@@ -152,7 +165,7 @@ export function createApp(opts: AppOptions): App {
   };
   /** A session of the served domain whose leg can carry mucmux's own queries (discovery). */
   const onlineLink = (domain: string): Link | undefined => {
-    for (const l of links) if (l.online && l.domain === domain) return l;
+    for (const l of links) if (l.phase === "online" && l.domain === domain) return l;
     return undefined;
   };
   const requireTls = () => {

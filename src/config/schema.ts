@@ -127,6 +127,16 @@ export const configShape = z
       sasl2: bool().default(true).describe("offer SASL2 (XEP-0388) with Bind2 (XEP-0386) and FAST (XEP-0484) besides SASL1"),
       fastTokenDays: integer(0, 365).default(14).describe("lifetime of FAST tokens in days (0: no FAST)"),
     }),
+    // XEP-0198 stream management toward clients, per hop (SPEC F1–F9).
+    sm: section({
+      enabled: bool().default(true).describe("offer stream management (XEP-0198) to clients after bind and inline in Bind2"),
+      resumeSeconds: seconds({ allowZero: true, max: 3600 }).default(300)
+        .describe("keep a session whose connection died this long for a resume (0: no resumption)"),
+      maxQueueStanzas: integer(1, 1_000_000).default(5000)
+        .describe("unacknowledged stanzas kept per session (limits.maxBufferedBytes bounds their bytes); beyond, the session ends"),
+      ackTimeoutSeconds: seconds().default(60).describe("a client that leaves mucmux's <r/> unanswered this long is treated as disconnected"),
+      location: text().optional().describe("host or host:port where clients resume (XEP-0198 location), for an instance with a public name of its own"),
+    }),
     admin: section({
       host: text().default("127.0.0.1").describe("address of the admin HTTP server (/metrics, /healthz, /readyz)"),
       port: port().default(9464).describe("port of the admin HTTP server (0: any free port)"),

@@ -19,6 +19,7 @@ export function createMetrics(build: BuildInfo) {
   let roomStates: () => Iterable<[string, number]> = () => [];
   let offlineQueueDepth: () => Promise<number | undefined> = async () => undefined;
   let upstreamReachable: () => Promise<boolean | undefined> = async () => undefined;
+  let smUnacked: () => number = () => 0;
   collectDefaultMetrics({ register: registry });
   for (const name of OMITTED_DEFAULT_METRICS) registry.removeSingleMetric(name);
   const registers = [registry];
@@ -139,6 +140,54 @@ export function createMetrics(build: BuildInfo) {
       labelNames: ["outcome"] as const,
       registers,
     }),
+    // XEP-0198 (SPEC F1–F9).
+    smEnabled: new Counter({
+      name: "mucmux_sm_enabled_total",
+      help: "Client streams that enabled stream management (XEP-0198), by whether resumption was granted.",
+      labelNames: ["resume"] as const,
+      registers,
+    }),
+    smHibernated: new Gauge({
+      name: "mucmux_sm_hibernated_sessions",
+      help: "Sessions whose client connection died, kept for a resume.",
+      registers,
+    }),
+    smHibernationEnds: new Counter({
+      name: "mucmux_sm_hibernation_ends_total",
+      help: "How hibernated sessions ended: resumed, expired, overflow (queue over its bound), drain, failed (the server side could not be restored).",
+      labelNames: ["outcome"] as const,
+      registers,
+    }),
+    smResumeFailures: new Counter({
+      name: "mucmux_sm_resume_failures_total",
+      help: "Refused resume attempts, by reason: unauthenticated, unknown (no such session for this account: wrong, expired or foreign previd), busy (resumed concurrently), bad_request.",
+      labelNames: ["reason"] as const,
+      registers,
+    }),
+    smUpstreamRestores: new Counter({
+      name: "mucmux_sm_upstream_restores_total",
+      help: "How a resumed session got its server side back: resumed (the server's own XEP-0198 session), rebound (logged in and bound again), live (it never went away), failed.",
+      labelNames: ["how"] as const,
+      registers,
+    }),
+    smAcks: new Counter({
+      name: "mucmux_sm_acks_total",
+      help: "Stream management acknowledgements (<a/>) received, from clients and from the server.",
+      labelNames: ["from"] as const,
+      registers,
+    }),
+    smUnacked: new Gauge({
+      name: "mucmux_sm_unacked_stanzas",
+      help: "Stanzas toward devices waiting for the client's acknowledgement (or for its resume), all sessions.",
+      registers,
+      collect() {
+        this.set(smUnacked());
+      },
+    }),
+    /** The source of mucmux_sm_unacked_stanzas, read at scrape time (no gauge update per stanza). */
+    setSmUnacked(fn: () => number): void {
+      smUnacked = fn;
+    },
     clientAuth: new Counter({
       name: "mucmux_client_auth_total",
       help: "Client SASL attempts by the client's mechanism, how mucmux handled it, and the result the client got.",

@@ -36,12 +36,17 @@ export interface NegotiationPort {
   /** Upstream accepted the credentials: the session's own leg. */
   attachLeg(leg: UpstreamLeg): void;
   readonly leg: UpstreamLeg | undefined;
-  /** Held until bind, then handed to the account registry (SPEC A3); undefined for a relayed login (SPEC A13). */
-  holdCredentials(c: Credentials | undefined): void;
+  /**
+   * SASL succeeded as `account` (bare JID); the credentials are held until bind, then handed to the account
+   * registry (SPEC A3); undefined for a relayed login (SPEC A13).
+   */
+  authenticated(account: string, c: Credentials | undefined): void;
   /** Bind2 (SPEC A15): bind `resource` upstream for the client; the JID the server bound, or undefined. */
   bindInline(resource: string): Promise<string | undefined>;
   /** Bind2: the session is bound as `jid` (after the client got its SASL2 success); `carbons`: enable them inline. */
   boundInline(jid: string, carbons: boolean): void;
+  /** SPEC F1: stream management enabled inline in Bind2; the `<enabled/>` for the `<bound/>` element. */
+  enableSm(el: Element): string;
 }
 
 const MAX_AUTH_ATTEMPTS = 5;
@@ -54,8 +59,8 @@ type Path = "plain" | "terminated" | "relayed" | "fast" | "none";
 interface Sasl2Request {
   /** The client's `<user-agent id>` (a FAST token is bound to it), or "". */
   agent: string;
-  /** Bind2 (XEP-0386): the client's tag, and whether it enables carbons inline. */
-  bind: { tag: string | undefined; carbons: boolean } | undefined;
+  /** Bind2 (XEP-0386): the client's tag, whether it enables carbons inline, and its inline `<enable/>` of XEP-0198. */
+  bind: { tag: string | undefined; carbons: boolean; sm: Element | undefined } | undefined;
   /** `<request-token mechanism='HT-SHA-256-NONE'/>` (XEP-0484). */
   requestToken: boolean;
   /** `<fast count>` of a FAST login. */
@@ -97,7 +102,7 @@ export class ClientNegotiation {
     const write = () => {
       if (this.abandoned || link.phase === "closing" || link.phase === "closed") return;
       const types = this.bindingTypes();
-      const sasl2 = link.deps.config.sasl.sasl2 && sasl ? { fast: sasl.fast.enabled } : undefined;
+      const sasl2 = link.deps.config.sasl.sasl2 && sasl ? { fast: sasl.fast.enabled, sm: link.deps.config.sm.enabled } : undefined;
       link.client.write(saslFeatures(max, sasl?.offer.mechanisms(types) ?? ["PLAIN"], types, sasl2));
     };
     // SPEC A10: the mechanisms mirror the upstream's; until its list is known (no login yet), wait a little.
@@ -179,7 +184,9 @@ export class ClientNegotiation {
     const count = fast?.attrs.count;
     this.v2 = {
       agent: (el.getChild("user-agent")?.attrs.id ?? "").slice(0, 128),
-      bind: bind ? { tag: bind.getChildText("tag") ?? undefined, carbons: !!bind.getChild("enable", NS.carbons) } : undefined,
+      bind: bind
+        ? { tag: bind.getChildText("tag") ?? undefined, carbons: !!bind.getChild("enable", NS.carbons), sm: bind.getChild("enable", NS.sm) ?? undefined }
+        : undefined,
       requestToken: el.getChild("request-token", NS.fast)?.attrs.mechanism === HT_MECHANISM,
       invalidate: fast?.attrs.invalidate === "true" || fast?.attrs.invalidate === "1",
       count: count !== undefined && /^\d{1,15}$/.test(count) ? Number(count) : undefined,
@@ -474,7 +481,7 @@ export class ClientNegotiation {
     link.phase = "bind";
     link.client.setLimits({ maxStanzaBytes: link.deps.config.limits.maxStanzaBytes });
     link.log.debug({ mechanism, path }, "authenticated");
-    link.holdCredentials(credentials);
+    link.authenticated(this.account(username), credentials);
     const req = this.v2;
     if (!req) {
       link.client.parser.reset(); // RFC 6120 §6.4.6: the client restarts the stream
@@ -496,7 +503,7 @@ export class ClientNegotiation {
     link.client.write(`<success xmlns='${NS.sasl2}'>` +
       (data ? `<additional-data>${data.toString("base64")}</additional-data>` : "") +
       `<authorization-identifier>${escapeText(aid)}</authorization-identifier>` +
-      (jid ? `<bound xmlns='${NS.bind2}'/>` : "") +
+      (jid ? `<bound xmlns='${NS.bind2}'>${req.bind?.sm && link.deps.config.sm.enabled ? link.enableSm(req.bind.sm) : ""}</bound>` : "") +
       (token ? `<token xmlns='${NS.fast}' expiry='${token.expiry.toISOString()}' token='${token.token}'/>` : "") +
       "</success>");
     if (jid) return link.boundInline(jid, req.bind?.carbons === true);

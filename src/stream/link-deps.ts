@@ -12,11 +12,13 @@ import type { Socket } from "node:net";
 import type { SecureContext } from "node:tls";
 import type { AuthFailureThrottle } from "../net/ip-gate.js";
 import type { ClientOrigin } from "../net/client-origin.js";
+import type { ResumptionTable } from "./sm.js";
 
 export type { Credentials } from "../account/credentials.js";
 import type { Credentials } from "../account/credentials.js";
 
-export type Phase = "tls" | "auth" | "authenticating" | "bind" | "online" | "closing" | "closed";
+/** `hibernated`: bound, its client connection gone, kept for a resume (SPEC F4). */
+export type Phase = "tls" | "auth" | "authenticating" | "bind" | "online" | "hibernated" | "closing" | "closed";
 
 /** `S` is the session type the process hands back in onBound/onClosed (the Link itself). */
 export interface LinkDeps<S = unknown> {
@@ -38,6 +40,10 @@ export interface LinkDeps<S = unknown> {
    */
   onBound(session: S, credentials: Credentials | undefined): void;
   onClosed(session: S): void;
+  /** Sessions a client may resume (XEP-0198, SPEC F5); absent: no resumption. */
+  resumption?: ResumptionTable<S>;
+  /** A resumed session's new login brought credentials (the account's newest, as at bind). */
+  onCredentials?(session: S, credentials: Credentials): void;
   /** The client said it is active or inactive (XEP-0352). */
   onCsi?(session: S, active: boolean): void;
   /** Failed SASL attempts per client address (XEP-0205); absent: no throttling. */

@@ -6,7 +6,7 @@ import { Element } from "@xmpp/xml";
 import { sharedAccounting, Wire } from "./wire.js";
 import type { StreamHeader } from "../xml/parser.js";
 import type { StreamErrorCondition, XmlStreamError } from "../xml/errors.js";
-import { serialize, streamHeader, STREAM_CLOSE } from "../xml/serialize.js";
+import { escapeAttr, escapeText, serialize, streamHeader, STREAM_CLOSE } from "../xml/serialize.js";
 import { streamErrorXml, conditionOf, type AppCondition } from "./stream-error.js";
 import { NS } from "./ns.js";
 import type { UpstreamLeg } from "./upstream.js";
@@ -20,9 +20,14 @@ import { lazyCounter, type LazyCounter } from "../metrics/lazy-counter.js";
 import { serverNameOf } from "../net/tls/sni.js";
 import { allowedRedirect, redirectXml } from "./redirect.js";
 import type { ClientOrigin } from "../net/client-origin.js";
+import { ClientSm, LegSm, NS_SM, parseH, wrapH } from "./sm.js";
+import type { WireHandlers } from "./wire.js";
+import { bareKey, resourceOf } from "../account/jid.js";
 
 export type { Phase } from "./link-deps.js";
 export type CloseReason = "client_close" | "upstream_close" | "stream_error" | "timeout" | "tls_error" | "drain" | "other";
+/** How a hibernated session ended (mucmux_sm_hibernation_ends_total). */
+type HibernationEnd = "resumed" | "expired" | "overflow" | "drain" | "failed";
 type Origin = "client" | "upstream" | "mucmux";
 
 const STANZAS = new Set(["message", "presence", "iq"]);
@@ -31,6 +36,13 @@ const STANZAS = new Set(["message", "presence", "iq"]);
 const LEG_IQ_TIMEOUT_MS = 10_000;
 /** Stanzas from the server kept between a Bind2 bind answer and the client's SASL2 success. */
 const PRE_ONLINE_MAX = 1000;
+/** Client elements that arrive while a `<resume/>` is being answered, replayed after `<resumed/>`. */
+const RESUME_HELD_MAX = 100;
+
+const smFailed = (condition: string, h?: number) =>
+  `<failed xmlns='${NS_SM}'${h === undefined ? "" : ` h='${h}'`}><${condition} xmlns='${NS.stanzas}'/></failed>`;
+const INERT_LEG = { onElement() {}, onStreamClose() {}, onError() {}, onSocketEnd() {}, onDrain() {} };
+const INERT_CLIENT: WireHandlers = { ...INERT_LEG, onOpen() {} };
 
 export class Link implements Session, NegotiationPort {
   readonly slots = new Map<symbol, unknown>();
@@ -39,7 +51,30 @@ export class Link implements Session, NegotiationPort {
   phase: Phase;
   domain: string | undefined;
   leg: UpstreamLeg | undefined;
-  readonly client: Wire;
+  /** The client's connection; a resumed session adopts the one it was resumed on (SPEC F5). */
+  client: Wire;
+  /** XEP-0198 toward the client (SPEC F1), from the client's `<enable/>` on. */
+  sm: ClientSm | undefined;
+  /** A `<resume/>` naming this session is being answered: a second one is refused. */
+  resuming = false;
+  /** The account this stream authenticated as (bare, lower case), once SASL succeeded. */
+  private authenticatedAs: string | undefined;
+  /** XEP-0198 on the leg (SPEC F6): enabled when the client enabled resumption and the server offers it. */
+  private legSm: LegSm | undefined;
+  /** Waiting for the leg's answer to a `<resume/>` mucmux sent on it. */
+  private legSmWait: ((el: Element | undefined) => void) | undefined;
+  private hibernation: NodeJS.Timeout | undefined;
+  private ackTimer: NodeJS.Timeout | undefined;
+  /** What re-establishing the server side restores (SPEC F7): the last broadcast presence, carbons, CSI. */
+  private lastPresence: Element | undefined;
+  private carbons = false;
+  private inactive = false;
+  /** This Link's client socket is counted in mucmux_connections_open (a resumed one hands its socket over). */
+  private clientCounted = true;
+  /** This Link's connection went on as another session's (SPEC F5): it never was a session of its own. */
+  private handedOver = false;
+  /** Client elements that arrived while this stream's `<resume/>` was answered. */
+  private heldForResume: Element[] | undefined;
   private headerSent = false;
   private closeSent = false;
   private closeReason: CloseReason = "other";
@@ -61,10 +96,11 @@ export class Link implements Session, NegotiationPort {
   constructor(
     readonly id: number,
     socket: Socket,
-    readonly mode: "starttls" | "direct",
+    /** The listener of the client's connection (changes when a session is resumed on another one). */
+    public mode: "starttls" | "direct",
     readonly deps: LinkDeps<Link>,
     /** The client's address: the socket's peer, or the PROXY header's behind a trusted balancer. */
-    readonly origin: ClientOrigin,
+    public origin: ClientOrigin,
   ) {
     this.log = deps.log.child({ link: id });
     this.log.debug({ ip: origin.source.address, port: origin.source.port, via: origin.via, listener: mode }, "client connected");
@@ -72,17 +108,7 @@ export class Link implements Session, NegotiationPort {
     const limits = deps.config.limits;
     this.client = new Wire(
       socket,
-      {
-        onOpen: (h) => this.onClientOpen(h),
-        onElement: (el) => this.onClientElement(el),
-        onStreamClose: () => this.onClientStreamClose(),
-        onError: (e) => this.onParseError(e, "client"),
-        onSocketEnd: (err) => this.onClientSocketEnd(err),
-        onDrain: () => this.leg?.wire.resume(),
-        // Slow peers (SPEC E4): a dripped, never-finished stanza; a client that never reads.
-        onTimeout: (what) => this.closeWithError("policy-violation", "mucmux",
-          what === "stanza" ? "stanza not completed in time" : "client does not read its stream"),
-      },
+      this.clientHandlers(),
       { maxStanzaBytes: limits.maxUnauthedStanzaBytes, maxDepth: limits.maxDepth, maxAttributes: limits.maxAttributes, maxChildren: limits.maxChildren, maxElements: limits.maxElements },
       sharedAccounting(deps.metrics.bytes, "client"),
       limits.maxBufferedBytes,
@@ -94,8 +120,30 @@ export class Link implements Session, NegotiationPort {
 
   get encrypted(): boolean { return this.negotiation.encrypted; }
 
-  /** Session port: bound and not closing. */
-  get online(): boolean { return this.phase === "online"; }
+  /** Session port: bound and not closing; a hibernated session's stanzas wait for its resume (SPEC F4). */
+  get online(): boolean { return this.phase === "online" || this.phase === "hibernated"; }
+
+  private clientHandlers(): WireHandlers {
+    return {
+      onOpen: (h) => this.onClientOpen(h),
+      onElement: (el) => this.onClientElement(el),
+      onStreamClose: () => this.onClientStreamClose(),
+      onError: (e) => this.onParseError(e, "client"),
+      onSocketEnd: (err) => this.onClientSocketEnd(err),
+      onDrain: () => this.leg?.wire.resume(),
+      // Slow peers (SPEC E4): a dripped, never-finished stanza; a client that never reads (with resumption, a
+      // connection that is gone as far as mucmux can tell: the session hibernates, SPEC F4).
+      onTimeout: (what) => {
+        if (what === "write-stall" && this.resumable) return this.client.destroy();
+        this.closeWithError("policy-violation", "mucmux", what === "stanza" ? "stanza not completed in time" : "client does not read its stream");
+      },
+    };
+  }
+
+  /** Bound, with resumption granted: a lost connection hibernates the session instead of ending it. */
+  private get resumable(): boolean {
+    return this.phase === "online" && this.sm?.id !== undefined && !this.deps.isDraining();
+  }
 
   // ---- client → mucmux -------------------------------------------------------------------------
 
@@ -130,9 +178,23 @@ export class Link implements Session, NegotiationPort {
   }
 
   private onClientElement(el: Element): void {
-    if (this.phase === "closing" || this.phase === "closed") return;
+    if (this.phase === "closing" || this.phase === "closed" || this.phase === "hibernated") return;
+    if (this.heldForResume) {
+      if (this.heldForResume.push(el) > RESUME_HELD_MAX) this.closeWithError("policy-violation", "mucmux", "too much sent before <resumed/>");
+      return;
+    }
+    if (el.attrs.xmlns === NS_SM && (this.phase === "auth" || this.phase === "authenticating")) {
+      // SPEC F5: nothing of stream management before authentication; the client may still log in.
+      if (el.name === "resume") this.deps.metrics.smResumeFailures.inc({ reason: "unauthenticated" });
+      return void this.client.write(smFailed("unexpected-request"));
+    }
     if (this.phase !== "bind" && this.phase !== "online") return this.negotiation.onElement(el);
-    if (STANZAS.has(el.name) && !el.attrs.xmlns) return this.relayFromClient(el);
+    if (STANZAS.has(el.name) && !el.attrs.xmlns) {
+      if (this.sm) this.sm.inbound++; // SPEC F2: every stanza read counts, whatever becomes of it
+      this.remember(el);
+      return this.relayFromClient(el);
+    }
+    if (el.attrs.xmlns === NS_SM) return this.onSmNonza(el);
     if (el.name === "stream:error") {
       this.deps.metrics.streamErrors.inc({ condition: safeCondition(conditionOf(el)), origin: "client" });
       return this.onClientStreamClose();
@@ -140,6 +202,7 @@ export class Link implements Session, NegotiationPort {
     // XEP-0352 (SPEC C15): mucmux's own CSI, for the traffic it sends; passed on too where the server offers it,
     // so the server's filtering applies to the session's direct traffic.
     if (el.attrs.xmlns === NS.csi && (el.name === "active" || el.name === "inactive")) {
+      this.inactive = el.name === "inactive";
       if (this.leg?.features.offers(NS.csi)) this.leg.wire.writeElement(el);
       this.deps.onCsi?.(this, el.name === "active");
       return;
@@ -171,7 +234,13 @@ export class Link implements Session, NegotiationPort {
   sendUpstream(el: Element): void {
     const leg = this.leg;
     if (!leg || this.phase === "closing" || this.phase === "closed") return;
-    if (!leg.wire.writeElement(el)) this.client.pause(); // SPEC E4: resume on the leg's drain
+    const text = serialize(el);
+    const legSm = this.legSm;
+    if (legSm) {
+      legSm.push(text); // SPEC F6: kept until the server acknowledges it, resent after an upstream resume
+      this.requestLegAck(legSm);
+    }
+    if (!leg.wire.write(text)) this.client.pause(); // SPEC E4: resume on the leg's drain
   }
 
   /**
@@ -218,6 +287,7 @@ export class Link implements Session, NegotiationPort {
   }
 
   private onClientSocketEnd(err: Error | undefined): void {
+    if (this.resumable) return this.hibernate(); // SPEC F4: no stream close, so the client may come back
     if (this.phase !== "closing") this.closeReason = err && this.phase === "tls" ? "tls_error" : "client_close";
     if (this.leg && !this.leg.wire.isEnded) {
       this.leg.wire.write(STREAM_CLOSE);
@@ -236,11 +306,12 @@ export class Link implements Session, NegotiationPort {
 
   // ---- upstream → mucmux -----------------------------------------------------------------------
 
-  attachLeg(leg: UpstreamLeg): void {
+  /** `counted`: the leg is already in mucmux_connections_open (a leg handed over for a resume). */
+  attachLeg(leg: UpstreamLeg, counted = false): void {
     this.leg = leg;
     this.client.peer = leg.wire;
     leg.wire.peer = this.client;
-    this.deps.metrics.connectionsOpen.inc({ listener: this.mode, side: "upstream" });
+    if (!counted) this.deps.metrics.connectionsOpen.inc({ listener: this.mode, side: "upstream" });
     leg.setHandlers({
       onElement: (el) => this.onUpstreamElement(el),
       onStreamClose: () => this.onLegGone(undefined),
@@ -256,6 +327,7 @@ export class Link implements Session, NegotiationPort {
   private onUpstreamElement(el: Element): void {
     if (this.phase === "closed") return;
     if (STANZAS.has(el.name) && !el.attrs.xmlns) {
+      if (this.legSm?.enabled) this.legSm.inbound++;
       if (el.name === "iq" && (el.attrs.type === "result" || el.attrs.type === "error")) {
         const inline = this.inlineBind;
         if (inline && el.attrs.id === inline.id) {
@@ -290,24 +362,33 @@ export class Link implements Session, NegotiationPort {
       // Relay the server's verdict (e.g. conflict when the resource is taken over) unchanged.
       return this.closeWithError(condition, "upstream", text);
     }
+    if (el.attrs.xmlns === NS_SM) return this.onLegSm(el);
     this.log.debug({ element: el.name }, "dropped stream-level element from upstream");
   }
 
-  holdCredentials(c: Credentials | undefined): void {
+  /** SASL succeeded as `account` (bare); `c`: held until bind, then handed to the account registry (SPEC A3). */
+  authenticated(account: string, c: Credentials | undefined): void {
+    this.authenticatedAs = bareKey(account);
     this.credentials = c;
   }
 
   /** Bind2 (SPEC A15): mucmux binds the client's resource upstream itself; resolves with the bound JID. */
   bindInline(resource: string): Promise<string | undefined> {
-    const leg = this.leg;
-    if (!leg || this.phase !== "bind") return Promise.resolve(undefined);
-    const id = `mmbind-${randomBytes(6).toString("hex")}`;
+    if (this.phase !== "bind") return Promise.resolve(undefined);
     this.preOnline = [];
+    return this.bindUpstream(resource);
+  }
+
+  /** Binds `resource` on the leg; the bound JID, or undefined (refused, no answer in time, no leg). */
+  private bindUpstream(resource: string): Promise<string | undefined> {
+    const leg = this.leg;
+    if (!leg) return Promise.resolve(undefined);
+    const id = `mmbind-${randomBytes(6).toString("hex")}`;
     return new Promise((resolve) => {
       const timer = setTimeout(() => this.inlineBind?.resolve(undefined), LEG_IQ_TIMEOUT_MS);
       timer.unref();
       this.inlineBind = { id, resolve: (jid) => { clearTimeout(timer); this.inlineBind = undefined; resolve(jid); } };
-      leg.wire.write(`<iq type='set' id='${id}'><bind xmlns='${NS.bind}'><resource>${resource}</resource></bind></iq>`);
+      leg.wire.write(`<iq type='set' id='${id}'><bind xmlns='${NS.bind}'><resource>${escapeText(resource)}</resource></bind></iq>`);
     });
   }
 
@@ -318,6 +399,12 @@ export class Link implements Session, NegotiationPort {
     this.preOnline = undefined;
     for (const el of early) this.onUpstreamElement(el);
     if (!carbons || this.phase !== "online") return;
+    this.carbons = true;
+    this.enableCarbonsUpstream();
+  }
+
+  /** Carbons on for the client without it asking on this stream (Bind2, a re-established leg); the answer is swallowed. */
+  private enableCarbonsUpstream(): void {
     const id = `mmcarbons-${randomBytes(6).toString("hex")}`;
     (this.inlineIds ??= new Set()).add(id);
     // Through the outbound path like the client's own enable, so stages see carbons turned on.
@@ -348,15 +435,388 @@ export class Link implements Session, NegotiationPort {
     const onWritten = opts?.onWritten;
     if (this.phase === "closed" || this.phase === "closing") return onWritten?.(new Error("session closed"));
     const text = opts?.prepared && this.jid !== undefined ? opts.prepared.render(this.jid) : serialize(el);
-    if (!this.client.write(text, onWritten)) {
-      if (this.client.overCap()) return this.closeWithError("policy-violation", "mucmux", "client does not read its stream");
-      this.leg?.wire.pause();
+    const sm = this.sm;
+    if (sm) {
+      // SPEC F3: kept until the client acknowledges it; `onWritten` then means acknowledged (SPEC D6b).
+      const live = this.phase !== "hibernated";
+      sm.push(text, onWritten, live);
+      if (sm.unacked > this.deps.config.sm.maxQueueStanzas || sm.bytes > this.deps.config.limits.maxBufferedBytes) {
+        return live ? this.closeWithError("resource-constraint", "mucmux", "too many unacknowledged stanzas") : this.endHibernation("overflow");
+      }
+      if (!live) return;
+      this.requestAck(sm);
+      if (!this.client.write(text)) this.backpressure();
+      return;
     }
+    if (!this.client.write(text, onWritten)) this.backpressure();
+  }
+
+  private backpressure(): void {
+    if (!this.client.overCap()) return void this.leg?.wire.pause();
+    // A connection that stopped reading is gone as far as mucmux can tell: with resumption it hibernates.
+    if (this.resumable) return this.client.destroy();
+    this.closeWithError("policy-violation", "mucmux", "client does not read its stream");
+  }
+
+  // ---- stream management (XEP-0198, SPEC F1–F9) --------------------------------------------------
+
+  /** What a resume restores on a re-established leg: the last broadcast presence, carbons. */
+  private remember(el: Element): void {
+    if (el.name === "presence") {
+      if (el.attrs.to === undefined) this.lastPresence = el.attrs.type === undefined ? el : undefined;
+    } else if (el.name === "iq" && el.attrs.type === "set") {
+      if (el.getChild("enable", NS.carbons)) this.carbons = true;
+      else if (el.getChild("disable", NS.carbons)) this.carbons = false;
+    }
+  }
+
+  private onSmNonza(el: Element): void {
+    const sm = this.sm;
+    switch (el.name) {
+      case "enable":
+        // After bind, once (XEP-0198 §3).
+        if (this.phase !== "online" || sm || !this.deps.config.sm.enabled) return void this.client.write(smFailed("unexpected-request"));
+        return void this.client.write(this.enableSm(el));
+      case "resume":
+        if (this.phase !== "bind" || !this.deps.resumption || !this.deps.config.sm.enabled) {
+          this.deps.metrics.smResumeFailures.inc({ reason: "bad_request" });
+          return void this.client.write(smFailed("unexpected-request"));
+        }
+        return void this.resumeHere(el);
+      case "r":
+        if (!sm) return this.closeWithError("unsupported-stanza-type", "mucmux", "stream management is not enabled");
+        return void this.client.write(`<a xmlns='${NS_SM}' h='${wrapH(sm.inbound)}'/>`);
+      case "a": {
+        if (!sm) return this.closeWithError("unsupported-stanza-type", "mucmux", "stream management is not enabled");
+        const h = parseH(el.attrs.h);
+        if (h === undefined) return this.closeWithError("undefined-condition", "mucmux", "'h' is not an unsigned 32-bit integer");
+        return this.onClientAck(sm, h);
+      }
+      default:
+        return this.closeWithError("unsupported-stanza-type", "mucmux", `<${el.name}/> is not supported here`);
+    }
+  }
+
+  /**
+   * SPEC F1, F4: stream management for this stream, from `<enable/>` or inline in Bind2; the `<enabled/>` answer.
+   * Resumption when asked for and configured: `max` is the client's wish, bounded by sm.resumeSeconds.
+   */
+  enableSm(el: Element): string {
+    const cfg = this.deps.config.sm;
+    const asked = el.attrs.resume === "true" || el.attrs.resume === "1";
+    const table = this.deps.resumption;
+    const resume = asked && cfg.resumeSeconds > 0 && table !== undefined;
+    const wish = Number(el.attrs.max);
+    const max = Math.ceil(Number.isInteger(wish) && wish > 0 ? Math.min(wish, cfg.resumeSeconds) : cfg.resumeSeconds);
+    const id = resume ? randomBytes(18).toString("base64url") : undefined;
+    this.sm = new ClientSm(id, max);
+    this.deps.metrics.smEnabled.inc({ resume: String(resume) });
+    if (!id || !table) return `<enabled xmlns='${NS_SM}'/>`;
+    table.add(id, this);
+    this.enableLegSm(); // SPEC F6: so the server keeps its side when the client's connection dies
+    const location = cfg.location ? ` location='${escapeAttr(cfg.location)}'` : "";
+    return `<enabled xmlns='${NS_SM}' id='${id}' resume='true' max='${max}'${location}/>`;
+  }
+
+  /** One `<r/>` per burst, after the loop turn that wrote it; an unanswered one means the connection is gone. */
+  private requestAck(sm: ClientSm): void {
+    if (sm.requested) return;
+    sm.requested = true;
+    setImmediate(() => {
+      if (this.sm !== sm || this.phase !== "online" || !sm.requested) return;
+      this.client.write(`<r xmlns='${NS_SM}'/>`);
+      clearTimeout(this.ackTimer);
+      this.ackTimer = setTimeout(() => {
+        this.ackTimer = undefined;
+        if (this.sm !== sm || this.phase !== "online" || !sm.requested) return;
+        this.log.debug("no acknowledgement in time: connection treated as lost");
+        if (this.resumable) return this.client.destroy(); // SPEC F4: hibernates
+        this.closeWithError("connection-timeout", "mucmux", "no stream management acknowledgement in time");
+      }, this.deps.config.sm.ackTimeoutSeconds * 1000);
+      this.ackTimer.unref();
+    });
+  }
+
+  private onClientAck(sm: ClientSm, h: number): void {
+    this.deps.metrics.smAcks.inc({ from: "client" });
+    clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
+    sm.requested = false;
+    const r = sm.ack(h);
+    // XEP-0198 §6: acknowledging more than was sent is a protocol error.
+    if (!r.ok) return this.handledTooHigh(h, r.sent);
+    if (sm.unacked > 0 && this.phase === "online") this.requestAck(sm);
+  }
+
+  private handledTooHigh(h: number, sent: number): void {
+    this.closeWithError("undefined-condition", "mucmux", "acknowledged more stanzas than were sent", {
+      name: "handled-count-too-high", xmlns: NS_SM, attrs: { h: String(h), "send-count": String(sent) },
+    });
+  }
+
+  /** SPEC F6: stream management on the leg, with resumption, where the server offers it. */
+  private enableLegSm(): void {
+    const leg = this.leg;
+    if (!leg || !leg.features.offers(NS_SM)) return;
+    this.legSm = new LegSm(this.deps.config.sm.maxQueueStanzas, this.deps.config.limits.maxBufferedBytes);
+    leg.wire.write(`<enable xmlns='${NS_SM}' resume='true'/>`);
+  }
+
+  private requestLegAck(legSm: LegSm): void {
+    if (legSm.requested) return;
+    legSm.requested = true;
+    setImmediate(() => {
+      if (this.legSm === legSm && this.leg && legSm.requested) this.leg.wire.write(`<r xmlns='${NS_SM}'/>`);
+    });
+  }
+
+  /** The server's stream management elements on the leg. */
+  private onLegSm(el: Element): void {
+    const legSm = this.legSm;
+    if (el.name === "resumed" || (el.name === "failed" && this.legSmWait)) {
+      const wait = this.legSmWait;
+      this.legSmWait = undefined;
+      return wait?.(el);
+    }
+    if (!legSm) return;
+    switch (el.name) {
+      case "enabled":
+        legSm.enabled = true;
+        if (el.attrs.resume === "true" || el.attrs.resume === "1") legSm.id = el.attrs.id;
+        if (legSm.id === undefined) legSm.stopKeeping();
+        return;
+      case "failed": // the server refused <enable/>: the leg runs without
+        this.legSm = undefined;
+        return;
+      case "r":
+        if (legSm.enabled) this.leg?.wire.write(`<a xmlns='${NS_SM}' h='${wrapH(legSm.inbound)}'/>`);
+        return;
+      case "a": {
+        this.deps.metrics.smAcks.inc({ from: "upstream" });
+        legSm.requested = false;
+        const h = parseH(el.attrs.h);
+        if (h === undefined || !legSm.ack(h)) {
+          this.log.warn({ h: el.attrs.h }, "server acknowledged an impossible count; the leg is not resumable");
+          legSm.stopKeeping();
+        }
+        if (legSm.unacked > 0) this.requestLegAck(legSm);
+        return;
+      }
+    }
+  }
+
+  /** SPEC F4: the client's connection died without a stream close; the session waits for a resume. */
+  private hibernate(): void {
+    const sm = this.sm as ClientSm;
+    this.phase = "hibernated";
+    this.countClientClosed("client_close");
+    clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
+    sm.requested = false;
+    const leg = this.leg;
+    this.leg = undefined;
+    if (leg) this.parkLeg(leg);
+    this.legIqs?.cancelAll();
+    this.legIqs = undefined;
+    this.hibernation = setTimeout(() => this.endHibernation("expired"), sm.max * 1000);
+    this.hibernation.unref();
+    this.deps.metrics.smHibernated.inc();
+    this.log.debug({ unacked: sm.unacked, upstream: this.legSm?.id !== undefined ? "hibernated" : "closed" }, "connection lost; session hibernated");
+  }
+
+  /**
+   * SPEC F6: the server side of a hibernated session. With the server's own resumption the TCP connection is
+   * dropped without a stream close, so the server hibernates its session (and pushes as it would for the
+   * device); without it the stream is closed (messages go to the server's offline storage).
+   */
+  private parkLeg(leg: UpstreamLeg, close = false): void {
+    leg.setHandlers(INERT_LEG);
+    if (leg.wire.peer === this.client) this.client.peer = undefined;
+    this.deps.metrics.connectionsOpen.dec({ listener: this.mode, side: "upstream" });
+    const legSm = this.legSm;
+    if (!close && legSm?.id !== undefined && legSm.enabled) {
+      // Everything read from the server is mucmux's to deliver (per hop): acknowledged first, so the server
+      // does not count it as undelivered (and push for it) when its session hibernates.
+      leg.wire.write(`<a xmlns='${NS_SM}' h='${wrapH(legSm.inbound)}'/>`);
+      return leg.wire.destroy();
+    }
+    this.legSm = undefined;
+    if (!leg.wire.isEnded) {
+      leg.wire.write(STREAM_CLOSE);
+      leg.wire.end();
+    }
+  }
+
+  /** Leaves the hibernated phase: resumed (the caller goes online), or the session ends now. */
+  private endHibernation(outcome: HibernationEnd): void {
+    if (this.phase !== "hibernated") return;
+    clearTimeout(this.hibernation);
+    this.hibernation = undefined;
+    this.deps.metrics.smHibernated.dec();
+    this.deps.metrics.smHibernationEnds.inc({ outcome });
+    this.log.debug({ outcome }, "hibernated session ended");
+    if (outcome === "resumed") return;
+    this.phase = "closing";
+    const leg = this.leg; // one taken for a resume that did not complete
+    this.leg = undefined;
+    if (leg) this.parkLeg(leg, true);
+    this.finalize();
+  }
+
+  /** SPEC F5: `<resume/>` on this authenticated, unbound stream; the session it names continues here. */
+  private async resumeHere(el: Element): Promise<void> {
+    const table = this.deps.resumption;
+    const h = parseH(el.attrs.h);
+    const previd = el.attrs.previd;
+    const refuse = (condition: string, reason: string) => {
+      this.deps.metrics.smResumeFailures.inc({ reason });
+      this.client.write(smFailed(condition));
+    };
+    if (!table || h === undefined || !previd) return refuse("bad-request", "bad_request");
+    const old = table.get(previd);
+    // Another account's previd is as unknown as an expired one: nothing tells them apart.
+    if (!old || old === this || old.jid === undefined || bareKey(old.jid) !== this.authenticatedAs) return refuse("item-not-found", "unknown");
+    if (old.resuming) return refuse("unexpected-request", "busy");
+    this.heldForResume = [];
+    await old.takeOver(this, h);
+  }
+
+  /**
+   * SPEC F5: this session continues on `next`'s connection. Its server side comes back first (still live,
+   * resumed, or bound again on `next`'s leg); then `<resumed/>`, the unacknowledged stanzas, the queued ones.
+   */
+  private async takeOver(next: Link, h: number): Promise<void> {
+    this.resuming = true;
+    const wasHibernated = this.phase === "hibernated";
+    clearTimeout(this.hibernation); // the session does not expire while its resume is under way
+    let how: "live" | "resumed" | "rebound" | undefined = "live";
+    try {
+      if (wasHibernated) how = await this.restoreServerSide(next);
+    } finally {
+      this.resuming = false;
+    }
+    const m = this.deps.metrics;
+    m.smUpstreamRestores.inc({ how: how ?? "failed" });
+    if (next.phase === "closed" || next.phase === "closing" || !this.sm) {
+      // The new connection went away meanwhile: back to waiting (its server side parked again).
+      if (this.phase === "hibernated") {
+        if (this.leg) { const leg = this.leg; this.leg = undefined; this.parkLeg(leg); }
+        this.hibernation = setTimeout(() => this.endHibernation("expired"), (this.sm?.max ?? 0) * 1000);
+        this.hibernation.unref();
+      }
+      return;
+    }
+    if (!how || (this.phase !== "hibernated" && this.phase !== "online")) {
+      this.endHibernation("failed");
+      return next.closeWithError("reset", "mucmux", "the session could not be resumed; log in again");
+    }
+    const sm = this.sm;
+    if (this.phase === "online") {
+      // The old connection is still open (its death not noticed yet): it is closed, the session keeps its leg.
+      const old = this.client;
+      old.setHandlers(INERT_CLIENT);
+      old.write(streamErrorXml("conflict", "the session was resumed on another connection"));
+      old.end();
+      this.countClientClosed("client_close");
+      const spare = next.leg;
+      next.leg = undefined;
+      if (spare) {
+        spare.setHandlers(INERT_LEG);
+        spare.wire.write(STREAM_CLOSE);
+        spare.wire.end();
+        m.connectionsOpen.dec({ listener: next.mode, side: "upstream" });
+      }
+    }
+    // The connection changes owner: its socket stays counted, now as this session's.
+    const held = next.heldForResume ?? [];
+    next.heldForResume = undefined;
+    next.handOver();
+    this.client = next.client;
+    this.client.setHandlers(this.clientHandlers());
+    this.mode = next.mode;
+    this.origin = next.origin;
+    this.clientCounted = true;
+    if (next.credentials) this.deps.onCredentials?.(this, next.credentials);
+    if (this.leg) {
+      this.client.peer = this.leg.wire;
+      this.leg.wire.peer = this.client;
+    }
+    if (wasHibernated) this.endHibernation("resumed");
+    this.phase = "online";
+    const acked = sm.ack(h);
+    if (!acked.ok) return this.handledTooHigh(h, acked.sent);
+    this.log.debug({ upstream: how, resent: sm.unacked }, "session resumed");
+    const sock = this.client.socket;
+    sock.cork();
+    this.client.write(`<resumed xmlns='${NS_SM}' previd='${sm.id ?? ""}' h='${wrapH(sm.inbound)}'/>`);
+    for (const text of sm.resend()) this.client.write(text);
+    sock.uncork();
+    if (sm.unacked > 0) this.requestAck(sm);
+    this.client.resume();
+    for (const el of held) this.onClientElement(el);
+  }
+
+  /** The server side of a hibernated session, on `next`'s authenticated leg; how it came back, or undefined. */
+  private async restoreServerSide(next: Link): Promise<"resumed" | "rebound" | undefined> {
+    const leg = next.leg;
+    if (!leg || this.jid === undefined) return undefined;
+    next.leg = undefined;
+    this.attachLeg(leg, true);
+    const legSm = this.legSm;
+    if (legSm?.id !== undefined) {
+      const answer = await new Promise<Element | undefined>((resolve) => {
+        const timer = setTimeout(() => { this.legSmWait = undefined; resolve(undefined); }, LEG_IQ_TIMEOUT_MS);
+        timer.unref();
+        this.legSmWait = (el) => { clearTimeout(timer); resolve(el); };
+        leg.wire.write(`<resume xmlns='${NS_SM}' previd='${escapeAttr(legSm.id ?? "")}' h='${wrapH(legSm.inbound)}'/>`);
+      });
+      const h = answer?.name === "resumed" ? parseH(answer.attrs.h) : undefined;
+      if (h !== undefined && this.leg === leg && legSm.ack(h)) {
+        for (const text of legSm.unsent()) leg.wire.write(text); // what the server never got, in order
+        if (legSm.unacked > 0) this.requestLegAck(legSm);
+        return "resumed";
+      }
+      // The server let its session go (its own timeout, a restart): log in again below.
+      this.legSm = undefined;
+      if (this.leg !== leg) return undefined;
+    }
+    const resource = resourceOf(this.jid);
+    if (resource === undefined || (await this.bindUpstream(resource)) !== this.jid || this.leg !== leg) return undefined;
+    // SPEC F7: what the server knew of the session: carbons, CSI, the last broadcast presence (which also
+    // brings what the server stored offline meanwhile into the resumed stream).
+    this.enableLegSm();
+    if (this.carbons) this.enableCarbonsUpstream();
+    if (this.inactive && leg.features.offers(NS.csi)) leg.wire.write(`<inactive xmlns='${NS.csi}'/>`);
+    if (this.lastPresence) this.sendUpstream(this.lastPresence);
+    return "rebound";
+  }
+
+  /** This connection now belongs to the session it resumed: this Link ends without closing it. */
+  private handOver(): void {
+    this.clientCounted = false;
+    this.handedOver = true;
+    this.finalize();
+  }
+
+  private countClientClosed(reason: CloseReason): void {
+    if (!this.clientCounted) return;
+    this.clientCounted = false;
+    this.deps.metrics.connectionsOpen.dec({ listener: this.mode, side: "client" });
+    this.deps.metrics.connectionsClosed.inc({ listener: this.mode, side: "client", reason });
   }
 
   private onLegGone(_err: Error | undefined): void {
     if (this.phase === "closing") return this.finishClose();
     if (this.phase === "closed") return;
+    if (this.phase === "hibernated") {
+      // A leg taken for a resume died under it: the resume fails (its waits end now, not at their timeouts).
+      this.deps.metrics.connectionsOpen.dec({ listener: this.mode, side: "upstream" });
+      this.leg = undefined;
+      const wait = this.legSmWait;
+      this.legSmWait = undefined;
+      wait?.(undefined);
+      return this.inlineBind?.resolve(undefined);
+    }
     this.closeReason = "upstream_close";
     // SPEC E5: the session cannot continue without its leg; tell the client to reconnect.
     this.closeWithError(this.deps.isDraining() ? "system-shutdown" : "reset", "mucmux", "the server connection closed");
@@ -380,23 +840,34 @@ export class Link implements Session, NegotiationPort {
 
   /** SIGTERM drain (SPEC E6). */
   shutdown(): void {
+    if (this.phase === "hibernated") return this.endHibernation("drain");
     this.closeReason = "drain";
     this.closeWithError("system-shutdown", "mucmux", "mucmux is restarting");
   }
 
   private finalize(): void {
     if (this.finalized) return;
+    if (this.phase === "hibernated") return this.endHibernation("failed"); // counted, then back here
     this.finalized = true;
     this.phase = "closed";
     this.negotiation.abandon();
     this.credentials = undefined;
+    this.lastPresence = undefined;
     this.inlineBind?.resolve(undefined);
     this.preOnline = undefined;
+    this.heldForResume = undefined;
     this.legIqs?.cancelAll();
-    const m = this.deps.metrics;
-    m.connectionsOpen.dec({ listener: this.mode, side: "client" });
-    m.connectionsClosed.inc({ listener: this.mode, side: "client", reason: this.closeReason });
-    m.sessionDuration.observe((performance.now() - this.opened) / 1000);
+    clearTimeout(this.ackTimer);
+    const wait = this.legSmWait;
+    this.legSmWait = undefined;
+    wait?.(undefined);
+    const sm = this.sm;
+    if (sm) {
+      if (sm.id !== undefined) this.deps.resumption?.forget(sm.id, this);
+      sm.fail(new Error("not acknowledged before the session ended")); // SPEC F8: queued offline messages stay queued
+    }
+    this.countClientClosed(this.closeReason);
+    if (!this.handedOver) this.deps.metrics.sessionDuration.observe((performance.now() - this.opened) / 1000);
     this.deps.onClosed(this);
   }
 

@@ -14,4 +14,5 @@ export const NS = {
   bind2: "urn:xmpp:bind:0",
   fast: "urn:xmpp:fast:0",
   carbons: "urn:xmpp:carbons:2",
+  sm: "urn:xmpp:sm:3",
 } as const;

@@ -3,12 +3,15 @@ import type { StreamErrorCondition } from "../xml/errors.js";
 import { escapeText, escapeAttr } from "../xml/serialize.js";
 import { NS } from "./ns.js";
 
-export interface AppCondition { name: string; xmlns: string }
+export interface AppCondition { name: string; xmlns: string; attrs?: Record<string, string> }
 
 export function streamErrorXml(condition: StreamErrorCondition, text?: string, app?: AppCondition): string {
   let s = `<stream:error><${condition} xmlns='${NS.streams}'/>`;
   if (text) s += `<text xmlns='${NS.streams}' xml:lang='en'>${escapeText(text)}</text>`;
-  if (app) s += `<${app.name} xmlns='${escapeAttr(app.xmlns)}'/>`;
+  if (app) {
+    const attrs = Object.entries(app.attrs ?? {}).map(([k, v]) => ` ${k}='${escapeAttr(v)}'`).join("");
+    s += `<${app.name} xmlns='${escapeAttr(app.xmlns)}'${attrs}/>`;
+  }
   return `${s}</stream:error></stream:stream>`;
 }
 

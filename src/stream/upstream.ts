@@ -50,8 +50,8 @@ export interface LegFeatures {
 const INTERNED = new Map<string, LegFeatures>();
 const INTERN_MAX = 64; // distinct feature sets (servers, configurations); beyond that, no sharing
 
-export function legFeatures(features: Element, maxStanzaBytes: number): LegFeatures {
-  const clientXml = postAuthFeatures(features, maxStanzaBytes);
+export function legFeatures(features: Element, maxStanzaBytes: number, sm: boolean): LegFeatures {
+  const clientXml = postAuthFeatures(features, maxStanzaBytes, sm);
   const namespaces = features.getChildElements().map((c) => c.attrs.xmlns ?? "").sort().join(" ");
   const key = `${namespaces}\n${clientXml}`;
   let f = INTERNED.get(key);
@@ -215,7 +215,7 @@ export async function connectUpstream(
     w.parser.reset();
     features = await open();
     metrics.upstreamConnectDuration.observe((performance.now() - started) / 1000);
-    return { ok: true, leg: new UpstreamLeg(w, legFeatures(features, limits.maxStanzaBytes), dispatch), mechanism, successData };
+    return { ok: true, leg: new UpstreamLeg(w, legFeatures(features, limits.maxStanzaBytes, config.sm.enabled), dispatch), mechanism, successData };
   } catch (err) {
     wire?.destroy();
     const detail = err instanceof Error ? err.message : String(err);

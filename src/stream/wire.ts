@@ -47,7 +47,7 @@ export class Wire {
 
   constructor(
     socket: Socket,
-    private readonly handlers: WireHandlers,
+    private handlers: WireHandlers,
     private limits: ParserLimits,
     private readonly accounting: WireAccounting,
     private readonly maxBufferedBytes: number,
@@ -59,13 +59,12 @@ export class Wire {
   }
 
   private newParser(limits: ParserLimits): StreamParser {
-    const h = this.handlers;
     return new StreamParser(
       {
-        onStreamOpen: (header) => h.onOpen(header),
-        onElement: (el, n) => h.onElement(el, n),
-        onStreamClose: () => h.onStreamClose(),
-        onError: (e) => h.onError(e),
+        onStreamOpen: (header) => this.handlers.onOpen(header),
+        onElement: (el, n) => this.handlers.onElement(el, n),
+        onStreamClose: () => this.handlers.onStreamClose(),
+        onError: (e) => this.handlers.onError(e),
       },
       limits,
       {
@@ -85,6 +84,11 @@ export class Wire {
         },
       },
     );
+  }
+
+  /** Another owner takes this wire over (a resumed session adopts the connection it was resumed on, SPEC F5). */
+  setHandlers(h: WireHandlers): void {
+    this.handlers = h;
   }
 
   setLimits(l: Partial<ParserLimits>): void {
