@@ -127,7 +127,7 @@ export const configShape = z
       sasl2: bool().default(true).describe("offer SASL2 (XEP-0388) with Bind2 (XEP-0386) and FAST (XEP-0484) besides SASL1"),
       fastTokenDays: integer(0, 365).default(14).describe("lifetime of FAST tokens in days (0: no FAST)"),
     }),
-    // XEP-0198 stream management toward clients, per hop (SPEC F1–F9).
+    // XEP-0198 stream management toward clients, per hop (SPEC F1–F8).
     sm: section({
       enabled: bool().default(true).describe("offer stream management (XEP-0198) to clients after bind and inline in Bind2"),
       resumeSeconds: seconds({ allowZero: true, max: 3600 }).default(300)

@@ -140,7 +140,7 @@ export function createMetrics(build: BuildInfo) {
       labelNames: ["outcome"] as const,
       registers,
     }),
-    // XEP-0198 (SPEC F1–F9).
+    // XEP-0198 (SPEC F1–F8).
     smEnabled: new Counter({
       name: "mucmux_sm_enabled_total",
       help: "Client streams that enabled stream management (XEP-0198), by whether resumption was granted.",

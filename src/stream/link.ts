@@ -458,7 +458,7 @@ export class Link implements Session, NegotiationPort {
     this.closeWithError("policy-violation", "mucmux", "client does not read its stream");
   }
 
-  // ---- stream management (XEP-0198, SPEC F1–F9) --------------------------------------------------
+  // ---- stream management (XEP-0198, SPEC F1–F8) --------------------------------------------------
 
   /** What a resume restores on a re-established leg: the last broadcast presence, carbons. */
   private remember(el: Element): void {

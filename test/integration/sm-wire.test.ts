@@ -1,4 +1,4 @@
-// XEP-0198 at mucmux on the wire (SPEC F1–F9), byte-exact with a raw client, in front of real Prosody 0.12 and
+// XEP-0198 at mucmux on the wire (SPEC F1–F8), byte-exact with a raw client, in front of real Prosody 0.12 and
 // ejabberd 23.01, each with and without stream management of its own: counters, acks, resumption of exactly the
 // unacknowledged stanzas and of what arrived meanwhile, and every refusal (before authentication, foreign, unknown
 // and expired ids, concurrent resumes, impossible and malformed counts, a client that never acknowledges), with a

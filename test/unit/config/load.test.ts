@@ -32,6 +32,7 @@ describe("loadConfig defaults", () => {
         connectsPerSecond: 100, connectBurst: 200, connectWaitSeconds: 5, proxyProtocol: "off",
       },
       sasl: { scram: true, iterations: 10000, channelBinding: false, sasl2: true, fastTokenDays: 14 },
+      sm: { enabled: true, resumeSeconds: 300, maxQueueStanzas: 5000, ackTimeoutSeconds: 60 },
       admin: { host: "127.0.0.1", port: 9464 },
       store: { path: "./mucmux.sqlite" },
       limits: {
