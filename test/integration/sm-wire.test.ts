@@ -201,3 +201,80 @@ suite("Prosody 0.12", (o) => startProsody(o), true);
 suite("Prosody 0.12", (o) => startProsody(o), false);
 suite("ejabberd 23.01", (o) => startEjabberd(o), true);
 suite("ejabberd 23.01", (o) => startEjabberd(o), false);
+
+describe("stream management bounds (SPEC F3, F4), Prosody 0.12", () => {
+  let server: XmppTestServer;
+  let mux: TestMucmux;
+  const open: RawClient[] = [];
+  before(async () => {
+    server = await startProsody();
+    mux = await startMucmux({ upstreamPort: server.port, extra: { sm: { maxQueueStanzas: 20 } } });
+  });
+  after(async () => {
+    for (const c of open) c.close();
+    await mux?.stop();
+    await server?.stop();
+  });
+
+  it("enables SM inline in Bind2, and that session resumes like any other (SPEC F1)", async () => {
+    const c = await RawClient.connect(mux.directPort);
+    open.push(c);
+    c.open();
+    await c.waitFor(/<authentication xmlns='urn:xmpp:sasl:2'>.*<feature var='urn:xmpp:sm:3'\/>.*<\/authentication>/);
+    c.send(`<authenticate xmlns='urn:xmpp:sasl:2' mechanism='PLAIN'><initial-response>${plain("alice", "alicepw")}</initial-response>` +
+      `<bind xmlns='urn:xmpp:bind:0'><tag>inline</tag><enable xmlns='${SM}' resume='true'/></bind></authenticate>`);
+    const m = await c.waitFor(/<bound xmlns='urn:xmpp:bind:0'><enabled xmlns='urn:xmpp:sm:3' id='([^']+)' resume='true' max='300'\/><\/bound>/);
+    const jid = (await c.waitFor(/<authorization-identifier>([^<]+)<\/authorization-identifier>/))[1] as string;
+    c.send("<presence/>");
+    c.send(`<message to='${jid}' type='chat' id='i1'><body>inline one</body></message>`);
+    await c.waitFor(/inline one/);
+    c.close();
+    await until("hibernated", async () => (await metric(mux.adminPort, "mucmux_sm_hibernated_sessions")) === 1);
+    const back = await authenticated(mux.directPort, "alice", "alicepw");
+    open.push(back);
+    back.send(`<resume xmlns='${SM}' previd='${m[1]}' h='0'/>`);
+    await back.waitFor(/<resumed xmlns='urn:xmpp:sm:3' [^>]*h='2'\/>/);
+    await back.waitFor(/inline one/); // never acknowledged: sent again
+  });
+
+  it("a client that never acknowledges is closed at the bound; a hibernated session over it ends; others are untouched", async () => {
+    const canary = await smSession(mux.directPort, "carol", "carolpw", "canary");
+    const bob = { c: await RawClient.connect(mux.directPort) }; // without SM: it need not acknowledge what it gets
+    open.push(canary.c, bob.c);
+    await bob.c.login("bob", "bobpw", "sender");
+    bob.c.send("<presence/>");
+    // Connected, never acknowledging: closed once more than 20 stanzas wait.
+    const silent = await RawClient.connect(mux.directPort);
+    open.push(silent);
+    const jid = await silent.login("alice", "alicepw", "silent");
+    silent.send(`<enable xmlns='${SM}'/>`);
+    await silent.waitFor(/<enabled xmlns='urn:xmpp:sm:3'\/>/);
+    for (let i = 0; i < 25; i++) bob.c.send(`<message to='${jid}' type='chat' id='n${i}'><body>never acked ${i}</body></message>`);
+    await silent.waitFor(/<resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-streams'\/>/);
+    await silent.waitClosed();
+    // Hibernated: the queue is bounded the same way, and the session ends as a disconnect. (1:1 messages wait at
+    // the server, which keeps its own side hibernated; room messages come through the account's anchor.)
+    const room = `bounds-${Date.now().toString(36)}@conference.localhost`;
+    const joinRoom = async (c: RawClient, nick: string) => {
+      c.send(`<presence to='${room}/${nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>`);
+      await c.waitFor(new RegExp(`from='${room}/${nick}'[^>]*>.*?<status code='110'/>`));
+    };
+    await joinRoom(bob.c, "bob");
+    const away = await smSession(mux.directPort, "alice", "alicepw", "away");
+    await joinRoom(away.c, "alice");
+    away.c.close();
+    await until("hibernated", async () => (await metric(mux.adminPort, "mucmux_sm_hibernated_sessions")) === 1);
+    const overflow = await metric(mux.adminPort, "mucmux_sm_hibernation_ends_total", `outcome="overflow"`);
+    for (let i = 0; i < 25; i++) bob.c.send(`<message to='${room}' type='groupchat' id='h${i}'><body>while away ${i}</body></message>`);
+    await until("the hibernated session ended at the bound",
+      async () => (await metric(mux.adminPort, "mucmux_sm_hibernation_ends_total", `outcome="overflow"`)) === overflow + 1);
+    assert.equal(await metric(mux.adminPort, "mucmux_sm_hibernated_sessions"), 0);
+    const back = await authenticated(mux.directPort, "alice", "alicepw");
+    open.push(back);
+    back.send(`<resume xmlns='${SM}' previd='${away.id}' h='${away.acked}'/>`);
+    await back.waitFor(/<failed xmlns='urn:xmpp:sm:3'><item-not-found/);
+    canary.c.send(`<message to='${canary.jid}' type='chat' id='c'><body>canary sings</body></message>`);
+    await canary.c.waitFor(/canary sings/);
+    assert.doesNotMatch(canary.c.text + bob.c.text, /<stream:error/);
+  });
+});
