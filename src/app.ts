@@ -117,6 +117,10 @@ export function createApp(opts: AppOptions): App {
   const linkDeps = {
     config,
     resumption,
+    onResumed: (link: Link) => {
+      const account = accounts.forSession(link);
+      if (account) events.emit("session-resumed", { account, session: link });
+    },
     onCredentials: (link: Link, creds: Credentials) => {
       const account = accounts.forSession(link);
       if (account) account.credentials = creds; // the newest successful login wins (SPEC A3)

@@ -12,6 +12,8 @@ export interface Events {
   "session-bound": { account: Account; session: Session };
   /** A bound session's client said it is active or inactive (XEP-0352, SPEC C15). */
   "session-csi": { session: Session; active: boolean };
+  /** A hibernated session continues on a new connection (XEP-0198, SPEC F5); its backlog was just written. */
+  "session-resumed": { account: Account; session: Session };
   /** A bound session's stream is gone (closed, failed or drained). */
   "session-closed": { account: Account; session: Session };
   /** The anchor is online; `reconnected` after a drop (SPEC A9). */

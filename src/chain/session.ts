@@ -34,6 +34,11 @@ export interface Session {
   readonly jid: string | undefined;
   /** Bound and not closing: what is delivered now can reach the device. */
   readonly online: boolean;
+  /**
+   * Its client connection is gone and it waits for a resume (XEP-0198, SPEC F4): what is delivered meanwhile
+   * reaches the device only if it comes back in time. Absent: false.
+   */
+  readonly hibernated?: boolean;
   /** Per-stage private state (the session owns the storage, each stage its own key). */
   readonly slots: Map<symbol, unknown>;
   /** Toward the device: through this session's outbound chain and its writer. */

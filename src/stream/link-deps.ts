@@ -42,6 +42,8 @@ export interface LinkDeps<S = unknown> {
   onClosed(session: S): void;
   /** Sessions a client may resume (XEP-0198, SPEC F5); absent: no resumption. */
   resumption?: ResumptionTable<S>;
+  /** A hibernated session continues on a new connection (its backlog is written). */
+  onResumed?(session: S): void;
   /** A resumed session's new login brought credentials (the account's newest, as at bind). */
   onCredentials?(session: S, credentials: Credentials): void;
   /** The client said it is active or inactive (XEP-0352). */

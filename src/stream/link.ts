@@ -122,6 +122,7 @@ export class Link implements Session, NegotiationPort {
 
   /** Session port: bound and not closing; a hibernated session's stanzas wait for its resume (SPEC F4). */
   get online(): boolean { return this.phase === "online" || this.phase === "hibernated"; }
+  get hibernated(): boolean { return this.phase === "hibernated"; }
 
   private clientHandlers(): WireHandlers {
     return {
@@ -753,6 +754,7 @@ export class Link implements Session, NegotiationPort {
     sock.uncork();
     if (sm.unacked > 0) this.requestAck(sm);
     this.client.resume();
+    if (wasHibernated) this.deps.onResumed?.(this);
     for (const el of held) this.onClientElement(el);
   }
 

@@ -83,6 +83,30 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       const received = (next.text.match(/<(message|presence|iq)[ >]/g) ?? []).length;
       next.send(`<a xmlns='${SM}' h='${received}'/>`);
       await until("acknowledged ones removed", async () => (await queued(user)) === 0);
+
+      // That phone loses its network: while its only session is hibernated, room messages go to the store, not
+      // into a queue that a phone which never comes back would take with it; the resumed session gets them.
+      const resumable = (next.text.match(/<enabled xmlns='urn:xmpp:sm:3' id='([^']+)'/) ?? [])[1] as string;
+      next.close();
+      await until("hibernated", async () => (await metric(mux.adminPort, "mucmux_sm_hibernated_sessions")) === 1);
+      await bob.send(xml("message", { to: r, type: "groupchat" }, xml("body", {}, "queued 4")));
+      await until("queued while hibernated", async () => (await queued(user)) === 1);
+      const back = await RawClient.connect(mux.directPort);
+      raws.push(back);
+      back.open();
+      await back.waitFor(/<mechanism>PLAIN<\/mechanism>/);
+      back.send(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${Buffer.from(`\0${user}\0${user}pw`).toString("base64")}</auth>`);
+      await back.waitFor(/<success/);
+      back.open();
+      await back.waitFor(/<sm xmlns='urn:xmpp:sm:3'\/>/);
+      back.text = "";
+      back.send(`<resume xmlns='${SM}' previd='${resumable}' h='${received}'/>`);
+      await back.waitFor(/<resumed /);
+      await back.waitFor(/queued 4/);
+      assert.deepEqual(offlineBodies(back), ["queued 4"], "only what was queued meanwhile");
+      const more = (back.text.match(/<(message|presence|iq)[ >]/g) ?? []).length;
+      back.send(`<a xmlns='${SM}' h='${received + more}'/>`);
+      await until("acknowledged, removed", async () => (await queued(user)) === 0);
     });
   });
 }

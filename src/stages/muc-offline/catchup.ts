@@ -25,6 +25,13 @@ export function onBroadcastPresence(ctx: OfflineContext, account: Account, sessi
   }).catch((err: unknown) => ctx.log.error({ err }, "offline catch-up failed"));
 }
 
+/** SPEC F8: a resumed session that was available gets what was queued while it was away. */
+export function onResumed(ctx: OfflineContext, account: Account, session: Session): void {
+  if (session.slots.get(AVAILABLE) !== true) return;
+  void ctx.state(account).serial(() => deliverQueued(ctx, account, session))
+    .catch((err: unknown) => ctx.log.error({ err }, "offline catch-up failed"));
+}
+
 async function deliverQueued(ctx: OfflineContext, account: Account, session: Session): Promise<void> {
   const store = ctx.store();
   if (!store) return;

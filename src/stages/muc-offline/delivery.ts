@@ -31,9 +31,12 @@ export function classify(el: Element): Kind | undefined {
   return "pm"; // SPEC C12: a private message to AccountNick
 }
 
-/** Sessions of the account that sent their initial presence and are still online. */
+/**
+ * Sessions of the account that sent their initial presence and are still online. Not a hibernated one (SPEC
+ * F8): what is kept for the account must not depend on whether a lost phone comes back in time.
+ */
 export function onlineSessions(account: Account): Session[] {
-  return [...account.sessions].filter((s) => s.online && s.jid !== undefined && s.slots.get(AVAILABLE) === true);
+  return [...account.sessions].filter((s) => s.online && s.hibernated !== true && s.jid !== undefined && s.slots.get(AVAILABLE) === true);
 }
 
 /** The room's stable id of a message: its XEP-0359 stanza-id assigned by the room (MUC MAM). */

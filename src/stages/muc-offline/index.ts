@@ -12,7 +12,7 @@ import { createContext, dropRegistration, ensureLoaded, type OfflineContext, typ
 import { isPendingAnswer, onRegisterAnswer, onRegisterRequest } from "./register.js";
 import { extendDiscoInfo } from "./disco.js";
 import { onUnjoined } from "./delivery.js";
-import { onBroadcastPresence } from "./catchup.js";
+import { onBroadcastPresence, onResumed } from "./catchup.js";
 import { createArchive, type Archive } from "./archive.js";
 import { DISCO_INFO, REGISTER } from "./xml.js";
 
@@ -102,6 +102,7 @@ function subscribe(ctx: OfflineContext, archive: Archive): void {
       ctx.state(account).noRejoin.add(room);
     }
   });
+  events.on("session-resumed", ({ account, session }) => onResumed(ctx, account, session));
   // SPEC D7: at a login, flagged rooms the account is not in are joined again (after a restart, say), and
   // what the room said meanwhile is read from its archive.
   events.on("session-bound", ({ account }) => {
