@@ -763,6 +763,7 @@ export class Link implements Session, NegotiationPort {
     const leg = next.leg;
     if (!leg || this.jid === undefined) return undefined;
     next.leg = undefined;
+    this.mode = next.mode; // the leg is counted under the new connection's listener
     this.attachLeg(leg, true);
     const legSm = this.legSm;
     if (legSm?.id !== undefined) {

@@ -38,6 +38,12 @@ export interface ConnectOptions {
    */
   mechanism?: "PLAIN" | "SCRAM-SHA-1";
   /**
+   * XEP-0198 as xmpp.js does it: enabled with resumption after bind or inline in Bind2, resumed inline in SASL2 or
+   * after authentication (default false: the features are hidden from xmpp.js, so that a dropped connection ends
+   * the session at once, as most tests assume; the stream management tests turn it on).
+   */
+  sm?: boolean;
+  /**
    * Log in with SASL2 + Bind2 (+ FAST) when the server offers it, as xmpp.js does by default (default false: the
    * SASL2 feature is hidden from xmpp.js, as for a SASL1-only client; Bind2 makes the resource `<resource>.<random>`).
    */
@@ -68,6 +74,8 @@ export interface TestClient {
   stop(): Promise<void>;
 }
 
+const SM = "urn:xmpp:sm:3";
+
 const short = (el: Element): string => {
   const s = el.toString();
   return s.length > 300 ? `${s.slice(0, 300)}…` : s;
@@ -79,6 +87,16 @@ function matches(pred: (el: Element) => boolean, el: Element): boolean {
   } catch {
     return false;
   }
+}
+
+/** Stream features without XEP-0198: at top level, in SASL2's inline features and in Bind2's. */
+function withoutSm(features: Element): void {
+  const sm = (c: Element | string) => typeof c !== "string" && (c.attrs.xmlns === SM || (c.name === "feature" && c.attrs.var === SM));
+  const walk = (el: Element) => {
+    el.children = el.children.filter((c) => !sm(c));
+    for (const c of el.children) if (typeof c !== "string") walk(c);
+  };
+  walk(features);
 }
 
 export async function connectClient(opts: ConnectOptions): Promise<TestClient> {
@@ -100,12 +118,16 @@ export async function connectClient(opts: ConnectOptions): Promise<TestClient> {
     const fast = (xmpp as unknown as { fast: { saveToken(t: FastToken): Promise<void> } }).fast;
     fast.saveToken = async (t) => { opts.fast?.onToken?.(t); };
   }
-  if (!opts.sasl2) {
-    // A SASL1-only client: xmpp.js takes SASL2 whenever <authentication xmlns='urn:xmpp:sasl:2'> is offered.
+  if (!opts.sasl2 || !opts.sm) {
+    // A SASL1-only client: xmpp.js takes SASL2 whenever <authentication xmlns='urn:xmpp:sasl:2'> is offered. A client
+    // without stream management: xmpp.js enables it (with resumption) whenever it is offered, also inline.
     const conn = xmpp as unknown as { _onElement(el: Element): void };
     const onElement = conn._onElement.bind(xmpp);
     conn._onElement = (el: Element) => {
-      if (el.name === "stream:features") el.children = el.children.filter((c) => typeof c === "string" || c.attrs.xmlns !== "urn:xmpp:sasl:2");
+      if (el.name === "stream:features") {
+        if (!opts.sasl2) el.children = el.children.filter((c) => typeof c === "string" || c.attrs.xmlns !== "urn:xmpp:sasl:2");
+        if (!opts.sm) withoutSm(el);
+      }
       onElement(el);
     };
   }
