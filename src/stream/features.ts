@@ -33,6 +33,7 @@ export function saslFeatures(maxBytes: number, mechanisms: readonly string[], bi
     ? `<authentication xmlns='${NS.sasl2}'>${mechs}<inline>` +
       `<bind xmlns='${NS.bind2}'><inline><feature var='${NS.carbons}'/>${sasl2.sm ? `<feature var='${NS.sm}'/>` : ""}</inline></bind>` +
       (sasl2.fast ? `<fast xmlns='${NS.fast}'><mechanism>HT-SHA-256-NONE</mechanism></fast>` : "") +
+      (sasl2.sm ? `<sm xmlns='${NS.sm}'/>` : "") +
       "</inline></authentication>"
     : "";
   return `<stream:features><mechanisms xmlns='${NS.sasl}'>${mechs}</mechanisms>${v2}${cb}${limitsXml(maxBytes)}</stream:features>`;

@@ -47,6 +47,11 @@ export interface NegotiationPort {
   boundInline(jid: string, carbons: boolean): void;
   /** SPEC F1: stream management enabled inline in Bind2; the `<enabled/>` for the `<bound/>` element. */
   enableSm(el: Element): string;
+  /**
+   * SPEC F5: resume the session `<resume/>` names on this authenticated stream; `wrap` frames `<resumed/>` (SASL2's
+   * success). Undefined when handled (resumed, or this stream closed); else the `<failed/>` to send.
+   */
+  resume(el: Element, wrap?: (resumed: string, jid: string) => string): Promise<string | undefined>;
 }
 
 const MAX_AUTH_ATTEMPTS = 5;
@@ -61,6 +66,8 @@ interface Sasl2Request {
   agent: string;
   /** Bind2 (XEP-0386): the client's tag, whether it enables carbons inline, and its inline `<enable/>` of XEP-0198. */
   bind: { tag: string | undefined; carbons: boolean; sm: Element | undefined } | undefined;
+  /** XEP-0198 inline in SASL2: `<resume previd h/>`, tried before Bind2 (SPEC F5). */
+  resume: Element | undefined;
   /** `<request-token mechanism='HT-SHA-256-NONE'/>` (XEP-0484). */
   requestToken: boolean;
   /** `<fast count>` of a FAST login. */
@@ -189,6 +196,7 @@ export class ClientNegotiation {
         : undefined,
       requestToken: el.getChild("request-token", NS.fast)?.attrs.mechanism === HT_MECHANISM,
       invalidate: fast?.attrs.invalidate === "true" || fast?.attrs.invalidate === "1",
+      resume: this.link.deps.config.sm.enabled ? el.getChild("resume", NS.sm) ?? undefined : undefined,
       count: count !== undefined && /^\d{1,15}$/.test(count) ? Number(count) : undefined,
     };
     const mechanism = el.attrs.mechanism ?? "";
@@ -488,7 +496,17 @@ export class ClientNegotiation {
       link.client.write(data ? `<success xmlns='${NS.sasl}'>${data.toString("base64")}</success>` : `<success xmlns='${NS.sasl}'/>`);
       return;
     }
-    // SASL2: no stream restart. Bind2 binds upstream first, so the success names the full JID (XEP-0386).
+    // SASL2: no stream restart. A resume inline comes first (SPEC F5): the success names the resumed session and
+    // carries <resumed/>; refused, the success carries <failed/> and Bind2 (if asked) binds a new session.
+    const additional = data ? `<additional-data>${data.toString("base64")}</additional-data>` : "";
+    let smFailed = "";
+    if (req.resume) {
+      const refused = await link.resume(req.resume, (resumed, jid) => `<success xmlns='${NS.sasl2}'>${additional}` +
+        `<authorization-identifier>${escapeText(jid)}</authorization-identifier>${resumed}</success>`);
+      if (refused === undefined || link.phase !== "bind") return;
+      smFailed = refused;
+    }
+    // Bind2 binds upstream first, so the success names the full JID (XEP-0386).
     let aid = `${username}@${this.domain}`;
     let jid: string | undefined;
     if (req.bind) {
@@ -500,9 +518,8 @@ export class ClientNegotiation {
     const sasl = link.deps.sasl;
     const token = req.requestToken && credentials && sasl ? await sasl.fast.issue(this.account(username), req.agent, credentials.secret) : undefined;
     if (link.phase !== "bind") return;
-    link.client.write(`<success xmlns='${NS.sasl2}'>` +
-      (data ? `<additional-data>${data.toString("base64")}</additional-data>` : "") +
-      `<authorization-identifier>${escapeText(aid)}</authorization-identifier>` +
+    link.client.write(`<success xmlns='${NS.sasl2}'>${additional}` +
+      `<authorization-identifier>${escapeText(aid)}</authorization-identifier>${smFailed}` +
       (jid ? `<bound xmlns='${NS.bind2}'>${req.bind?.sm && link.deps.config.sm.enabled ? link.enableSm(req.bind.sm) : ""}</bound>` : "") +
       (token ? `<token xmlns='${NS.fast}' expiry='${token.expiry.toISOString()}' token='${token.token}'/>` : "") +
       "</success>");

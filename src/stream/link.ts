@@ -483,7 +483,7 @@ export class Link implements Session, NegotiationPort {
           this.deps.metrics.smResumeFailures.inc({ reason: "bad_request" });
           return void this.client.write(smFailed("unexpected-request"));
         }
-        return void this.resumeHere(el);
+        return void this.resume(el).then((refused) => { if (refused !== undefined) this.client.write(refused); });
       case "r":
         if (!sm) return this.closeWithError("unsupported-stanza-type", "mucmux", "stream management is not enabled");
         return void this.client.write(`<a xmlns='${NS_SM}' h='${wrapH(sm.inbound)}'/>`);
@@ -664,14 +664,17 @@ export class Link implements Session, NegotiationPort {
     this.finalize();
   }
 
-  /** SPEC F5: `<resume/>` on this authenticated, unbound stream; the session it names continues here. */
-  private async resumeHere(el: Element): Promise<void> {
+  /**
+   * SPEC F5: `<resume/>` on this authenticated, unbound stream; the session it names continues here. `wrap` frames
+   * `<resumed/>` (SASL2's success). Undefined when handled; else the `<failed/>` to send.
+   */
+  async resume(el: Element, wrap?: (resumed: string, jid: string) => string): Promise<string | undefined> {
     const table = this.deps.resumption;
     const h = parseH(el.attrs.h);
     const previd = el.attrs.previd;
     const refuse = (condition: string, reason: string) => {
       this.deps.metrics.smResumeFailures.inc({ reason });
-      this.client.write(smFailed(condition));
+      return smFailed(condition);
     };
     if (!table || h === undefined || !previd) return refuse("bad-request", "bad_request");
     const old = table.get(previd);
@@ -679,14 +682,15 @@ export class Link implements Session, NegotiationPort {
     if (!old || old === this || old.jid === undefined || bareKey(old.jid) !== this.authenticatedAs) return refuse("item-not-found", "unknown");
     if (old.resuming) return refuse("unexpected-request", "busy");
     this.heldForResume = [];
-    await old.takeOver(this, h);
+    await old.takeOver(this, h, wrap);
+    return undefined;
   }
 
   /**
    * SPEC F5: this session continues on `next`'s connection. Its server side comes back first (still live,
    * resumed, or bound again on `next`'s leg); then `<resumed/>`, the unacknowledged stanzas, the queued ones.
    */
-  private async takeOver(next: Link, h: number): Promise<void> {
+  private async takeOver(next: Link, h: number, wrap?: (resumed: string, jid: string) => string): Promise<void> {
     this.resuming = true;
     const wasHibernated = this.phase === "hibernated";
     clearTimeout(this.hibernation); // the session does not expire while its resume is under way
@@ -749,7 +753,8 @@ export class Link implements Session, NegotiationPort {
     this.log.debug({ upstream: how, resent: sm.unacked }, "session resumed");
     const sock = this.client.socket;
     sock.cork();
-    this.client.write(`<resumed xmlns='${NS_SM}' previd='${sm.id ?? ""}' h='${wrapH(sm.inbound)}'/>`);
+    const resumed = `<resumed xmlns='${NS_SM}' previd='${sm.id ?? ""}' h='${wrapH(sm.inbound)}'/>`;
+    this.client.write(wrap && this.jid !== undefined ? wrap(resumed, this.jid) : resumed);
     for (const text of sm.resend()) this.client.write(text);
     sock.uncork();
     if (sm.unacked > 0) this.requestAck(sm);
