@@ -18,6 +18,7 @@ Events (every event is {"event": NAME, ...}; those marked + also carry the plugi
   message_error {from, id, condition}
   presence {from, type, show, status, codes}  only with --presences
   joined {room, nick, from}            MUC self-presence (status 110) after `join`
+  iq {id, type, condition, xml}        the answer to an `iq` command (type result or error; condition: the error's)
   cut {mode} +                         the connection was cut (see below); `disconnected` follows
   released {count}                     sockets held by a silent cut were closed
   reconnecting                         `reconnect` started a new connection
@@ -37,6 +38,9 @@ Commands:
       PREFIX-i when N > 1 and PREFIX has no {i}); answers `sent` once they are written.
   {"cmd":"request_ack"}                an <r/> (after everything queued before it)
   {"cmd":"join","room":BARE,"nick":NICK,"history":0}   MUC join presence (history: maxstanzas; omit for the room's)
+  {"cmd":"iq","type":"set"|"get","to":JID,"id":ID,"payload":XML}
+      an IQ (through the plugin, so it is counted) carrying the payload element (e.g. an XEP-0357 <enable/>);
+      to and id optional; answers `iq` with the result or error (waits up to 10 s; then error kind "command")
   {"cmd":"cut","mode":"abort"|"rst"|"silent"}
       Ends the connection without </stream:stream>, without TLS close_notify and without the plugin knowing
       (the SM state survives for `reconnect`): abort (default) = transport.abort(): the kernel closes the socket
@@ -61,6 +65,7 @@ import sys
 import xml.etree.ElementTree as ET
 
 import slixmpp
+from slixmpp.exceptions import IqError, IqTimeout
 from slixmpp.plugins.xep_0198 import stanza as sm
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
@@ -190,6 +195,18 @@ class SmClient(slixmpp.ClientXMPP):
                 ET.SubElement(x, f"{{{MUC}}}history", maxstanzas=str(int(c["history"])))
             p.send()
             await self.flushed()
+        elif name == "iq":
+            iq = self.make_iq(ito=c.get("to"), itype=c.get("type", "set"))
+            if c.get("id"):
+                iq["id"] = c["id"]
+            iq.append(ET.fromstring(c["payload"]))
+            try:
+                r = await iq.send(timeout=10)
+                emit("iq", id=r["id"], type=r["type"], condition=None, xml=str(r))
+            except IqError as e:
+                emit("iq", id=e.iq["id"], type="error", condition=e.iq["error"]["condition"], xml=str(e.iq))
+            except IqTimeout:
+                emit("error", kind="command", message=f"iq {iq['id']}: no answer within 10 s")
         elif name == "cut":
             self.cut(c.get("mode", "abort"))
         elif name == "release":

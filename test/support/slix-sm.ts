@@ -46,10 +46,22 @@ export interface SlixMessage extends SlixEvent {
   delay: string | null;
 }
 
+/** The answer to an `iq` command. */
+export interface SlixIq extends SlixEvent {
+  event: "iq";
+  id: string;
+  type: "result" | "error";
+  /** The error condition (type error), else null. */
+  condition: string | null;
+  xml: string;
+}
+
 export type SlixCommand =
   | { cmd: "send"; to: string; body: string; type?: "chat" | "groupchat" | "normal"; count?: number; id?: string }
   | { cmd: "request_ack" }
   | { cmd: "join"; room: string; nick: string; history?: number }
+  /** An IQ carrying `payload` (raw XML of one element); answered by an `iq` event (see SlixIq). */
+  | { cmd: "iq"; type?: "get" | "set"; to?: string; id?: string; payload: string }
   | { cmd: "cut"; mode?: "abort" | "rst" | "silent" }
   | { cmd: "release" }
   | { cmd: "reconnect" }
@@ -90,6 +102,7 @@ export class SlixSm {
   readonly events: SlixEvent[] = [];
   private err = "";
   private code: number | null | undefined;
+  private iqs = 0;
   private readonly waiters = new Set<() => void>();
   private readonly gone: Promise<void>;
 
@@ -193,6 +206,19 @@ export class SlixSm {
     const from = this.mark();
     this.send({ cmd: "status" });
     return this.waitFor<CountedEvent>((e) => e.event === "status", timeoutMs, from);
+  }
+
+  /**
+   * Sends an `iq` command and resolves with its answer (a result or an error: check `type`); rejects when the
+   * script reports no answer or exits.
+   */
+  async iq(o: { type?: "get" | "set"; to?: string; id?: string; payload: string }, timeoutMs = 12_000): Promise<SlixIq> {
+    const id = o.id ?? `slix-iq-${(++this.iqs).toString(36)}-${Date.now().toString(36)}`;
+    const from = this.mark();
+    this.send({ cmd: "iq", ...o, id });
+    const e = await this.waitFor((x) => (x.event === "iq" && x.id === id) || (x.event === "error" && String(x.message).includes(id)), timeoutMs, from);
+    if (e.event !== "iq") throw new Error(`slix_sm ${this.label}: iq ${id}: ${JSON.stringify(e)}\n${this.describe()}`);
+    return e as SlixIq;
   }
 
   /** Message events (from index `since` on). */
