@@ -61,6 +61,8 @@ export class Link implements Session, NegotiationPort {
   private authenticatedAs: string | undefined;
   /** XEP-0198 on the leg (SPEC F6): enabled when the client enabled resumption and the server offers it. */
   private legSm: LegSm | undefined;
+  /** The leg's stanza being relayed right now and its number there (SPEC F6: acknowledged once the device has it). */
+  private legRun: { el: Element; seq: number } | undefined;
   /** Waiting for the leg's answer to a `<resume/>` mucmux sent on it. */
   private legSmWait: ((el: Element | undefined) => void) | undefined;
   private hibernation: NodeJS.Timeout | undefined;
@@ -347,7 +349,14 @@ export class Link implements Session, NegotiationPort {
       if (this.bindId !== undefined && el.name === "iq" && el.attrs.id === this.bindId) this.onBindResult(el);
       if (this.legIqs?.take(el)) return; // the answer to an IQ of mucmux's own
       this.countStanza("s2c", el);
-      this.deps.chain.run("s2c", this, el, this.s2cDelivery, "upstream");
+      const legSm = this.legSm;
+      if (!legSm?.enabled || !this.sm) return this.deps.chain.run("s2c", this, el, this.s2cDelivery, "upstream");
+      this.legRun = { el, seq: legSm.inbound };
+      try {
+        this.deps.chain.run("s2c", this, el, this.s2cDelivery, "upstream");
+      } finally {
+        this.legRun = undefined;
+      }
       return;
     }
     if (el.name === "stream:error") {
@@ -440,7 +449,9 @@ export class Link implements Session, NegotiationPort {
     if (sm) {
       // SPEC F3: kept until the client acknowledges it; `onWritten` then means acknowledged (SPEC D6b).
       const live = this.phase !== "hibernated";
-      sm.push(text, onWritten, live);
+      // The leg's own stanza, written as it came (not a stage's replacement, not one flushed with it): the server
+      // keeps it until the device has acknowledged it (SPEC F6).
+      sm.push(text, onWritten, live, this.legRun?.el === el ? this.legRun.seq : undefined);
       if (sm.unacked > this.deps.config.sm.maxQueueStanzas || sm.bytes > this.deps.config.limits.maxBufferedBytes) {
         return live ? this.closeWithError("resource-constraint", "mucmux", "too many unacknowledged stanzas") : this.endHibernation("overflow");
       }
@@ -547,6 +558,19 @@ export class Link implements Session, NegotiationPort {
     // XEP-0198 §6: acknowledging more than was sent is a protocol error.
     if (!r.ok) return this.handledTooHigh(h, r.sent);
     if (sm.unacked > 0 && this.phase === "online") this.requestAck(sm);
+    const legSm = this.legSm;
+    // SPEC F6: what the device now has, the server may forget (unasked: its <r/> came before the device's ack).
+    if (legSm?.enabled && this.leg && this.legHandled(legSm) !== legSm.reported) this.ackLeg(legSm);
+  }
+
+  /** SPEC F6: of the leg's stanzas, those not waiting for the device's acknowledgement. */
+  private legHandled(legSm: LegSm): number {
+    return this.sm ? this.sm.legHandled(legSm.inbound) : legSm.inbound;
+  }
+
+  private ackLeg(legSm: LegSm, leg = this.leg): void {
+    legSm.reported = this.legHandled(legSm);
+    leg?.wire.write(`<a xmlns='${NS_SM}' h='${wrapH(legSm.reported)}'/>`);
   }
 
   private handledTooHigh(h: number, sent: number): void {
@@ -590,7 +614,7 @@ export class Link implements Session, NegotiationPort {
         this.legSm = undefined;
         return;
       case "r":
-        if (legSm.enabled) this.leg?.wire.write(`<a xmlns='${NS_SM}' h='${wrapH(legSm.inbound)}'/>`);
+        if (legSm.enabled) this.ackLeg(legSm);
         return;
       case "a": {
         this.deps.metrics.smAcks.inc({ from: "upstream" });
@@ -636,10 +660,10 @@ export class Link implements Session, NegotiationPort {
     this.deps.metrics.connectionsOpen.dec({ listener: this.mode, side: "upstream" });
     const legSm = this.legSm;
     if (!close && legSm?.id !== undefined && legSm.enabled) {
-      // Everything read from the server is mucmux's to deliver (per hop): acknowledged first, so the server
-      // does not count it as undelivered (and push for it) when its session hibernates.
-      leg.wire.write(`<a xmlns='${NS_SM}' h='${wrapH(legSm.inbound)}'/>`);
-      return leg.wire.destroy();
+      // What the device has (or mucmux consumed) is acknowledged first; what it has not stays the server's, so
+      // the server counts it as undelivered and pushes for it as it would for the phone itself.
+      this.ackLeg(legSm, leg);
+      return leg.wire.end(); // after that <a/>, a TCP close without a stream close
     }
     this.legSm = undefined;
     if (!leg.wire.isEnded) {
@@ -691,6 +715,11 @@ export class Link implements Session, NegotiationPort {
    * resumed, or bound again on `next`'s leg); then `<resumed/>`, the unacknowledged stanzas, the queued ones.
    */
   private async takeOver(next: Link, h: number, wrap?: (resumed: string, jid: string) => string): Promise<void> {
+    const sm = this.sm;
+    if (!sm) return;
+    // The client's count first: what it has, the server may forget before its own session is resumed (SPEC F6).
+    const acked = sm.ack(h);
+    if (!acked.ok) return next.handledTooHigh(h, acked.sent);
     this.resuming = true;
     const wasHibernated = this.phase === "hibernated";
     clearTimeout(this.hibernation); // the session does not expire while its resume is under way
@@ -702,11 +731,11 @@ export class Link implements Session, NegotiationPort {
     }
     const m = this.deps.metrics;
     m.smUpstreamRestores.inc({ how: how ?? "failed" });
-    if (next.phase === "closed" || next.phase === "closing" || !this.sm) {
+    if (next.phase === "closed" || next.phase === "closing") {
       // The new connection went away meanwhile: back to waiting (its server side parked again).
       if (this.phase === "hibernated") {
         if (this.leg) { const leg = this.leg; this.leg = undefined; this.parkLeg(leg); }
-        this.hibernation = setTimeout(() => this.endHibernation("expired"), (this.sm?.max ?? 0) * 1000);
+        this.hibernation = setTimeout(() => this.endHibernation("expired"), sm.max * 1000);
         this.hibernation.unref();
       }
       return;
@@ -715,7 +744,6 @@ export class Link implements Session, NegotiationPort {
       this.endHibernation("failed");
       return next.closeWithError("reset", "mucmux", "the session could not be resumed; log in again");
     }
-    const sm = this.sm;
     if (this.phase === "online") {
       // The old connection is still open (its death not noticed yet): it is closed, the session keeps its leg.
       const old = this.client;
@@ -748,8 +776,6 @@ export class Link implements Session, NegotiationPort {
     }
     if (wasHibernated) this.endHibernation("resumed");
     this.phase = "online";
-    const acked = sm.ack(h);
-    if (!acked.ok) return this.handledTooHigh(h, acked.sent);
     this.log.debug({ upstream: how, resent: sm.unacked }, "session resumed");
     const sock = this.client.socket;
     sock.cork();
@@ -772,18 +798,27 @@ export class Link implements Session, NegotiationPort {
     this.attachLeg(leg, true);
     const legSm = this.legSm;
     if (legSm?.id !== undefined) {
-      const answer = await new Promise<Element | undefined>((resolve) => {
-        const timer = setTimeout(() => { this.legSmWait = undefined; resolve(undefined); }, LEG_IQ_TIMEOUT_MS);
+      const handled = this.legHandled(legSm);
+      const resumed = await new Promise<boolean>((resolve) => {
+        const timer = setTimeout(() => { this.legSmWait = undefined; resolve(false); }, LEG_IQ_TIMEOUT_MS);
         timer.unref();
-        this.legSmWait = (el) => { clearTimeout(timer); resolve(el); };
-        leg.wire.write(`<resume xmlns='${NS_SM}' previd='${escapeAttr(legSm.id ?? "")}' h='${wrapH(legSm.inbound)}'/>`);
+        // Synchronous with the answer: the stanzas the server sends again follow it in the same read.
+        this.legSmWait = (el) => {
+          clearTimeout(timer);
+          const h = el?.name === "resumed" ? parseH(el.attrs.h) : undefined;
+          if (h === undefined || this.leg !== leg || !legSm.ack(h)) return resolve(false);
+          // SPEC F6: the server numbers from mucmux's count and sends again what the device had not acknowledged:
+          // those copies here are dropped; what the server never got from mucmux is sent again, in order.
+          legSm.inbound = handled;
+          legSm.reported = handled;
+          this.sm?.dropLegAfter(handled);
+          for (const text of legSm.unsent()) leg.wire.write(text);
+          if (legSm.unacked > 0) this.requestLegAck(legSm);
+          resolve(true);
+        };
+        leg.wire.write(`<resume xmlns='${NS_SM}' previd='${escapeAttr(legSm.id ?? "")}' h='${wrapH(handled)}'/>`);
       });
-      const h = answer?.name === "resumed" ? parseH(answer.attrs.h) : undefined;
-      if (h !== undefined && this.leg === leg && legSm.ack(h)) {
-        for (const text of legSm.unsent()) leg.wire.write(text); // what the server never got, in order
-        if (legSm.unacked > 0) this.requestLegAck(legSm);
-        return "resumed";
-      }
+      if (resumed) return "resumed";
       // The server let its session go (its own timeout, a restart): log in again below.
       this.legSm = undefined;
       if (this.leg !== leg) return undefined;

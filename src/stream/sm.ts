@@ -26,6 +26,8 @@ const advance = (h: number, acked: number): number => (h - wrapH(acked) + WRAP) 
 
 interface Unacked {
   readonly text: string;
+  /** For a stanza relayed from a leg with SM: its number there (the server keeps it until mucmux acknowledges it). */
+  readonly legSeq: number | undefined;
   /** Told once: acknowledged (no error), or never will be (the session ended first). */
   readonly done: ((err?: Error | null) => void) | undefined;
 }
@@ -38,7 +40,8 @@ class Fifo<T> {
   push(v: T): void { this.items.push(v); }
   shift(): T | undefined {
     if (this.head >= this.items.length) return undefined;
-    const v = this.items[this.head++];
+    const v = this.items[this.head];
+    this.items[this.head++] = undefined as T; // released now, not at the next compaction (GC, bench/ relay-sm)
     if (this.head > 1024 && this.head * 2 > this.items.length) {
       this.items = this.items.slice(this.head);
       this.head = 0;
@@ -80,9 +83,12 @@ export class ClientSm {
   /** Stanzas handed to this stream so far (sent or waiting). */
   get sent(): number { return this.acked + this.queue.length; }
 
-  /** A stanza toward the device; `writtenNow`: it went to a live socket (else it waits for a resume). */
-  push(text: string, done: Unacked["done"], writtenNow: boolean): void {
-    this.queue.push({ text, done });
+  /**
+   * A stanza toward the device; `writtenNow`: it went to a live socket (else it waits for a resume); `legSeq`: its
+   * number on the session's leg, when it is a stanza the server keeps until mucmux acknowledges it (SPEC F6).
+   */
+  push(text: string, done: Unacked["done"], writtenNow: boolean, legSeq?: number): void {
+    this.queue.push({ text, done, legSeq });
     this.bytes += text.length;
     if (writtenNow) this.written = this.sent;
   }
@@ -102,6 +108,29 @@ export class ClientSm {
     }
     this.acked += n;
     return { ok: true, acked: n };
+  }
+
+  /**
+   * SPEC F6: how many of the leg's stanzas mucmux may acknowledge to the server, `read` being how many it read: all
+   * but those still waiting here for the device's acknowledgement (the first such and everything after it).
+   */
+  legHandled(read: number): number {
+    for (const u of this.queue.values()) if (u.legSeq !== undefined) return u.legSeq - 1;
+    return read;
+  }
+
+  /**
+   * The server resumed its session with mucmux's count `handled`: it sends the leg's later stanzas again, so the
+   * copies waiting here are dropped (the device gets them once, from the server).
+   */
+  dropLegAfter(handled: number): void {
+    const kept = this.queue.clear().filter((u) => {
+      if (u.legSeq === undefined || u.legSeq <= handled) return true;
+      this.bytes -= u.text.length;
+      u.done?.(new Error("resent by the server"));
+      return false;
+    });
+    for (const u of kept) this.queue.push(u);
   }
 
   /** After a resume: everything unacknowledged, in order, to be written to the new socket now. */
@@ -136,6 +165,8 @@ export class LegSm {
   enabled = false;
   /** Stanzas read from the server since `<enabled/>`. */
   inbound = 0;
+  /** The count mucmux last acknowledged to the server. */
+  reported = 0;
   requested = false;
   private acked = 0;
   private keeping = true;

@@ -43,7 +43,7 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       // The network goes away: no stream close. xmpp.js reconnects by itself and resumes in its SASL2 authenticate.
       const resumed = new Promise<void>((resolve) => sm.on("resumed", resolve));
       const sent: string[] = [];
-      a.xmpp.on("send", (el) => void sent.push(el.toString()));
+      (a.xmpp as unknown as { on(event: "send", f: (el: { toString(): string }) => void): void }).on("send", (el) => void sent.push(el.toString()));
       entity.reconnect.delay = 500;
       entity.reconnect.start();
       const raw = entity.socket?.socket ?? entity.socket;
