@@ -45,7 +45,8 @@ function parseArgs(argv: string[]): Args {
         "  --report: also regenerate docs/benchmarks.md from this run\n" +
         "  --report-merge: replace (or add) only this run's scenario sections in docs/benchmarks.md, each stamped with this\n" +
         "    run's date, commit and machine; the rest of the file (header, targets table, other sections) stays as it is\n" +
-        "  --report-only: regenerate docs/benchmarks.md from the last raw results (after editing bench/lib/report.ts); runs nothing\n" +
+        "  --report-only: regenerate docs/benchmarks.md from the last raw results (after editing bench/lib/report.ts); runs nothing;\n" +
+        "    with --report-merge, merge only their sections\n" +
         "  --note=TEXT: a sentence about this run for the report (e.g. what else ran on the machine)\n" +
         "  --tsx: run mucmux from src/ through tsx instead of a tsc build (faster start; memory reads high)\n" +
         "env: MUCMUX_BENCH_PING_RATE (default 500/s), MUCMUX_BENCH_IDLE_SESSIONS (default 1000, quick 500),\n" +
@@ -163,8 +164,10 @@ async function main(): Promise<number> {
     // Numbers that JSON cannot hold were written as null (NaN) or "Infinity"/"-Infinity": read them back.
     const raw = JSON.parse(fs.readFileSync(RESULT_FILE, "utf8"), (_k, v: unknown) =>
       v === null ? Number.NaN : v === "Infinity" ? Number.POSITIVE_INFINITY : v === "-Infinity" ? Number.NEGATIVE_INFINITY : v) as Parameters<typeof writeReport>[0];
-    writeReport(raw);
-    console.log(`report: ${path.relative(process.cwd(), REPORT_FILE)} from ${path.relative(process.cwd(), RESULT_FILE)}`);
+    if (args.reportMerge) mergeReport(raw, SCENARIOS.map((sc) => sc.id));
+    else writeReport(raw);
+    console.log(`report: ${path.relative(process.cwd(), REPORT_FILE)}${args.reportMerge ? ` (${raw.scenarios.map((s) => s.id).join(", ")} merged)` : ""} ` +
+      `from ${path.relative(process.cwd(), RESULT_FILE)}`);
     return 0;
   }
   const started = Date.now();

@@ -84,9 +84,33 @@ function renderScenario(s: ReportScenario, m: ReportInput["meta"], stamp?: strin
     out.push(`| ${f.label} | ${f.unit} | ${f.only === "mucmux" ? "—" : fmt(e.direct, d)} | ${f.only === "direct" ? "—" : fmt(e.mucmux, d)} | ${cmp} | ${f.target ?? ""} |`);
   }
   out.push("");
-  if (s.notes?.length) out.push(...s.notes.map((n) => `- ${n}`), "");
+  const notes = [...(s.notes ?? []), ...(FINDINGS[s.id] ?? [])];
+  if (notes.length) out.push(...notes.map((n) => `- ${n}`), "");
   return out;
 }
+
+// Investigations of one scenario's figures (profiles, experiments), kept by hand like the floors below and printed
+// under its notes: re-measure when mucmux's code on that path changes.
+const FINDINGS: Record<string, readonly string[]> = {
+  "relay-sm": [
+    "**Where the difference goes** (2026-12-05, same machine: V8 CPU profiles of mucmux, `MUCMUX_BENCH_NODE_ARGS=\"--cpu-prof " +
+      "--cpu-prof-interval=250 --cpu-prof-dir=test/.tmp/prof\"`, read with `bench/tools/cpuprofile-callers.ts --inclusive`, " +
+      "and a `perf_hooks` GC observer preloaded into mucmux; 2 runs per column against the reflector, twice; each profile " +
+      "share times its run's µs per stanza·direction; profiling raised the difference to +3.2–4.1 µs). About 1.2–1.4 µs is " +
+      "garbage collection: every relayed stanza's serialized text stays referenced until the peer acknowledges it " +
+      "(src/stream/sm.ts `ClientSm.push` from src/stream/link.ts `write`, `LegSm.push` from `sendUpstream`), so each " +
+      "scavenge copies the few hundred stanzas queued per session: scavenges took 3.4–6.0 ms on average instead of " +
+      "1.0–2.0 ms, and old-space marking ran 4–6 times per mucmux process instead of once. `Fifo.shift` (src/stream/sm.ts) " +
+      "also keeps acknowledged entries referenced until more than 1024 were shifted (a copy with the slot cleared measured " +
+      "+1.78 µs instead of +2.21 µs, medians of 7 and 9 pairs on a busy machine: within the noise). About 0.3–0.5 µs is " +
+      "the SM code with its own writes, each a syscall of its own: the `<a/>` answering each server `<r/>` goes to the leg " +
+      "being read, which is not corked (link.ts `onLegSm`), and the `<r/>` on the leg and to the client go out alone in a " +
+      "`setImmediate` (`requestLegAck`, `requestAck`); one of the two profile sets also shows +1.2 µs more in writev and " +
+      "write completions (stanza writes split around them), the other none. Timers and immediates: 0.1–0.2 µs. The queue " +
+      "bookkeeping itself (push, ack, shift, the client's `<a/>`) is below 0.1 µs. The rest is the same work running " +
+      "slower (saxes +0.4–0.8 µs for the same bytes), which the profiles do not pin on SM code.",
+  ],
+};
 
 /** The performance targets against this run's medians (where the run has the scenario). */
 function targets(r: ReportInput): string[] {
