@@ -12,36 +12,41 @@ import { startProsody, type ProsodyServer } from "../test/support/prosody.js";
 import { loadAverage } from "./lib/procfs.js";
 import { prepareRuntime, ROOT, spawnMucmux, type MucmuxProcess, type Runtime } from "./lib/mucmux-process.js";
 import { median, minMax } from "./lib/stats.js";
-import { MODES, type BenchEnv, type Figure, type Mode, type Sample, type Scenario } from "./lib/types.js";
+import { MODES, type BenchEnv, type Columns, type Figure, type Mode, type Sample, type Scenario, type SummaryEntry } from "./lib/types.js";
 import { relayThroughput } from "./scenarios/relay-throughput.js";
 import { relaySaturation } from "./scenarios/relay-saturation.js";
+import { relaySm } from "./scenarios/relay-sm.js";
 import { pingLatency } from "./scenarios/ping-latency.js";
 import { idleMemory, IDLE_ACCOUNTS } from "./scenarios/idle-memory.js";
 import { mucCopies, COPY_ACCOUNTS, COPY_SENDER } from "./scenarios/muc-copies.js";
 import { mucFanout, FANOUT_ACCOUNT, FANOUT_SENDER } from "./scenarios/muc-fanout.js";
 import { worstInput } from "./scenarios/worst-input.js";
 import { mucHeavy } from "./scenarios/muc-heavy.js";
-import { writeReport, REPORT_FILE } from "./lib/report.js";
+import { mergeReport, writeReport, REPORT_FILE } from "./lib/report.js";
 
-const SCENARIOS: readonly Scenario[] = [relayThroughput, relaySaturation, pingLatency, idleMemory, mucCopies, mucFanout, worstInput, mucHeavy];
+const SCENARIOS: readonly Scenario[] = [relayThroughput, relaySaturation, relaySm, pingLatency, idleMemory, mucCopies, mucFanout, worstInput, mucHeavy];
 const RESULT_FILE = path.join(TEST_TMP, "bench-latest.json");
 
-interface Args { quick: boolean; only: string[] | undefined; pairs: number | undefined; runtime: Runtime; report: boolean; reportOnly: boolean; note: string }
+interface Args { quick: boolean; only: string[] | undefined; pairs: number | undefined; runtime: Runtime; report: boolean; reportMerge: boolean; reportOnly: boolean; note: string }
 
 function parseArgs(argv: string[]): Args {
-  const args: Args = { quick: false, only: undefined, pairs: undefined, runtime: "build", report: false, reportOnly: false, note: "" };
+  const args: Args = { quick: false, only: undefined, pairs: undefined, runtime: "build", report: false, reportMerge: false, reportOnly: false, note: "" };
   for (const a of argv) {
     if (a === "--quick") args.quick = true;
     else if (a === "--tsx") args.runtime = "tsx";
     else if (a === "--report") args.report = true;
     else if (a === "--report-only") args.reportOnly = true;
+    else if (a === "--report-merge") args.reportMerge = true;
     else if (a.startsWith("--note=")) args.note = a.slice(7);
     else if (a.startsWith("--only=")) args.only = a.slice(7).split(",").filter(Boolean);
     else if (a.startsWith("--pairs=")) args.pairs = Number(a.slice(8));
     else if (a === "--help" || a === "-h") {
-      console.log("usage: npm run bench -- [--quick] [--only=" + SCENARIOS.map((s) => s.id).join(",") + "] [--pairs=N] [--tsx] [--report]\n" +
+      console.log("usage: npm run bench -- [--quick] [--only=" + SCENARIOS.map((s) => s.id).join(",") + "] [--pairs=N] [--tsx] [--report | --report-merge]\n" +
         "  --report: also regenerate docs/benchmarks.md from this run\n" +
-        "  --report-only: regenerate docs/benchmarks.md from the last raw results (after editing bench/lib/report.ts); runs nothing\n" +
+        "  --report-merge: replace (or add) only this run's scenario sections in docs/benchmarks.md, each stamped with this\n" +
+        "    run's date, commit and machine; the rest of the file (header, targets table, other sections) stays as it is\n" +
+        "  --report-only: regenerate docs/benchmarks.md from the last raw results (after editing bench/lib/report.ts); runs nothing;\n" +
+        "    with --report-merge, merge only their sections\n" +
         "  --note=TEXT: a sentence about this run for the report (e.g. what else ran on the machine)\n" +
         "  --tsx: run mucmux from src/ through tsx instead of a tsc build (faster start; memory reads high)\n" +
         "env: MUCMUX_BENCH_PING_RATE (default 500/s), MUCMUX_BENCH_IDLE_SESSIONS (default 1000, quick 500),\n" +
@@ -55,6 +60,10 @@ function parseArgs(argv: string[]): Args {
       console.error(`bench: unknown argument ${a} (try --help)`);
       process.exit(2);
     }
+  }
+  if (args.report && args.reportMerge) {
+    console.error("bench: --report (the whole file) and --report-merge (this run's sections) exclude each other");
+    process.exit(2);
   }
   if (args.pairs !== undefined && !(Number.isInteger(args.pairs) && args.pairs >= 1)) {
     console.error("bench: --pairs must be a positive integer");
@@ -74,9 +83,10 @@ export interface ScenarioResult {
   method: string;
   notes: readonly string[];
   pairs: number;
+  columns?: Columns;
   figures: readonly Figure[];
   runs: { pair: number; mode: Mode; seconds: number; sample: Sample }[];
-  summary: Record<string, { direct: number; mucmux: number; compare?: "ratio" | "delta"; value?: number; range?: [number, number] }>;
+  summary: Record<string, SummaryEntry>;
   error?: string;
 }
 
@@ -97,26 +107,33 @@ function fmt(v: number | undefined, digits = 1): string {
 function summarize(r: ScenarioResult, pairs: number): void {
   for (const f of r.figures) {
     const of = (mode: Mode) => r.runs.filter((x) => x.mode === mode).map((x) => x.sample[f.key] ?? Number.NaN);
-    const entry: ScenarioResult["summary"][string] = { direct: median(of("direct")), mucmux: median(of("mucmux")) };
+    const entry: SummaryEntry = { direct: median(of("direct")), mucmux: median(of("mucmux")) };
     const compare = f.compare ?? "none";
     if (!f.only && compare !== "none") {
       const perPair: number[] = [];
+      const percents: number[] = [];
       for (let i = 0; i < pairs; i++) {
         const d = r.runs.find((x) => x.pair === i && x.mode === "direct")?.sample[f.key];
         const m = r.runs.find((x) => x.pair === i && x.mode === "mucmux")?.sample[f.key];
         if (d === undefined || m === undefined) continue;
         perPair.push(compare === "ratio" ? m / d : m - d);
+        percents.push(((m - d) / d) * 100);
       }
       entry.compare = compare;
       entry.value = median(perPair);
       entry.range = minMax(perPair);
+      if (compare === "delta-percent") {
+        entry.percent = median(percents);
+        entry.percentRange = minMax(percents);
+      }
     }
     r.summary[f.key] = entry;
   }
 }
 
 function printTable(r: ScenarioResult): void {
-  const rows: string[][] = [["figure", "unit", "direct", "mucmux", "mucmux vs direct (median of pairs) [min..max]", "target"]];
+  const c = r.columns ?? { direct: "direct", mucmux: "mucmux", compare: "mucmux vs direct" };
+  const rows: string[][] = [["figure", "unit", c.direct, c.mucmux, `${c.compare} (median of pairs) [min..max]`, "target"]];
   for (const f of r.figures) {
     const s = r.summary[f.key];
     if (!s) continue;
@@ -127,6 +144,10 @@ function printTable(r: ScenarioResult): void {
       cmp = s.compare === "ratio"
         ? `×${fmt(s.value, 2)}  [${fmt(lo, 2)}..${fmt(hi, 2)}]`
         : `${s.value >= 0 ? "+" : ""}${fmt(s.value, digits)} ${f.unit}  [${fmt(lo, digits)}..${fmt(hi, digits)}]`;
+      if (s.compare === "delta-percent" && s.percent !== undefined) {
+        const [plo, phi] = s.percentRange ?? [Number.NaN, Number.NaN];
+        cmp += `, ${s.percent >= 0 ? "+" : ""}${fmt(s.percent, 1)} %  [${fmt(plo, 1)}..${fmt(phi, 1)}]`;
+      }
     }
     rows.push([f.label, f.unit, f.only === "mucmux" ? "—" : fmt(s.direct, digits), f.only === "direct" ? "—" : fmt(s.mucmux, digits), cmp, f.target ?? ""]);
   }
@@ -143,8 +164,10 @@ async function main(): Promise<number> {
     // Numbers that JSON cannot hold were written as null (NaN) or "Infinity"/"-Infinity": read them back.
     const raw = JSON.parse(fs.readFileSync(RESULT_FILE, "utf8"), (_k, v: unknown) =>
       v === null ? Number.NaN : v === "Infinity" ? Number.POSITIVE_INFINITY : v === "-Infinity" ? Number.NEGATIVE_INFINITY : v) as Parameters<typeof writeReport>[0];
-    writeReport(raw);
-    console.log(`report: ${path.relative(process.cwd(), REPORT_FILE)} from ${path.relative(process.cwd(), RESULT_FILE)}`);
+    if (args.reportMerge) mergeReport(raw, SCENARIOS.map((sc) => sc.id));
+    else writeReport(raw);
+    console.log(`report: ${path.relative(process.cwd(), REPORT_FILE)}${args.reportMerge ? ` (${raw.scenarios.map((s) => s.id).join(", ")} merged)` : ""} ` +
+      `from ${path.relative(process.cwd(), RESULT_FILE)}`);
     return 0;
   }
   const started = Date.now();
@@ -154,7 +177,7 @@ async function main(): Promise<number> {
     process.exit(1);
   }, deadlineMs);
   watchdog.unref();
-  const defaultPairs = args.quick ? 2 : 5; // quick: 2 pairs keep the whole run near 3 minutes
+  const defaultPairs = args.quick ? 2 : 5; // quick: 2 pairs keep the whole run near 4 minutes
   const pairsOf = (sc: Scenario) => args.pairs ?? sc.pairs?.(args.quick) ?? defaultPairs;
   const scenarios = SCENARIOS.filter((s) => !args.only || args.only.includes(s.id));
 
@@ -231,6 +254,7 @@ async function main(): Promise<number> {
     for (const sc of scenarios) {
       const pairs = pairsOf(sc);
       const r: ScenarioResult = { id: sc.id, title: sc.title, method: sc.describe(env), notes: sc.notes ?? [], pairs, figures: sc.figures, runs: [], summary: {} };
+      if (sc.columns) r.columns = sc.columns;
       results.push(r);
       console.log(`== ${sc.title} [${sc.id}]\n   ${r.method}`);
       try {
@@ -242,7 +266,8 @@ async function main(): Promise<number> {
             r.runs.push({ pair, mode, seconds, sample });
             const shown = sc.figures.filter((f) => !f.only || f.only === mode).slice(0, 4)
               .map((f) => `${f.key}=${fmt(sample[f.key], f.digits ?? 1)}`).join(" ");
-            console.log(`   pair ${pair + 1}/${pairs} ${mode.padEnd(6)} ${shown}  (${seconds.toFixed(1)} s)`);
+            const label = sc.columns?.[mode] ?? mode;
+            console.log(`   pair ${pair + 1}/${pairs} ${label.padEnd(6)} ${shown}  (${seconds.toFixed(1)} s)`);
           }
         }
       } catch (e) {
@@ -272,6 +297,9 @@ async function main(): Promise<number> {
   if (args.report) {
     writeReport({ meta, scenarios: results });
     console.log(`report: ${path.relative(process.cwd(), REPORT_FILE)}`);
+  } else if (args.reportMerge) {
+    mergeReport({ meta, scenarios: results }, SCENARIOS.map((sc) => sc.id));
+    console.log(`report: ${results.map((r) => r.id).join(", ")} replaced in ${path.relative(process.cwd(), REPORT_FILE)}`);
   }
   console.log(`done in ${meta.seconds} s; load average now ${meta.loadAvgEnd.join(" ")}; raw results: ${path.relative(process.cwd(), RESULT_FILE)}`);
   return failed ? 1 : 0;

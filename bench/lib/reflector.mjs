@@ -1,9 +1,12 @@
-// A minimal, fast stand-in for an XMPP server, for the relay-saturation scenario only: plain TCP, SASL PLAIN
+// A minimal, fast stand-in for an XMPP server, for the relay-saturation and relay-sm scenarios only: plain TCP, SASL PLAIN
 // accepting any password, resource binding, and then each <message/> is written, byte for byte, to the bound
 // session its `to` names. It exists so that the process in front of it (mucmux, or the TLS byte pipe that is
 // the floor) is the bottleneck: Prosody costs ~37 µs per stanza here, three times mucmux, so with Prosody
 // behind it mucmux never gets near one busy core. No XML parser: it trusts its input (loopback, the
 // benchmark's own clients), which is fine for a load generator and never acceptable for a server.
+// XEP-0198, minimally and only for the relay-sm scenario (the relay's upstream leg): <sm/> is offered after auth,
+// <enable/> is answered with a resumable <enabled/>, stanzas read are counted for <a h/>, and one <r/> is kept
+// outstanding toward a session while stanzas go to it, as a server requests acks. Nothing is kept for a resume.
 // Run as a child process: `node bench/lib/reflector.mjs` prints `port=N` and serves until SIGTERM.
 import { Buffer } from "node:buffer";
 import net from "node:net";
@@ -14,7 +17,8 @@ const header = (id) =>
   `<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' ` +
   `id='${id}' from='${DOMAIN}' version='1.0' xml:lang='en'>`;
 const FEATURES_AUTH = `<stream:features><mechanisms xmlns='${SASL}'><mechanism>PLAIN</mechanism></mechanisms></stream:features>`;
-const FEATURES_BIND = "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>";
+const SM = "urn:xmpp:sm:3";
+const FEATURES_BIND = `<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><sm xmlns='${SM}'/></stream:features>`;
 
 /** Bound sessions by full JID. */
 const sessions = new Map();
@@ -29,6 +33,11 @@ function attr(tag, name) {
 
 function flush() {
   for (const s of dirty) {
+    if (s.sm && s.smUnasked && !s.smAsked) {
+      s.out.push(`<r xmlns='${SM}'/>`);
+      s.smAsked = true;
+      s.smUnasked = false;
+    }
     s.socket.write(s.out.length === 1 ? s.out[0] : s.out.join(""));
     s.out = [];
   }
@@ -40,10 +49,17 @@ function queue(s, text) {
   dirty.add(s);
 }
 
+/** A stanza to `s`: counted toward the next <r/> when `s` enabled stream management. */
+function queueStanza(s, text) {
+  queue(s, text);
+  if (s.sm) s.smUnasked = true;
+}
+
 /** Serves one connection; returns nothing, lives on the socket's events. */
 function serve(socket) {
   socket.setNoDelay(true);
-  const s = { socket, out: [], phase: "header1", user: "", jid: "", buf: "" };
+  // sm: <enable/> seen; smIn: stanzas read since; smAsked: an <r/> is out; smUnasked: stanzas sent since the last <r/>.
+  const s = { socket, out: [], phase: "header1", user: "", jid: "", buf: "", sm: false, smIn: 0, smAsked: false, smUnasked: false };
   socket.on("error", () => {});
   socket.on("close", () => { if (s.jid && sessions.get(s.jid) === s) sessions.delete(s.jid); });
   socket.on("data", (chunk) => {
@@ -112,11 +128,22 @@ function route(s) {
       end = close + name.length + 3;
     }
     if (name === "message") {
+      if (s.sm) s.smIn++;
       const dest = sessions.get(attr(startTag, "to") ?? "");
-      if (dest) queue(dest, b.slice(lt, end));
+      if (dest) queueStanza(dest, b.slice(lt, end));
     } else if (name === "iq") {
+      if (s.sm) s.smIn++;
       const type = attr(startTag, "type");
-      if (type === "get" || type === "set") queue(s, `<iq type='result' id='${attr(startTag, "id") ?? ""}' to='${s.jid}'/>`);
+      if (type === "get" || type === "set") queueStanza(s, `<iq type='result' id='${attr(startTag, "id") ?? ""}' to='${s.jid}'/>`);
+    } else if (name === "presence") {
+      if (s.sm) s.smIn++;
+    } else if (name === "enable" && !s.sm) {
+      s.sm = true;
+      queue(s, `<enabled xmlns='${SM}' id='sm${++nextId}' resume='true' max='300'/>`);
+    } else if (name === "r" && s.sm) {
+      queue(s, `<a xmlns='${SM}' h='${s.smIn % 2 ** 32}'/>`);
+    } else if (name === "a") {
+      s.smAsked = false;
     }
     pos = end;
   }

@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 
 import { ROOT } from "./mucmux-process.js";
-import type { Figure, Mode, Sample } from "./types.js";
+import type { Columns, Figure, Mode, Sample, SummaryEntry } from "./types.js";
 
 export const REPORT_FILE = path.join(ROOT, "docs", "benchmarks.md");
 
@@ -13,13 +13,15 @@ export interface ReportInput {
     kernel: string; commit: string; dirtyTree: boolean; loadAvgStart: number[]; loadAvgEnd: number[]; seconds: number;
     prosody: string; mucmuxRuntime: string; note?: string;
   };
-  scenarios: {
-    id: string; title: string; method: string; notes?: readonly string[]; pairs?: number; figures: readonly Figure[];
-    runs: { pair: number; mode: Mode; seconds: number; sample: Sample }[];
-    summary: Record<string, { direct: number; mucmux: number; compare?: "ratio" | "delta"; value?: number; range?: [number, number] }>;
-    error?: string;
-  }[];
+  scenarios: ReportScenario[];
 }
+
+type ReportScenario = {
+  id: string; title: string; method: string; notes?: readonly string[]; pairs?: number; columns?: Columns; figures: readonly Figure[];
+  runs: { pair: number; mode: Mode; seconds: number; sample: Sample }[];
+  summary: Record<string, SummaryEntry>;
+  error?: string;
+};
 
 function fmt(v: number | undefined, digits: number): string {
   if (v === undefined || Number.isNaN(v)) return "—";
@@ -51,29 +53,64 @@ export function renderReport(r: ReportInput): string {
   out.push("- Load generator: bench/lib/xmpp.ts (direct TLS, SASL PLAIN, bind, then raw bytes scanned without an XML parser).");
   out.push("- Raw samples of every run: `test/.tmp/bench-latest.json` after `npm run bench`.", "");
   out.push(...targets(r), "");
-  for (const s of r.scenarios) {
-    const pairsNote = s.pairs !== undefined && s.pairs !== m.pairs ? ` ${s.pairs} pairs in this run.` : "";
-    out.push(`## ${s.title}`, "", `\`${s.id}\`: ${s.method}${pairsNote}`, "");
-    if (s.error) out.push(`**This scenario failed in this run:** \`${s.error.split("\n")[0] ?? ""}\``, "");
-    out.push("| figure | unit | direct | mucmux | mucmux vs direct [range] | target |", "|---|---|--:|--:|---|---|");
-    for (const f of s.figures) {
-      const e = s.summary[f.key];
-      if (!e) continue;
-      const d = f.digits ?? 1;
-      let cmp = "";
-      if (e.compare && e.value !== undefined && Number.isFinite(e.value)) {
-        const [lo, hi] = e.range ?? [Number.NaN, Number.NaN];
-        cmp = e.compare === "ratio" ? `×${fmt(e.value, 2)} [${fmt(lo, 2)}..${fmt(hi, 2)}]`
-          : `${e.value >= 0 ? "+" : ""}${fmt(e.value, d)} [${fmt(lo, d)}..${fmt(hi, d)}]`;
-      }
-      out.push(`| ${f.label} | ${f.unit} | ${f.only === "mucmux" ? "—" : fmt(e.direct, d)} | ${f.only === "direct" ? "—" : fmt(e.mucmux, d)} | ${cmp} | ${f.target ?? ""} |`);
-    }
-    out.push("");
-    if (s.notes?.length) out.push(...s.notes.map((n) => `- ${n}`), "");
-  }
+  for (const s of r.scenarios) out.push(...renderScenario(s, m));
   out.push(...FLOORS);
   return out.join("\n");
 }
+
+/** One scenario's section: heading, method, table, notes; `stamp`: a line on the run it comes from (merged sections). */
+function renderScenario(s: ReportScenario, m: ReportInput["meta"], stamp?: string): string[] {
+  const out: string[] = [];
+  const pairsNote = s.pairs !== undefined && s.pairs !== m.pairs ? ` ${s.pairs} pairs in this run.` : "";
+  out.push(`## ${s.title}`, "", `\`${s.id}\`: ${s.method}${pairsNote}`, "");
+  if (stamp) out.push(stamp, "");
+  if (s.error) out.push(`**This scenario failed in this run:** \`${s.error.split("\n")[0] ?? ""}\``, "");
+  const c = s.columns ?? { direct: "direct", mucmux: "mucmux", compare: "mucmux vs direct" };
+  out.push(`| figure | unit | ${c.direct} | ${c.mucmux} | ${c.compare} [range] | target |`, "|---|---|--:|--:|---|---|");
+  for (const f of s.figures) {
+    const e = s.summary[f.key];
+    if (!e) continue;
+    const d = f.digits ?? 1;
+    let cmp = "";
+    if (e.compare && e.value !== undefined && Number.isFinite(e.value)) {
+      const [lo, hi] = e.range ?? [Number.NaN, Number.NaN];
+      cmp = e.compare === "ratio" ? `×${fmt(e.value, 2)} [${fmt(lo, 2)}..${fmt(hi, 2)}]`
+        : `${e.value >= 0 ? "+" : ""}${fmt(e.value, d)} [${fmt(lo, d)}..${fmt(hi, d)}]`;
+      if (e.compare === "delta-percent" && e.percent !== undefined && Number.isFinite(e.percent)) {
+        const [plo, phi] = e.percentRange ?? [Number.NaN, Number.NaN];
+        cmp += `; ${e.percent >= 0 ? "+" : ""}${fmt(e.percent, 1)} % [${fmt(plo, 1)}..${fmt(phi, 1)}]`;
+      }
+    }
+    out.push(`| ${f.label} | ${f.unit} | ${f.only === "mucmux" ? "—" : fmt(e.direct, d)} | ${f.only === "direct" ? "—" : fmt(e.mucmux, d)} | ${cmp} | ${f.target ?? ""} |`);
+  }
+  out.push("");
+  const notes = [...(s.notes ?? []), ...(FINDINGS[s.id] ?? [])];
+  if (notes.length) out.push(...notes.map((n) => `- ${n}`), "");
+  return out;
+}
+
+// Investigations of one scenario's figures (profiles, experiments), kept by hand like the floors below and printed
+// under its notes: re-measure when mucmux's code on that path changes.
+const FINDINGS: Record<string, readonly string[]> = {
+  "relay-sm": [
+    "**Where the difference goes** (2026-12-05, same machine: V8 CPU profiles of mucmux, `MUCMUX_BENCH_NODE_ARGS=\"--cpu-prof " +
+      "--cpu-prof-interval=250 --cpu-prof-dir=test/.tmp/prof\"`, read with `bench/tools/cpuprofile-callers.ts --inclusive`, " +
+      "and a `perf_hooks` GC observer preloaded into mucmux; 2 runs per column against the reflector, twice; each profile " +
+      "share times its run's µs per stanza·direction; profiling raised the difference to +3.2–4.1 µs). About 1.2–1.4 µs is " +
+      "garbage collection: every relayed stanza's serialized text stays referenced until the peer acknowledges it " +
+      "(src/stream/sm.ts `ClientSm.push` from src/stream/link.ts `write`, `LegSm.push` from `sendUpstream`), so each " +
+      "scavenge copies the few hundred stanzas queued per session: scavenges took 3.4–6.0 ms on average instead of " +
+      "1.0–2.0 ms, and old-space marking ran 4–6 times per mucmux process instead of once. `Fifo.shift` (src/stream/sm.ts) " +
+      "also keeps acknowledged entries referenced until more than 1024 were shifted (a copy with the slot cleared measured " +
+      "+1.78 µs instead of +2.21 µs, medians of 7 and 9 pairs on a busy machine: within the noise). About 0.3–0.5 µs is " +
+      "the SM code with its own writes, each a syscall of its own: the `<a/>` answering each server `<r/>` goes to the leg " +
+      "being read, which is not corked (link.ts `onLegSm`), and the `<r/>` on the leg and to the client go out alone in a " +
+      "`setImmediate` (`requestLegAck`, `requestAck`); one of the two profile sets also shows +1.2 µs more in writev and " +
+      "write completions (stanza writes split around them), the other none. Timers and immediates: 0.1–0.2 µs. The queue " +
+      "bookkeeping itself (push, ack, shift, the client's `<a/>`) is below 0.1 µs. The rest is the same work running " +
+      "slower (saxes +0.4–0.8 µs for the same bytes), which the profiles do not pin on SM code.",
+  ],
+};
 
 /** The performance targets against this run's medians (where the run has the scenario). */
 function targets(r: ReportInput): string[] {
@@ -161,4 +198,40 @@ const FLOORS = [
 
 export function writeReport(r: ReportInput): void {
   fs.writeFileSync(REPORT_FILE, renderReport(r));
+}
+
+/**
+ * `--report-merge`: this run's scenario sections into the existing docs/benchmarks.md, each replacing the section of
+ * the same scenario id (found by its "`id`:" method line) or, when new, inserted after the section of the scenario
+ * before it in `order` (run.ts's list), else before the floors. Every merged section says which run it comes from,
+ * since the file's header and targets table describe another run.
+ */
+export function mergeReport(r: ReportInput, order: readonly string[] = []): void {
+  const m = r.meta;
+  let lines = fs.readFileSync(REPORT_FILE, "utf8").split("\n");
+  const stamp = `*From a separate run (\`--report-merge\`): ${m.date.slice(0, 16).replace("T", " ")} UTC, ` +
+    `${m.quick ? "quick mode" : "full mode"}, ${m.cpus} × ${m.cpuModel}, Node ${m.node}, ${m.prosody}, commit ${m.commit}` +
+    `${m.dirtyTree ? " (with uncommitted changes)" : ""}, load average ${m.loadAvgStart.join(" ")} at the start, ` +
+    `${m.loadAvgEnd.join(" ")} at the end, ${Math.round(m.seconds)} s.${m.note ? ` ${m.note}` : ""}*`;
+  // The lines [start, end) of the section of scenario `id`, or undefined.
+  const find = (id: string): [number, number] | undefined => {
+    const idLine = lines.findIndex((l) => l.startsWith(`\`${id}\`: `));
+    if (idLine <= 0) return undefined;
+    const start = lines.slice(0, idLine).findLastIndex((l) => l.startsWith("## "));
+    const end = lines.findIndex((l, i) => i > idLine && l.startsWith("## "));
+    return start < 0 ? undefined : [start, end < 0 ? lines.length : end];
+  };
+  for (const s of r.scenarios) {
+    const section = renderScenario(s, m, stamp);
+    const here = find(s.id);
+    if (here) {
+      lines = [...lines.slice(0, here[0]), ...section, ...lines.slice(here[1])];
+      continue;
+    }
+    const before = order.slice(0, Math.max(0, order.indexOf(s.id))).reverse().map(find).find((x) => x !== undefined);
+    let at = before ? before[1] : lines.findIndex((l) => l.startsWith("## Floors"));
+    if (at < 0) at = lines.length;
+    lines = [...lines.slice(0, at), ...section, ...lines.slice(at)];
+  }
+  fs.writeFileSync(REPORT_FILE, lines.join("\n"));
 }

@@ -33,8 +33,9 @@ export interface Figure {
   key: string;
   label: string;
   unit: string;
-  /** How the two modes are compared: ratio mucmux/direct, or difference mucmux − direct. */
-  compare?: "ratio" | "delta" | "none";
+  /** How the two modes are compared: ratio mucmux/direct, difference mucmux − direct, or that difference and
+   * the same as a percentage of direct (per pair: (mucmux − direct) / direct × 100). */
+  compare?: "ratio" | "delta" | "delta-percent" | "none";
   digits?: number;
   /** Figures only meaningful in one mode (e.g. mucmux's own CPU). */
   only?: Mode;
@@ -42,9 +43,19 @@ export interface Figure {
   target?: string;
 }
 
+/** What the two columns hold when they are not "direct" and "mucmux" (e.g. two variants both through mucmux). */
+export interface Columns {
+  direct: string;
+  mucmux: string;
+  /** Header of the comparison column. */
+  compare: string;
+}
+
 export interface Scenario {
   id: string;
   title: string;
+  /** Column names in the tables (default "direct", "mucmux", "mucmux vs direct"); the modes still alternate A B A B. */
+  columns?: Columns;
   /** One line on what exactly is measured (printed above the table, stored in the JSON). */
   describe(env: BenchEnv): string;
   figures: readonly Figure[];
@@ -53,4 +64,16 @@ export interface Scenario {
   /** Pairs for this scenario when --pairs is not given (default: 2 quick, 5 full), for scenarios whose runs are long. */
   pairs?(quick: boolean): number;
   run(mode: Mode, env: BenchEnv, iteration: number): Promise<Sample>;
+}
+
+/** One figure of a scenario over its runs: the median of each mode and, where compared, the median of the per-pair
+ * comparison with its range (delta-percent: `value` is the difference, `percent` the same in % of direct). */
+export interface SummaryEntry {
+  direct: number;
+  mucmux: number;
+  compare?: "ratio" | "delta" | "delta-percent";
+  value?: number;
+  range?: [number, number];
+  percent?: number;
+  percentRange?: [number, number];
 }

@@ -14,10 +14,10 @@ import { ROOT, spawnMucmux } from "../lib/mucmux-process.js";
 import type { BenchEnv, Mode, Sample, Scenario } from "../lib/types.js";
 import { relayLoad, relayParams } from "./relay-throughput.js";
 
-interface Helper { pid: number; port: number; stop(): Promise<void> }
+export interface Helper { pid: number; port: number; stop(): Promise<void> }
 
 /** Starts `node bench/lib/<script> ...args`, which prints `port=N` once it listens. */
-function spawnHelper(script: string, args: string[]): Promise<Helper> {
+export function spawnHelper(script: string, args: string[]): Promise<Helper> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [path.join(ROOT, "bench", "lib", script), ...args], { stdio: ["ignore", "pipe", "inherit"] });
     const pid = child.pid ?? 0;

@@ -75,6 +75,8 @@ export interface RelayLoadOptions {
   relay?: { pid: number; metrics?: () => Promise<string> } | undefined;
   /** Accounts (default the Prosody bench accounts bsend/brecv). */
   users?: { send: string; recv: string };
+  /** Every client enables XEP-0198 with resumption after bind and answers each <r/> at once (BenchSession.enableSm). */
+  sm?: boolean;
 }
 
 export interface RelayLoadResult {
@@ -85,6 +87,9 @@ export interface RelayLoadResult {
   /** mucmux's own chat message counter over the client-side count (1 when mucmux saw each stanza once). */
   relayedCheck: number;
   lost: number;
+  /** With `sm`, over the whole run (warm-up included): the <r/> the clients answered, the acks mucmux counted
+   * (mucmux_sm_acks_total from client / from upstream), and the stanzas they cover (to clients, toward the server). */
+  sm?: { requests: number; clientAcks: number; upstreamAcks: number; toClients: number; upstream: number };
 }
 
 /** N sender→receiver pairs, each keeping WINDOW messages in flight, for warm-up + measurement; CPU from /proc. */
@@ -97,6 +102,12 @@ export async function relayLoad(o: RelayLoadOptions): Promise<RelayLoadResult> {
       receivers[i] = await login({ port: o.port, user: users.recv, password: o.env.password(users.recv), resource: `r${i}`, ca: o.env.ca });
       senders[i] = await login({ port: o.port, user: users.send, password: o.env.password(users.send), resource: `s${i}`, ca: o.env.ca });
     });
+    if (o.sm) {
+      await mapLimit([...senders, ...receivers], 8, async (s) => {
+        const enabled = await s.enableSm();
+        if (!/resume=['"](true|1)['"]/.test(enabled)) throw new Error(`${s.jid}: stream management without resumption: ${enabled}`);
+      });
+    }
     const sent = new Array<number>(o.pairs).fill(0);
     const recv = new Array<number>(o.pairs).fill(0);
     const sum = (a: number[]) => a.reduce((x, y) => x + y, 0);
@@ -140,12 +151,24 @@ export async function relayLoad(o: RelayLoadOptions): Promise<RelayLoadResult> {
     const delivered = r1 - r0;
     if (delivered === 0) throw new Error("no message was delivered in the measurement window");
     let relayedCheck = Number.NaN;
+    let sm: RelayLoadResult["sm"];
     if (o.relay?.metrics) {
       const after = await o.relay.metrics();
-      const count = (txt: string) => metricSum(txt, "mucmux_stanzas_total", { kind: "message", type: "chat" });
-      relayedCheck = (count(after) - count(before)) / (sum(sent) - sent0 + (sum(recv) - recv0));
+      const delta = (name: string, labels: Record<string, string>) => metricSum(after, name, labels) - metricSum(before, name, labels);
+      relayedCheck = delta("mucmux_stanzas_total", { kind: "message", type: "chat" }) / (sum(sent) - sent0 + (sum(recv) - recv0));
+      if (o.sm) {
+        sm = {
+          requests: receivers.reduce((n, r) => n + (r.sm?.requests ?? 0), 0),
+          clientAcks: delta("mucmux_sm_acks_total", { from: "client" }),
+          upstreamAcks: delta("mucmux_sm_acks_total", { from: "upstream" }),
+          toClients: sum(recv) - recv0,
+          upstream: sum(sent) - sent0,
+        };
+        // With resumption granted to the client, mucmux enables SM on the leg too; acks from the server prove it.
+        if (sm.upstreamAcks === 0) throw new Error("stream management is not active on the upstream legs: no <a/> from the server");
+      }
     }
-    return { cpu: cpuDelta(c0, c1), relayed: s1 - s0 + (r1 - r0), delivered, relayedCheck, lost: sum(sent) - sum(recv) };
+    return { cpu: cpuDelta(c0, c1), relayed: s1 - s0 + (r1 - r0), delivered, relayedCheck, lost: sum(sent) - sum(recv), ...(sm ? { sm } : {}) };
   } finally {
     await Promise.all([...senders, ...receivers].map((s) => s.close()));
   }
