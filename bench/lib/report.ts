@@ -101,8 +101,10 @@ const FINDINGS: Record<string, readonly string[]> = {
       "(src/stream/sm.ts `ClientSm.push` from src/stream/link.ts `write`, `LegSm.push` from `sendUpstream`), so each " +
       "scavenge copies the few hundred stanzas queued per session: scavenges took 3.4–6.0 ms on average instead of " +
       "1.0–2.0 ms, and old-space marking ran 4–6 times per mucmux process instead of once. `Fifo.shift` (src/stream/sm.ts) " +
-      "also keeps acknowledged entries referenced until more than 1024 were shifted (a copy with the slot cleared measured " +
-      "+1.78 µs instead of +2.21 µs, medians of 7 and 9 pairs on a busy machine: within the noise). About 0.3–0.5 µs is " +
+      "also kept acknowledged entries referenced until more than 1024 were shifted (a copy with the slot cleared measured " +
+      "+1.78 µs instead of +2.21 µs, medians of 7 and 9 pairs on a busy machine: within the noise); it releases each slot " +
+      "now. Since that profile the leg also tells the server unasked what the device acknowledged (SPEC F6: one more " +
+      "`<a/>` on the leg per client acknowledgement), which the run above includes. About 0.3–0.5 µs is " +
       "the SM code with its own writes, each a syscall of its own: the `<a/>` answering each server `<r/>` goes to the leg " +
       "being read, which is not corked (link.ts `onLegSm`), and the `<r/>` on the leg and to the client go out alone in a " +
       "`setImmediate` (`requestLegAck`, `requestAck`); one of the two profile sets also shows +1.2 µs more in writev and " +
