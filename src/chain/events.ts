@@ -12,6 +12,8 @@ export interface Events {
   "session-bound": { account: Account; session: Session };
   /** A bound session's client said it is active or inactive (XEP-0352, SPEC C15). */
   "session-csi": { session: Session; active: boolean };
+  /** A room message was queued for the account's next login (SPEC D6b): no device of it is connected. */
+  "offline-queued": { account: Account; room: string; el: Element };
   /** A hibernated session continues on a new connection (XEP-0198, SPEC F5); its backlog was just written. */
   "session-resumed": { account: Account; session: Session };
   /** A bound session's stream is gone (closed, failed or drained). */

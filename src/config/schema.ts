@@ -137,6 +137,13 @@ export const configShape = z
       ackTimeoutSeconds: seconds().default(60).describe("a client that leaves mucmux's <r/> unanswered this long is treated as disconnected"),
       location: text().optional().describe("host or host:port where clients resume (XEP-0198 location), for an instance with a public name of its own"),
     }),
+    // Room push through the server's push module (SPEC G1–G6).
+    wakeup: section({
+      enabled: bool().default(true).describe("ask the server to push (a wake-up stanza on the anchor) for room messages while the account's devices are away"),
+      intervalSeconds: seconds({ allowZero: true }).default(60).describe("while a wake-up is unanswered, at most one per account per this many seconds (mentions excepted)"),
+      maxPending: integer(1, 1000).default(3).describe("unanswered wake-ups per account (mentions excepted); each waits in the server's offline store"),
+      includeBody: bool().default(false).describe("put the room message's text in the wake-up (else the sender's nick and the room only)"),
+    }),
     admin: section({
       host: text().default("127.0.0.1").describe("address of the admin HTTP server (/metrics, /healthz, /readyz)"),
       port: port().default(9464).describe("port of the admin HTTP server (0: any free port)"),

@@ -188,6 +188,24 @@ export function createMetrics(build: BuildInfo) {
     setSmUnacked(fn: () => number): void {
       smUnacked = fn;
     },
+    // Room push (SPEC G1–G6).
+    wakeups: new Counter({
+      name: "mucmux_wakeups_total",
+      help: "Room messages that could wake an away account, by outcome: sent (a wake-up on the anchor), coalesced (one was sent lately and is unanswered), capped (wakeup.maxPending unanswered), no_push (no push registration seen through mucmux), no_anchor.",
+      labelNames: ["outcome"] as const,
+      registers,
+    }),
+    wakeupsStripped: new Counter({
+      name: "mucmux_wakeups_stripped_total",
+      help: "Wake-up stanzas taken out before a device saw them, by where: direct (offline flood, resumed stream), carbon, archive (MAM result).",
+      labelNames: ["where"] as const,
+      registers,
+    }),
+    wakeupsRefused: new Counter({
+      name: "mucmux_wakeups_refused_total",
+      help: "Wake-up stanzas the server bounced back to the anchor with an error (its offline store full, say).",
+      registers,
+    }),
     clientAuth: new Counter({
       name: "mucmux_client_auth_total",
       help: "Client SASL attempts by the client's mechanism, how mucmux handled it, and the result the client got.",

@@ -28,7 +28,7 @@ export interface EjabberdOptions extends StartServerOptions {
   proxyProtocol?: boolean;
   /** Enable mod_fail2ban (off by default here; ejabberd's example config enables it with 20 failures, 1 h). */
   fail2ban?: { maxAuthFailures: number; banSeconds?: number };
-  /** Load mod_mam and archive every room (default_room_options mam: true), for MUC MAM (XEP-0313) tests. */
+  /** Load mod_mam, archive every room (default_room_options mam: true) and every user's messages (default: always). */
   mam?: boolean;
   /** auth_password_format (default scram; ejabberd's own default is plain). */
   passwordFormat?: "scram" | "plain";
@@ -85,7 +85,7 @@ modules:
   mod_carboncopy: {}
   mod_disco: {}
 ${o.muc === false ? "" : `  mod_muc: {host: conference.localhost, access: [allow], access_create: muc_create, access_persistent: muc_create, default_room_options: {mam: ${o.mam ? "true" : "false"}}}`}
-${o.mam ? "  mod_mam: {}" : ""}
+${o.mam ? "  mod_mam: {default: always}" : ""}
   mod_offline: {access_max_user_messages: max_user_offline_messages}
   mod_ping: {}
   mod_roster: {}

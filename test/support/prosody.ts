@@ -14,6 +14,8 @@ export type ProsodyServer = XmppTestServer & { readonly kind: "prosody" };
 export interface ProsodyOptions extends StartServerOptions {
   /** mod_auth_internal_hashed's password_hash: the hash of the stored verifiers (Prosody's default SHA-1). */
   passwordHash?: "SHA-1" | "SHA-256";
+  /** Load mod_mam: the users' own archives (XEP-0313; Prosody archives every 1:1 message by default). */
+  mam?: boolean;
   /** The auth provider (default internal_hashed; internal_plain keeps passwords as they are). */
   authentication?: "internal_hashed" | "internal_plain";
 }
@@ -26,7 +28,7 @@ function config(d: string, port: number, tlsPort: number | undefined, o: Prosody
   const tls = o.tls !== false;
   const mods = ["roster", "saslauth", "disco", "ping", "presence", "message", "iq", "offline", "carbons",
     ...(o.sm === false ? [] : ["smacks"]), "csi_simple", "blocklist", "version", "uptime", "limits", ...(tls ? ["tls"] : []),
-    ...(push ? ["cloud_notify"] : [])];
+    ...(push ? ["cloud_notify"] : []), ...(o.mam ? ["mam"] : [])];
   const lines = [
     ...(isRoot ? ["run_as_root = true -- prosody as root would otherwise setuid to 'prosody'"] : []),
     `pidfile = ${JSON.stringify(path.join(d, "prosody.pid"))}`,

@@ -109,7 +109,10 @@ async function enqueue(
       { maxPerAccount, maxPerRoom },
       Date.now(),
     );
-    if (out.queued) ctx.metrics.offlineQueued.inc();
+    if (out.queued) {
+      ctx.metrics.offlineQueued.inc();
+      ctx.events.emit("offline-queued", { account, room: roomJid, el }); // SPEC G1: the server may wake a phone for it
+    }
     if (out.duplicate) ctx.metrics.offlineDropped.inc({ reason: "duplicate" });
     // Queuing moved the room's catch-up point to this key already.
     if (key !== undefined && ctx.state(account).pendingMarks.get(room)?.key === key) ctx.state(account).pendingMarks.delete(room);
