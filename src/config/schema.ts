@@ -137,7 +137,7 @@ export const configShape = z
       ackTimeoutSeconds: seconds().default(60).describe("a client that leaves mucmux's <r/> unanswered this long is treated as disconnected"),
       location: text().optional().describe("host or host:port where clients resume (XEP-0198 location), for an instance with a public name of its own"),
     }),
-    // Room push through the server's push module (SPEC G1–G6).
+    // Room push through the server's push module (SPEC G1–G5).
     wakeup: section({
       enabled: bool().default(true).describe("ask the server to push (a wake-up stanza on the anchor) for room messages while the account's devices are away"),
       intervalSeconds: seconds({ allowZero: true }).default(60).describe("while a wake-up is unanswered, at most one per account per this many seconds (mentions excepted)"),

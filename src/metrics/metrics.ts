@@ -188,7 +188,7 @@ export function createMetrics(build: BuildInfo) {
     setSmUnacked(fn: () => number): void {
       smUnacked = fn;
     },
-    // Room push (SPEC G1–G6).
+    // Room push (SPEC G1–G5).
     wakeups: new Counter({
       name: "mucmux_wakeups_total",
       help: "Room messages that could wake an away account, by outcome: sent (a wake-up on the anchor), coalesced (one was sent lately and is unanswered), capped (wakeup.maxPending unanswered), no_push (no push registration seen through mucmux), no_anchor.",

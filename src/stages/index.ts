@@ -29,12 +29,12 @@ export function createStages(deps: StageDeps): Stage[] {
   const child = (stage: string) => ({ ...deps, log: deps.log.child({ stage }) });
   return [
     createCsiStage(child("csi")), // first, so last toward devices: holds what an inactive device need not see yet (SPEC C15)
-    // Toward devices after the room stages: strips the server's wake-ups, and sees room messages fanned out to a
-    // hibernated device (SPEC G1, G4); c2s it sees push enables before anything routes them.
-    createWakeupStage(child("wakeup")),
     // Before muc-fold: c2s it sees room registration IQs before they are routed via the anchor; s2c (reverse
     // order) it sees their answers after muc-fold mapped them back to the session (SPEC D2–D4).
     createMucOfflineStage(child("muc-offline")), // offline delivery (SPEC D)
     createMucFoldStage(child("muc-fold")), // account-level MUC (SPEC B, C)
+    // Last, so first toward devices: takes the server's wake-ups out of everything (SPEC G5) and sees each room
+    // message fanned out to a hibernated device as it was fanned out (SPEC G1).
+    createWakeupStage(child("wakeup")),
   ];
 }

@@ -23,7 +23,7 @@ import { logMark, NS_PUSH, untilHibernated } from "../support/push-client.js";
 import { startSlixSm, type CountedEvent, type SlixSm } from "../support/slix-sm.js";
 import { escapeAttr, escapeText } from "../../src/xml/serialize.js";
 import { quietPeriod, until } from "../support/wait.js";
-import { join, roomRoundTrip, serverRoundTrip } from "./muc-support.js";
+import { serverRoundTrip } from "./muc-support.js";
 
 /** Longer than Prosody's push batching timer (mod_cloud_notify publishes 1 s after a stanza is queued). */
 const NO_PUSH_WINDOW_MS = 2000;

@@ -14,12 +14,19 @@ import { metric, startMucmux, type TestMucmux } from "../support/mucmux.js";
 import { connectClient, type TestClient } from "../support/clients.js";
 import { startPushAppServer, type PushAppServer } from "../support/push-app-server.js";
 import { quietPeriod, until } from "../support/wait.js";
+import { RawClient } from "../support/raw-client.js";
 import { connectVia, join } from "./muc-support.js";
 import { roomKept, submit } from "./muc-offline-support.js";
 
 const WAKEUP = "urn:mucmux:wakeup:0";
+const SM = "urn:xmpp:sm:3";
 const MUC_ADMIN = "http://jabber.org/protocol/muc#admin";
 const hasWakeup = (el: Element): boolean => el.toString().includes(WAKEUP);
+/** XEP-0357 enable as Conversations sends it: the app server, the node, a publish-options form with the secret. */
+const pushEnable = (node: string) => xml("iq", { type: "set" }, xml("enable", { xmlns: "urn:xmpp:push:0", jid: "push.localhost", node },
+  xml("x", { xmlns: "jabber:x:data", type: "submit" },
+    xml("field", { var: "FORM_TYPE" }, xml("value", {}, "http://jabber.org/protocol/pubsub#publish-options")),
+    xml("field", { var: "secret" }, xml("value", {}, "s3cret")))));
 
 function suite(name: string, start: (o: StartServerOptions & { mam?: boolean }) => Promise<XmppTestServer>): void {
   describe(`room push through the server's push module, ${name}`, () => {
@@ -27,6 +34,7 @@ function suite(name: string, start: (o: StartServerOptions & { mam?: boolean }) 
     let mux: TestMucmux;
     let app: PushAppServer;
     const open: TestClient[] = [];
+    const raws: RawClient[] = [];
     before(async () => {
       server = await start({ push: true, mam: true });
       if (!server.pushComponent) throw new Error("no push component");
@@ -34,6 +42,7 @@ function suite(name: string, start: (o: StartServerOptions & { mam?: boolean }) 
       mux = await startMucmux({ upstreamPort: server.port, extra: { muc: { lingerSeconds: 2 }, wakeup: { intervalSeconds: 30, maxPending: 2 } } });
     });
     after(async () => {
+      for (const c of raws) c.close();
       await Promise.allSettled(open.map((c) => c.stop()));
       await mux?.stop();
       await app?.close();
@@ -41,29 +50,30 @@ function suite(name: string, start: (o: StartServerOptions & { mam?: boolean }) 
     });
     const wakeups = (outcome: string) => metric(mux.adminPort, "mucmux_wakeups_total", `outcome="${outcome}"`);
 
-    it("wakes an away account for room messages, coalesces, always for a mention; the next login gets the messages and no wake-up", async () => {
+    /** An account that enabled push through `m` (as Conversations does at login), turned `r`'s offline setting on, and left. */
+    const awayUser = async (m: TestMucmux) => {
       const user = `wk${randomBytes(3).toString("hex")}`;
       await server.register(user, `${user}pw`);
       const node = `node-${user}`;
-      const r = `wake-${Date.now().toString(36)}@conference.localhost`;
-      const bob = await connectVia(mux.directPort, "bob", "wk");
+      const r = `wake-${Date.now().toString(36)}-${user}@conference.localhost`;
+      const bob = await connectVia(m.directPort, "bob", `wk-${user}`);
       open.push(bob);
       await bob.send(xml("presence"));
       await join(bob, r, "bob");
       await bob.iq(xml("iq", { type: "set", to: r }, xml("query", { xmlns: MUC_ADMIN }, xml("item", { jid: `${user}@localhost`, affiliation: "member" }))));
-
-      // The phone: push enabled through mucmux (as Conversations does at login), the room's offline setting on.
-      const phone = await connectVia(mux.directPort, user, "phone");
+      const phone = await connectVia(m.directPort, user, "phone");
       await phone.send(xml("presence"));
-      const enabled = await phone.iq(xml("iq", { type: "set" }, xml("enable", { xmlns: "urn:xmpp:push:0", jid: "push.localhost", node },
-        xml("x", { xmlns: "jabber:x:data", type: "submit" },
-          xml("field", { var: "FORM_TYPE" }, xml("value", {}, "http://jabber.org/protocol/pubsub#publish-options")),
-          xml("field", { var: "secret" }, xml("value", {}, "s3cret"))))));
+      const enabled = await phone.iq(pushEnable(node));
       assert.equal(enabled.attrs.type, "result");
       await join(phone, r, user);
       await phone.iq(submit(r, user, "1"));
       await phone.stop();
-      await roomKept(mux, user, r);
+      await roomKept(m, user, r);
+      return { user, node, r, bob };
+    };
+
+    it("wakes an away account for room messages, coalesces, always for a mention; the next login gets the messages and no wake-up (SPEC G1–G5)", async () => {
+      const { user, node, r, bob } = await awayUser(mux);
 
       // A room message: queued by mucmux, and the server pushes (from its domain JID) for the wake-up.
       const sent = await wakeups("sent");
@@ -101,6 +111,72 @@ function suite(name: string, start: (o: StartServerOptions & { mam?: boolean }) 
       await quietPeriod(300, "the results come before the answer; a little slack");
       const results = direct.received.filter((el) => el.getChild("result", "urn:xmpp:mam:2"));
       assert.ok(!results.some(hasWakeup), `the archive holds no wake-up (${results.length} results)`);
+    });
+
+    it("caps unanswered wake-ups per account (SPEC G3)", async () => {
+      const capped = await startMucmux({ upstreamPort: server.port, extra: { muc: { lingerSeconds: 2 }, wakeup: { intervalSeconds: 0, maxPending: 2 } } });
+      try {
+        const { node, r, bob } = await awayUser(capped);
+        const count = (outcome: string) => metric(capped.adminPort, "mucmux_wakeups_total", `outcome="${outcome}"`);
+        for (let i = 1; i <= 3; i++) await bob.send(xml("message", { to: r, type: "groupchat" }, xml("body", {}, `burst ${i}`)));
+        await until("two sent, one capped", async () => (await count("sent")) === 2 && (await count("capped")) === 1);
+        await app.waitForPublishes(2, 10_000, node);
+        await quietPeriod(2000, "a push is the server's own timer");
+        assert.equal(app.publishesFor(node).length, 2);
+        await bob.stop();
+      } finally {
+        await capped.stop();
+      }
+    });
+
+    it("wakes a hibernated device for a room message; its resumed stream carries no wake-up (SPEC G1, G5)", async () => {
+      const user = `hb${randomBytes(3).toString("hex")}`;
+      await server.register(user, `${user}pw`);
+      const node = `node-${user}`;
+      const r = `hib-${Date.now().toString(36)}-${user}@conference.localhost`;
+      const bob = await connectVia(mux.directPort, "bob", `hb-${user}`);
+      open.push(bob);
+      await bob.send(xml("presence"));
+      await join(bob, r, "bob");
+      const phone = await RawClient.connect(mux.directPort);
+      raws.push(phone);
+      await phone.login(user, `${user}pw`, "phone");
+      phone.text = "";
+      phone.send(`<enable xmlns='${SM}' resume='true'/>`);
+      const id = (await phone.waitFor(/<enabled xmlns='urn:xmpp:sm:3' id='([^']+)'/))[1] as string;
+      phone.send("<presence/>");
+      const enable = pushEnable(node);
+      enable.attrs.id = "push1";
+      phone.send(enable.toString());
+      await phone.waitFor(/<iq [^>]*id='push1'[^>]*type='result'|<iq [^>]*type='result'[^>]*id='push1'/);
+      phone.send(`<presence to='${r}/${user}'><x xmlns='http://jabber.org/protocol/muc'/></presence>`);
+      await phone.waitFor(new RegExp(`from='${r}/${user}'[^>]*>.*?<status code='110'/>`));
+      const got = (phone.text.match(/<(message|presence|iq)[ >]/g) ?? []).length;
+      phone.send(`<a xmlns='${SM}' h='${got}'/>`);
+      await new Promise((res) => setTimeout(res, 200));
+      phone.close();
+      await until("hibernated", async () => (await metric(mux.adminPort, "mucmux_sm_hibernated_sessions")) >= 1);
+      const before = app.publishesFor(node).length;
+      await bob.send(xml("message", { to: r, type: "groupchat" }, xml("body", {}, "wake the sleeper")));
+      await app.waitForPublishes(before + 1, 10_000, node);
+      // The device comes back: the room message once, and no wake-up (the server resent it on the resumed leg).
+      const stripped = await metric(mux.adminPort, "mucmux_wakeups_stripped_total", `where="direct"`);
+      const back = await RawClient.connect(mux.directPort);
+      raws.push(back);
+      back.open();
+      await back.waitFor(/<mechanism>PLAIN<\/mechanism>/);
+      back.send(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${Buffer.from(`\0${user}\0${user}pw`).toString("base64")}</auth>`);
+      await back.waitFor(/<success/);
+      back.open();
+      await back.waitFor(/<sm xmlns='urn:xmpp:sm:3'\/>/);
+      back.text = "";
+      back.send(`<resume xmlns='${SM}' previd='${id}' h='${got}'/>`);
+      await back.waitFor(/<resumed /);
+      await back.waitFor(/wake the sleeper/);
+      await until("the wake-up stripped from the resumed stream", async () => (await metric(mux.adminPort, "mucmux_wakeups_stripped_total", `where="direct"`)) > stripped, 10_000);
+      await quietPeriod(300, "nothing more");
+      assert.equal(back.text.split("wake the sleeper").length - 1, 1, "the room message once");
+      assert.ok(!back.text.includes(WAKEUP), "no wake-up reached the device");
     });
   });
 }

@@ -1,4 +1,4 @@
-// Room push (SPEC G1–G6): a room message for an account that is away — queued for offline delivery while none of
+// Room push (SPEC G1–G5): a room message for an account that is away — queued for offline delivery while none of
 // its devices is connected, or fanned out to a hibernated device — becomes a wake-up stanza on the account's anchor,
 // which the server's own push module turns into a notification as it would for a 1:1 message. Wake-ups are taken
 // out of everything toward a device (the offline flood at login, a resumed stream, carbons, archive results): the

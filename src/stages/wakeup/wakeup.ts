@@ -1,4 +1,4 @@
-// Wake-up stanzas (SPEC G1–G6): what a room message becomes so that the server's own push module (Prosody
+// Wake-up stanzas (SPEC G1–G5): what a room message becomes so that the server's own push module (Prosody
 // mod_cloud_notify, ejabberd mod_push) wakes a phone that is away, and how mucmux recognises one again. Pure
 // functions and the per-account policy; the stage (index.ts) wires them to the chain and the anchor.
 import { Element } from "@xmpp/xml";
