@@ -12,7 +12,7 @@ import { connectClient, type TestClient } from "../support/clients.js";
 import { until } from "../support/wait.js";
 
 interface XmppSm { id: string; enabled: boolean; on(event: "resumed", f: () => void): void }
-interface XmppEntity { streamManagement: XmppSm; socket?: { socket?: { destroy(): void }; destroy?(): void }; reconnect: { start(): void; stop(): void; delay: number } }
+interface XmppEntity { streamManagement: XmppSm; reconnect: { start(): void; stop(): void; delay: number } }
 
 function suite(name: string, start: () => Promise<XmppTestServer>): void {
   describe(`xmpp.js stream management through mucmux, ${name}`, () => {
@@ -46,8 +46,10 @@ function suite(name: string, start: () => Promise<XmppTestServer>): void {
       (a.xmpp as unknown as { on(event: "send", f: (el: { toString(): string }) => void): void }).on("send", (el) => void sent.push(el.toString()));
       entity.reconnect.delay = 500;
       entity.reconnect.start();
-      const raw = entity.socket?.socket ?? entity.socket;
-      raw?.destroy?.();
+      // Cut at mucmux's end of the connection (destroying xmpp.js's socket under it races its own data handler).
+      const link = [...mux.app.links].find((l) => l.jid === jid);
+      assert.ok(link, "alice's session");
+      link.client.socket.destroy();
       await until("hibernated", async () => (await metric(mux.adminPort, "mucmux_sm_hibernated_sessions")) === 1, 5000);
       const mark = a.received.length;
       for (let i = 1; i <= 3; i++) await bob.send(xml("message", { to: jid, type: "chat", id: `gap${i}` }, xml("body", {}, `gap ${i}`)));
