@@ -31,6 +31,7 @@ import { emptyViews, type Views } from "./chain/views.js";
 import type { Stage } from "./chain/stage.js";
 import { createMucServices } from "./discovery/muc-services.js";
 import { ResumptionTable } from "./stream/sm.js";
+import { KeptAnchors, readKeepKey } from "./account/kept.js";
 
 export interface App {
   start(): Promise<void>;
@@ -102,6 +103,7 @@ export function createApp(opts: AppOptions): App {
     onAnchorStanza: (account, el) => chain.anchor(account, el),
   });
   const stageDeps: StageDeps = { config, metrics, log, accounts, events, views, store: () => store };
+
   const chain = createChainRunner({
     stages: opts.stages ? opts.stages(stageDeps, createStages(stageDeps)) : createStages(stageDeps),
     log,
@@ -202,6 +204,13 @@ export function createApp(opts: AppOptions): App {
       const sqlite = new SqliteStore(config.store.path); // refuses a damaged file or non-durable commits
       log.info({ store: config.store.path, ...sqlite.pragmas(), quickCheck: "ok" }, "store opened");
       store = instrumentStore(sqlite, { metrics, log: log.child({ component: "store" }) });
+      // SPEC G6 (opt-in): anchors of accounts with offline delivery survive restarts, their credentials sealed under
+      // the operator's key; a bad key file fails the start with its reason.
+      const keepKeyFile = config.anchors.keepKeyFile;
+      if (keepKeyFile) {
+        const kept = new KeptAnchors({ key: readKeepKey(keepKeyFile), store: () => store, accounts, events, log: log.child({ component: "kept-anchors" }) });
+        log.info({ accounts: await kept.restoreAll() }, "kept anchors restored");
+      }
       tlsMaterial = await createTlsMaterial({
         config: { ...config.tls, names: [...config.domains] },
         log,

@@ -51,6 +51,23 @@ export class AccountRegistry {
     this.deps.events.emit("session-bound", { account, session });
   }
 
+  /**
+   * SPEC G6: at start, the record of an account whose kept anchor opened with the operator's key: its credentials
+   * and push registrations, no session. Stages take it from the `account-restored` event (rooms are joined again).
+   */
+  restore(bare: string, creds: Credentials, push: readonly string[]): Account {
+    const key = bareKey(bare);
+    let account = this.accounts.get(key);
+    if (!account) {
+      account = new Account(bare, bare.slice(bare.indexOf("@") + 1), creds);
+      this.accounts.set(key, account);
+    } else {
+      account.credentials = creds;
+    }
+    this.deps.events.emit("account-restored", { account, push });
+    return account;
+  }
+
   sessionClosed(session: Session): void {
     const account = this.bySession.get(session);
     if (!account) return;

@@ -12,6 +12,12 @@ export interface Events {
   "session-bound": { account: Account; session: Session };
   /** A bound session's client said it is active or inactive (XEP-0352, SPEC C15). */
   "session-csi": { session: Session; active: boolean };
+  /** SPEC G6: the account's record was restored at start from its kept anchor (no session yet). */
+  "account-restored": { account: Account; push: readonly string[] };
+  /** Whether any room of the account has the offline setting on, after it was loaded or changed (SPEC G6). */
+  "offline-flags": { account: Account; any: boolean };
+  /** The account's XEP-0357 registrations seen through mucmux changed (SPEC G3, G6). */
+  "push-registrations": { account: Account; registrations: readonly string[] };
   /** A room message was queued for the account's next login (SPEC D6b): no device of it is connected. */
   "offline-queued": { account: Account; room: string; el: Element };
   /** A hibernated session continues on a new connection (XEP-0198, SPEC F5); its backlog was just written. */

@@ -137,6 +137,11 @@ export const configShape = z
       ackTimeoutSeconds: seconds().default(60).describe("a client that leaves mucmux's <r/> unanswered this long is treated as disconnected"),
       location: text().optional().describe("host or host:port where clients resume (XEP-0198 location), for an instance with a public name of its own"),
     }),
+    // Kept anchors (SPEC G6): an operator opt-in.
+    anchors: section({
+      keepKeyFile: text().optional()
+        .describe("file with a 32-byte key (e.g. a Kubernetes Secret): keep anchors of accounts with offline delivery across restarts, their credentials sealed under it"),
+    }),
     // Room push through the server's push module (SPEC G1–G5).
     wakeup: section({
       enabled: bool().default(true).describe("ask the server to push (a wake-up stanza on the anchor) for room messages while the account's devices are away"),

@@ -40,5 +40,8 @@ export function instrumentStore(inner: Store, deps: { metrics: Metrics; log: Log
     saveFastToken: timed("save_fast_token", (t, keep, now) => inner.saveFastToken(t, keep, now)),
     useFastToken: timed("use_fast_token", (a, h, c) => inner.useFastToken(a, h, c)),
     deleteFastTokens: timed("delete_fast_tokens", (a, h) => inner.deleteFastTokens(a, h)),
+    keptAnchors: timed("kept_anchors", () => inner.keptAnchors()),
+    saveKeptAnchor: timed("save_kept_anchor", (a, s, n) => inner.saveKeptAnchor(a, s, n)),
+    deleteKeptAnchor: timed("delete_kept_anchor", (a) => inner.deleteKeptAnchor(a)),
   };
 }

@@ -2,7 +2,7 @@
 // transaction, so a store is always at a version some mucmux understands.
 import type Database from "better-sqlite3";
 
-export const SCHEMA_VERSION = 5;
+export const SCHEMA_VERSION = 6;
 
 const STEPS: Record<number, string> = {
   // 1: the relay keeps nothing durable yet; only `meta` exists.
@@ -73,6 +73,15 @@ const STEPS: Record<number, string> = {
       PRIMARY KEY (account, hash)
     ) WITHOUT ROWID;
     CREATE INDEX fast_tokens_agent ON fast_tokens (account, agent, created_at);
+  `,
+  // 6: kept anchors (SPEC G6, opt-in): the account's credentials and push registrations sealed under the
+  // operator's key (anchors.keepKeyFile); never anything password-equivalent in clear.
+  6: `
+    CREATE TABLE kept_anchors (
+      account TEXT PRIMARY KEY,
+      sealed BLOB NOT NULL,
+      updated_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
   `,
 };
 

@@ -182,10 +182,25 @@ export class SqliteStore implements Store {
   async deleteVerifiers(account: string, hash?: ScramHash): Promise<number> {
     return (hash === undefined ? this.q.deleteVerifiers.run(account) : this.q.deleteVerifier.run(account, hash)).changes;
   }
+
+  async keptAnchors(): Promise<{ account: string; sealed: Buffer }[]> {
+    return this.q.keptAnchors.all() as { account: string; sealed: Buffer }[];
+  }
+
+  async saveKeptAnchor(account: string, sealed: Buffer, now: number): Promise<void> {
+    this.q.saveKeptAnchor.run(account, sealed, now);
+  }
+
+  async deleteKeptAnchor(account: string): Promise<void> {
+    this.q.deleteKeptAnchor.run(account);
+  }
 }
 
 function statements(db: Database.Database) {
   return {
+    keptAnchors: db.prepare("SELECT account, sealed FROM kept_anchors"),
+    saveKeptAnchor: db.prepare("INSERT OR REPLACE INTO kept_anchors (account, sealed, updated_at) VALUES (?, ?, ?)"),
+    deleteKeptAnchor: db.prepare("DELETE FROM kept_anchors WHERE account = ?"),
     registrations: db.prepare("SELECT account, room, nick, offline, via_mucmux FROM offline_registrations WHERE account = ?"),
     // An upsert, not a replace: saving the form again keeps the room's catch-up point.
     saveRegistration: db.prepare(

@@ -151,4 +151,8 @@ export interface Store {
   useFastToken(account: string, hash: Buffer, count: number): Promise<boolean>;
   /** Forget one token, or all of the account's. */
   deleteFastTokens(account: string, hash?: Buffer): Promise<number>;
+  /** SPEC G6: every kept anchor (sealed; only the operator's key opens them). */
+  keptAnchors(): Promise<{ account: string; sealed: Buffer }[]>;
+  saveKeptAnchor(account: string, sealed: Buffer, now: number): Promise<void>;
+  deleteKeptAnchor(account: string): Promise<void>;
 }

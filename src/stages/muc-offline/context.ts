@@ -115,6 +115,7 @@ export async function saveRegistration(ctx: OfflineContext, account: Account, re
   if (reg.offline || reg.createdViaMucmux) ctx.state(account).flags.set(reg.room, reg);
   else ctx.state(account).flags.delete(reg.room);
   ctx.metrics.offlineFlagChanges.inc({ value: reg.offline ? "on" : "off" });
+  ctx.events.emit("offline-flags", { account, any: [...ctx.state(account).flags.values()].some((r) => r.offline) });
   return true;
 }
 

@@ -105,15 +105,19 @@ function subscribe(ctx: OfflineContext, archive: Archive): void {
   events.on("session-resumed", ({ account, session }) => onResumed(ctx, account, session));
   // SPEC D7: at a login, flagged rooms the account is not in are joined again (after a restart, say), and
   // what the room said meanwhile is read from its archive.
-  events.on("session-bound", ({ account }) => {
+  // SPEC G6: so does an account whose kept anchor was restored at start.
+  const rejoinFlagged = (account: Account) => {
     void ensureLoaded(ctx, account).then((ok) => {
       if (!ok) return;
       const st = ctx.state(account);
+      events.emit("offline-flags", { account, any: [...st.flags.values()].some((r) => r.offline) });
       for (const reg of st.flags.values()) {
         if (!reg.offline || ctx.views.rooms.get(account, reg.room) || st.noRejoin.has(reg.room)) continue;
         const nick = reg.nick || (account.bare.split("@")[0] ?? "user");
         if (events.emit("room-keep", { account, room: reg.room, nick })) archive.catchUp(account, reg.room);
       }
     });
-  });
+  };
+  events.on("session-bound", ({ account }) => rejoinFlagged(account));
+  events.on("account-restored", ({ account }) => rejoinFlagged(account));
 }

@@ -68,6 +68,8 @@ export function createWakeupStage(deps: WakeupDeps): Stage {
   events.on("offline-queued", ({ account, el }) => wake(account, el));
   events.on("session-bound", ({ account }) => state(account).answered());
   events.on("session-resumed", ({ account }) => state(account).answered());
+  // SPEC G6: a kept anchor brings the registrations it was kept with.
+  events.on("account-restored", ({ account, push }) => { for (const r of push) state(account).registrations.add(r); });
 
   /** c2s: a push enable or disable (XEP-0357) on its way to the server. */
   function onPushRequest(ctx: StanzaContext): void {
@@ -93,6 +95,7 @@ export function createWakeupStage(deps: WakeupDeps): Stage {
     const regs = state(account).registrations;
     if (change.op === "enable") regs.add(`${change.jid}\0${change.node ?? ""}`);
     else for (const r of [...regs]) if (r.startsWith(`${change.jid}\0`) && (change.node === undefined || r === `${change.jid}\0${change.node}`)) regs.delete(r);
+    events.emit("push-registrations", { account, registrations: [...regs] });
   }
 
   return {
