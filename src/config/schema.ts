@@ -146,7 +146,7 @@ export const configShape = z
     wakeup: section({
       enabled: bool().default(true).describe("ask the server to push (a wake-up stanza on the anchor) for room messages while the account's devices are away"),
       intervalSeconds: seconds({ allowZero: true }).default(60).describe("while a wake-up is unanswered, at most one per account per this many seconds (mentions excepted)"),
-      maxPending: integer(1, 1000).default(3).describe("unanswered wake-ups per account (mentions excepted); each waits in the server's offline store"),
+      maxPending: integer(1, 1000).default(1).describe("unanswered wake-ups per account (mentions excepted); each waits in the server's offline store"),
       includeBody: bool().default(false).describe("put the room message's text in the wake-up (else the sender's nick and the room only)"),
     }),
     admin: section({

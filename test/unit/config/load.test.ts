@@ -34,7 +34,7 @@ describe("loadConfig defaults", () => {
       sasl: { scram: true, iterations: 10000, channelBinding: false, sasl2: true, fastTokenDays: 14 },
       sm: { enabled: true, resumeSeconds: 300, maxQueueStanzas: 5000, ackTimeoutSeconds: 60 },
       anchors: {},
-      wakeup: { enabled: true, intervalSeconds: 60, maxPending: 3, includeBody: false },
+      wakeup: { enabled: true, intervalSeconds: 60, maxPending: 1, includeBody: false },
       admin: { host: "127.0.0.1", port: 9464 },
       store: { path: "./mucmux.sqlite" },
       limits: {

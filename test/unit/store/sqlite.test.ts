@@ -92,9 +92,16 @@ describe("SqliteStore", () => {
     const again = new SqliteStore(file);
     assert.equal((await again.registrations(A))[0]?.offline, true);
     assert.deepEqual(await bodies(again), ["1"]);
+    // SPEC G6: kept anchors (schema 6) survive a reopen too.
+    await again.saveKeptAnchor(A, Buffer.from([1, 2, 3]), NOW);
     again.close();
+    const third = new SqliteStore(file);
+    assert.deepEqual(await third.keptAnchors(), [{ account: A, sealed: Buffer.from([1, 2, 3]) }]);
+    await third.deleteKeptAnchor(A);
+    assert.deepEqual(await third.keptAnchors(), []);
+    third.close();
     const raw = new Database(file, { readonly: true });
-    assert.equal((raw.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string }).value, "5");
+    assert.equal((raw.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string }).value, "6");
     assert.equal(raw.pragma("journal_mode", { simple: true }), "wal");
     raw.close();
   });
