@@ -27,7 +27,7 @@ export const SEEDS: string[] = [
 const DICT = ["<", ">", "/>", "</", "<!--", "-->", "<?", "?>", "<![CDATA[", "]]>", "&", "&amp;", "&#", "&#x", ";", "'", '"', "=", "xmlns", "xmlns:", "stream:", ":", " ", "\0", "\r\n", "<message>", "</message>", "</stream:stream>", "<stream:stream>", "<!DOCTYPE", "<!ENTITY", "\xc0\x80", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\x80", "\xff"];
 
 /** Small deterministic PRNG (mulberry32) so that a failure is reproducible from its seed. */
-function rng(seed: number): () => number {
+export function rng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

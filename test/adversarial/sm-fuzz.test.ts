@@ -9,21 +9,11 @@ import { startProsody, type ProsodyServer } from "../support/prosody.js";
 import { metric, startMucmux, type TestMucmux } from "../support/mucmux.js";
 import { RawClient } from "../support/raw-client.js";
 import { until } from "../support/wait.js";
+import { rng } from "./fuzz.js";
 
 const SM = "urn:xmpp:sm:3";
 const SEQUENCES = 120;
 const KNOWN_ERRORS = /<stream:error><(undefined-condition|unsupported-stanza-type|policy-violation|resource-constraint|conflict|reset|connection-timeout)/;
-
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 let server: ProsodyServer;
 let mux: TestMucmux;
@@ -61,14 +51,7 @@ it("random stream management sequences get clear answers and leave nothing behin
     try {
       const bind = r() < 0.8; // else stay unbound, where <resume/> belongs
       if (bind) await c.login("alice", "alicepw", `f${n}`);
-      else {
-        c.open();
-        await c.waitFor(/<mechanism>PLAIN<\/mechanism>/);
-        c.send(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${Buffer.from("\0alice\0alicepw").toString("base64")}</auth>`);
-        await c.waitFor(/<success/);
-        c.open();
-        await c.waitFor(/<\/stream:features>/);
-      }
+      else await c.authenticate("alice", "alicepw");
       const steps = 1 + Math.floor(r() * 6);
       for (let i = 0; i < steps && !c.closed; i++) {
         c.send(pick(ops)());

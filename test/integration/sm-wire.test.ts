@@ -18,13 +18,7 @@ const plain = (user: string, pw: string) => Buffer.from(`\0${user}\0${pw}`).toSt
 /** Authenticated and restarted, not bound: where a client sends `<resume/>`. */
 async function authenticated(port: number, user: string, pw: string): Promise<RawClient> {
   const c = await RawClient.connect(port);
-  c.open();
-  await c.waitFor(/<mechanism>PLAIN<\/mechanism>/);
-  c.send(`<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>${plain(user, pw)}</auth>`);
-  await c.waitFor(/<success/);
-  c.text = "";
-  c.open();
-  await c.waitFor(/<\/stream:features>/);
+  await c.authenticate(user, pw);
   return c;
 }
 
@@ -43,7 +37,7 @@ async function smSession(port: number, user: string, pw: string, resource: strin
   await c.waitFor(/<presence [^>]*from='[^']*\/[^']*'/); // its own presence back: the session is available
   // mucmux asks for an acknowledgement after what it wrote (SPEC F3); the client answers with what it counted.
   await c.waitFor(/<r xmlns='urn:xmpp:sm:3'\/>/);
-  const got = (c.text.match(/<(message|presence|iq)[ >]/g) ?? []).length;
+  const got = c.stanzas();
   c.send(`<a xmlns='${SM}' h='${got}'/>`);
   c.text = "";
   return { c, jid, id: m[1] as string, acked: got, max: Number(m[2]) };

@@ -43,8 +43,8 @@ export class RawClient {
     this.send(`<?xml version='1.0'?><stream:stream to='${domain}' version='1.0' xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'>`);
   }
 
-  /** Open, authenticate with PLAIN, restart and bind; returns the bound JID. */
-  async login(user: string, password: string, resource = "raw", domain = "localhost"): Promise<string> {
+  /** Open, authenticate with PLAIN and restart, up to the post-login features (where `<resume/>` or bind goes). */
+  async authenticate(user: string, password: string, domain = "localhost"): Promise<void> {
     this.open(domain);
     await this.waitFor(/<mechanism>PLAIN<\/mechanism>/);
     const b64 = Buffer.from(`\0${user}\0${password}`).toString("base64");
@@ -53,6 +53,16 @@ export class RawClient {
     this.text = "";
     this.open(domain);
     await this.waitFor(/<\/stream:features>/);
+  }
+
+  /** Stanzas in what was received since `text` was last reset (what a stream management `h` counts). */
+  stanzas(): number {
+    return (this.text.match(/<(message|presence|iq)[ >]/g) ?? []).length;
+  }
+
+  /** Open, authenticate with PLAIN, restart and bind; returns the bound JID. */
+  async login(user: string, password: string, resource = "raw", domain = "localhost"): Promise<string> {
+    await this.authenticate(user, password, domain);
     this.send(`<iq type='set' id='bind1'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>${resource}</resource></bind></iq>`);
     const m = await this.waitFor(/<jid>([^<]+)<\/jid>/);
     return m[1] as string;

@@ -7,23 +7,11 @@ import type { Element } from "@xmpp/xml";
 import { randomBytes } from "node:crypto";
 import { DROP, type ChainOrigin, type Direction, type Stage, type StanzaContext } from "../../chain/stage.js";
 import type { Session } from "../../chain/session.js";
-import type { EventBus } from "../../chain/events.js";
-import type { Views } from "../../chain/views.js";
 import type { Account } from "../../account/account.js";
-import type { AccountRegistry } from "../../account/registry.js";
-import type { Config } from "../../config/index.js";
-import type { Metrics } from "../../metrics/metrics.js";
-import type { Logger } from "../../log.js";
+import type { StageDeps } from "../index.js";
 import { AccountWakeups, notifiable, wakeupIn, wakeupStanza, type WakeupPolicy } from "./wakeup.js";
 
-export interface WakeupDeps {
-  config: Config;
-  metrics: Metrics;
-  log: Logger;
-  accounts: AccountRegistry;
-  events: EventBus;
-  views: Views;
-}
+export type WakeupDeps = Omit<StageDeps, "store">;
 
 const PUSH = "urn:xmpp:push:0";
 const SID = "urn:xmpp:sid:0";
@@ -101,7 +89,7 @@ export function createWakeupStage(deps: WakeupDeps): Stage {
   return {
     name: "wakeup",
     wants(el: Element, direction: Direction, session: Session, origin: ChainOrigin): boolean {
-      if (direction === "c2s") return el.name === "iq" && el.attrs.type === "set" && el.getChildElements().some((c) => c.attrs.xmlns === PUSH);
+      if (direction === "c2s") return el.name === "iq" && el.attrs.type === "set" && el.children.some((c) => typeof c !== "string" && c.attrs.xmlns === PUSH);
       if (el.name === "iq") return (el.attrs.type === "result" || el.attrs.type === "error") && session.slots.has(PENDING);
       if (el.name !== "message") return false;
       return (session.hibernated === true && origin === "anchor") || wakeupIn(el) !== undefined;
