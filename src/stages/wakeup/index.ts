@@ -8,10 +8,22 @@ import { randomBytes } from "node:crypto";
 import { DROP, type ChainOrigin, type Direction, type Stage, type StanzaContext } from "../../chain/stage.js";
 import type { Session } from "../../chain/session.js";
 import type { Account } from "../../account/account.js";
-import type { StageDeps } from "../index.js";
+import type { EventBus } from "../../chain/events.js";
+import type { Views } from "../../chain/views.js";
+import type { AccountRegistry } from "../../account/registry.js";
+import type { Config } from "../../config/index.js";
+import type { Metrics } from "../../metrics/metrics.js";
+import type { Logger } from "../../log.js";
 import { AccountWakeups, notifiable, wakeupIn, wakeupStanza, type WakeupPolicy } from "./wakeup.js";
 
-export type WakeupDeps = Omit<StageDeps, "store">;
+export interface WakeupDeps {
+  config: Config;
+  metrics: Metrics;
+  log: Logger;
+  accounts: AccountRegistry;
+  events: EventBus;
+  views: Views;
+}
 
 const PUSH = "urn:xmpp:push:0";
 const SID = "urn:xmpp:sid:0";
