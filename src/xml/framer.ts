@@ -43,7 +43,7 @@ export type FrameKind = "decl" | "header" | "element" | "close";
 export interface FramerLimits {
   /** SPEC E1: bytes of one frame (stanza, stream header or XML declaration). */
   maxBytes: number;
-  /** Attributes in one start tag, counted here so saxes never parses a huge attribute list. */
+  /** Attributes in one start tag, counted here so the scanner never reads a huge attribute list. */
   maxAttributes: number;
 }
 
@@ -153,6 +153,10 @@ export class Framer {
         return this.skipTo(C_SQ, STAG, i);
       case CDATA:
         return this.cdata(i);
+      case STAG:
+        return this.tagRun(i);
+      case ETAG:
+        return this.endTagRun(i);
       case DONE:
         return this.buf.length;
     }
@@ -161,10 +165,6 @@ export class Framer {
     switch (this.state) {
       case LT:
         return this.afterLt(b, i);
-      case STAG:
-        return this.startTag(b, i);
-      case ETAG:
-        return b === C_GT ? this.endTag(i) : i + 1;
       case BANG:
         return this.bang(b, i);
       case PI:
@@ -224,10 +224,35 @@ export class Framer {
     return i + 1;
   }
 
+  /** Inside a start tag: skips to the next '>' or quote in one tight loop, then handles that byte. */
+  private tagRun(i: number): number {
+    const buf = this.buf;
+    const n = buf.length;
+    let j = i;
+    while (j < n) {
+      const b = buf[j] as number;
+      if (b === C_GT || b === C_DQ || b === C_SQ) break;
+      j++;
+    }
+    if (j > i) this.slash = buf[j - 1] === C_SLASH;
+    this.count += j - i + (j < n ? 1 : 0);
+    if (this.count > this.limits.maxBytes) return this.tooBig();
+    return j < n ? this.startTag(buf[j] as number, j) : n;
+  }
+
+  /** Inside an end tag: jumps to its '>' with a native search. */
+  private endTagRun(i: number): number {
+    const j = this.buf.indexOf(C_GT, i);
+    const end = j === -1 ? this.buf.length : j + 1;
+    this.count += end - i;
+    if (this.count > this.limits.maxBytes) return this.tooBig();
+    return j === -1 ? end : this.endTag(j);
+  }
+
   private startTag(b: number, i: number): number {
     if (b === C_GT) return this.startTagEnd(i);
     if (b === C_DQ || b === C_SQ) {
-      // One quoted value per attribute in a well-formed tag; saxes checks the rest.
+      // One quoted value per attribute in a well-formed tag; the scanner checks the rest.
       if (++this.attrs > this.limits.maxAttributes) {
         return this.fail("policy-violation", `more than ${this.limits.maxAttributes} attributes`);
       }

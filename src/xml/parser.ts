@@ -1,23 +1,19 @@
-// Stream parser: framer (bytes, caps, restricted XML) → strict UTF-8 decoding of each complete
-// frame → one namespace-aware saxes parser per stream → bounded tree builder → canonical Elements.
-// Why this stack and not ltx's parser: see DESIGN.md, "Dependencies". Every input problem ends in
-// exactly one onError call; write() never throws, because a throw in a socket handler would take
-// down every session of the process.
+// Stream parser: framer (bytes, caps, restricted XML) → strict UTF-8 decoding of each complete frame →
+// the strict scanner, which validates the frame and builds its canonical Element in one pass
+// (scanner.ts). Every input problem ends in exactly one onError call; write() never throws, because a
+// throw in a socket handler would take down every session of the process.
 import type { Element } from "@xmpp/xml";
-import { SaxesParser } from "saxes";
-import type { SaxesTagNS } from "saxes";
 import { XmlStreamError } from "./errors.js";
-import type { StreamErrorCondition } from "./errors.js";
 import { Framer } from "./framer.js";
 import type { FrameKind } from "./framer.js";
-import { NS_STREAMS, TreeBuilder } from "./tree.js";
+import { Scanner } from "./scanner.js";
 
 export interface ParserLimits {
   maxStanzaBytes: number;
   maxDepth: number;
   maxAttributes: number;
   maxChildren: number;
-  /** Elements in one stanza (unset: no cap); see TreeLimits. */
+  /** Elements in one stanza (unset: no cap); see ScanLimits. */
   maxElements?: number;
 }
 
@@ -39,7 +35,7 @@ export interface ParserOptions {
   contentNamespace?: string;
   /**
    * SPEC E1 (no input blocks the event loop > 10 ms): frames longer than this many characters are
-   * fed to saxes in slices of this size, one per `defer` turn. Unset: every frame is parsed at once
+   * scanned in slices of about this size, one per `defer` turn. Unset: every frame is parsed at once
    * (synchronous callers such as parseStanza and tests).
    */
   sliceChars?: number;
@@ -49,38 +45,16 @@ export interface ParserOptions {
   onBusy?: (busy: boolean) => void;
 }
 
-/** A frame being parsed in slices. */
+/** A frame being scanned in slices. */
 interface SliceJob {
-  kind: FrameKind;
-  text: string;
-  offset: number;
   byteLength: number;
-  ev: FrameEvents;
-}
-
-// XML 1.0 only (RFC 6120 §11): a declaration saying 1.1 must not relax the character rules.
-type SaxOptions = { xmlns: true; position: false; forceXMLVersion: true; defaultXMLVersion: "1.0" };
-type Sax = SaxesParser<SaxOptions>;
-
-/** Thrown through saxes to stop it at the first error (SPEC E1: no wasted work on a bad frame). */
-const ABORT = new Error("parse aborted");
-
-/** What saxes reported while one frame was written into it. */
-interface FrameEvents {
-  error: XmlStreamError | null;
-  header: StreamHeader | null;
-  closed: boolean;
 }
 
 export class StreamParser {
   private readonly framer: Framer;
   private readonly decoder = new TextDecoder("utf-8", { fatal: true });
-  private readonly contentNs: string;
-  private limits: ParserLimits;
-  private sax: Sax;
-  private tree: TreeBuilder;
-  private saxDepth = 0; // open saxes elements, the stream root included
-  private ev: FrameEvents = { error: null, header: null, closed: false };
+  private readonly limits: ParserLimits;
+  private readonly scanner: Scanner;
   private dead = false; // after an error or stop()
   private errored = false;
   private writing = false;
@@ -101,13 +75,11 @@ export class StreamParser {
     this.sliceChars = opts?.sliceChars ?? Number.POSITIVE_INFINITY;
     this.defer = opts?.defer ?? ((fn) => void setImmediate(fn));
     this.onBusy = opts?.onBusy;
-    this.contentNs = opts?.contentNamespace ?? "jabber:client";
     this.framer = new Framer(
       { onFrame: (kind, bytes) => this.onFrame(kind, bytes), onError: (err) => this.fail(err) },
       { maxBytes: limits.maxStanzaBytes, maxAttributes: limits.maxAttributes },
     );
-    this.tree = new TreeBuilder(this.limits, this.contentNs);
-    this.sax = this.newSax();
+    this.scanner = new Scanner(this.limits, opts?.contentNamespace ?? "jabber:client");
   }
 
   get failed(): boolean {
@@ -145,7 +117,7 @@ export class StreamParser {
         if (rest.length > 0) this.queue.unshift(rest); // a slice job started: the rest waits for it
       }
     } catch (err) {
-      this.fail(new XmlStreamError("internal-server-error", `parser failure: ${String(err)}`));
+      this.crash(err);
     } finally {
       this.writing = false;
     }
@@ -160,29 +132,17 @@ export class StreamParser {
   private readonly sliceStep = (): void => {
     const job = this.job;
     if (job === null || this.dead) return;
-    const len = job.text.length;
-    let end = Math.min(len, job.offset + this.sliceChars);
-    // Never split a surrogate pair between two saxes writes.
-    const last = job.text.charCodeAt(end - 1);
-    if (end < len && last >= 0xd800 && last <= 0xdbff) end++;
-    this.ev = job.ev;
     this.writing = true;
     try {
-      try {
-        this.sax.write(job.text.slice(job.offset, end));
-      } catch (err) {
-        if (err !== ABORT) throw err;
-      }
-      job.offset = end;
-      if (job.ev.error === null && end < len) {
+      if (!this.scanner.run(this.scanner.position + this.sliceChars)) {
         this.defer(this.sliceStep);
         return;
       }
       this.job = null;
-      this.finishFrame(job.kind, job.byteLength, job.ev);
+      this.deliver(job.byteLength);
     } catch (err) {
       this.job = null;
-      this.fail(new XmlStreamError("internal-server-error", `parser failure: ${String(err)}`));
+      this.crash(err);
     } finally {
       this.writing = false;
     }
@@ -197,9 +157,7 @@ export class StreamParser {
       if (!this.writing) this.defer(() => this.drain());
     }
     this.framer.reset();
-    this.sax = this.newSax();
-    this.tree = new TreeBuilder(this.limits, this.contentNs);
-    this.saxDepth = 0;
+    this.scanner.resetStream();
   }
 
   setLimits(l: Partial<ParserLimits>): void {
@@ -223,111 +181,57 @@ export class StreamParser {
     } catch {
       return this.fail(new XmlStreamError("unsupported-encoding", "invalid UTF-8")); // SPEC E2
     }
-    const ev: FrameEvents = { error: null, header: null, closed: false };
-    if (text.length > this.sliceChars) {
-      // SPEC E1: a dense maximum-size frame costs tens of ms in saxes; parse it in slices, yielding to
-      // the event loop between them, and hold later input (the framer stops right after this frame).
-      this.framer.suspend();
-      this.job = { kind, text, offset: 0, byteLength: bytes.length, ev };
-      if (!this.busyReported) {
-        this.busyReported = true;
-        this.onBusy?.(true);
-      }
-      this.defer(this.sliceStep);
-      return;
-    }
-    this.ev = ev;
     try {
-      this.sax.write(text);
+      if (kind === "element") {
+        this.scanner.begin(text);
+        if (text.length > this.sliceChars) {
+          // SPEC E1: a dense maximum-size frame takes milliseconds to scan and build; scan it in slices,
+          // yielding to the event loop between them, and hold later input (the framer stops right after
+          // this frame).
+          this.framer.suspend();
+          this.job = { byteLength: bytes.length };
+          if (!this.busyReported) {
+            this.busyReported = true;
+            this.onBusy?.(true);
+          }
+          this.defer(this.sliceStep);
+          return;
+        }
+        this.scanner.run(Number.POSITIVE_INFINITY);
+        return this.deliver(bytes.length);
+      }
+      if (kind === "decl") {
+        // RFC 6120 §11.6: UTF-8 only.
+        const encoding = this.scanner.declaration(text);
+        if (encoding !== undefined && encoding.toLowerCase() !== "utf-8") {
+          this.fail(new XmlStreamError("unsupported-encoding", `encoding ${encoding}`));
+        }
+        return;
+      }
+      if (kind === "header") {
+        const header = this.scanner.header(text);
+        this.handlers.onStreamOpen({ attrs: header.attrs });
+        if (header.closed && !this.dead) this.handlers.onStreamClose();
+        return;
+      }
+      this.scanner.close(text);
+      this.handlers.onStreamClose();
     } catch (err) {
-      if (err !== ABORT) throw err;
+      if (!(err instanceof XmlStreamError)) throw err;
+      this.fail(err);
     }
-    this.finishFrame(kind, bytes.length, ev);
   }
 
-  private finishFrame(kind: FrameKind, byteLength: number, ev: FrameEvents): void {
-    if (ev.error !== null) return this.fail(ev.error);
-    if (kind === "element") return this.deliverElement(byteLength);
-    if (kind === "decl") return this.checkXmlDecl();
-    if (kind === "header") {
-      if (ev.header === null) return this.malformed("stream header");
-      this.handlers.onStreamOpen(ev.header);
-    } else if (kind === "close" && !ev.closed) {
-      return this.malformed("stream close");
-    }
-    if (ev.closed && !this.dead) this.handlers.onStreamClose();
-  }
-
-  private deliverElement(byteLength: number): void {
-    // Framer and saxes must agree that the frame was exactly one complete child of the stream.
-    const el = this.tree.completed === 1 && this.tree.depth === 0 && this.saxDepth === 1 ? this.tree.take() : null;
-    if (el === null) return this.malformed("stanza");
+  private deliver(byteLength: number): void {
+    const el = this.scanner.take();
+    if (el === null) return this.fail(new XmlStreamError("not-well-formed", "malformed stanza"));
     this.handlers.onElement(el, byteLength);
   }
 
-  private newSax(): Sax {
-    const sax: Sax = new SaxesParser<SaxOptions>({
-      xmlns: true,
-      position: false,
-      forceXMLVersion: true,
-      defaultXMLVersion: "1.0",
-    });
-    // Only six handlers, on purpose: saxes stores handlers as keyed properties, and a seventh pushes
-    // the instance into V8 dictionary mode: parsing a 1.2 KB message went from ~15 to ~55 µs.
-    // (test/unit/xml/parser.test.ts guards this.)
-    // So the XML declaration is read from sax.xmlDecl, and comments and processing instructions are
-    // left to the framer, which rejects them at byte level before saxes sees them (SPEC E2).
-    sax.on("error", (err) => this.saxError(classify(err.message), err.message));
-    sax.on("opentag", (tag) => this.openTag(tag));
-    sax.on("closetag", () => this.closeTag());
-    sax.on("text", (t) => this.tree.text(t));
-    sax.on("cdata", (t) => this.tree.text(t)); // never drop CDATA: that would be a parser differential
-    sax.on("doctype", () => this.saxError("restricted-xml", "DTD")); // belt and braces (RFC 6120 §11.1)
-    return sax;
-  }
-
-  /** Records the first error and aborts saxes, which would otherwise keep parsing the frame. */
-  private saxError(condition: StreamErrorCondition, message: string): never {
-    return this.abort(new XmlStreamError(condition, message));
-  }
-
-  private abort(err: XmlStreamError): never {
-    this.ev.error ??= err;
-    throw ABORT;
-  }
-
-  private checkXmlDecl(): void {
-    // RFC 6120 §11.6: UTF-8 only.
-    const encoding = this.sax.xmlDecl.encoding;
-    if (encoding !== undefined && encoding.toLowerCase() !== "utf-8") {
-      this.fail(new XmlStreamError("unsupported-encoding", `encoding ${encoding}`));
-    }
-  }
-
-  private openTag(tag: SaxesTagNS): void {
-    this.saxDepth++;
-    if (this.saxDepth > 1) {
-      const err = this.tree.open(tag);
-      if (err !== null) this.abort(err);
-      return;
-    }
-    const err = checkHeader(tag, this.contentNs);
-    if (err !== null) return this.saxError(err, `stream header: ${err}`);
-    const attrs: Record<string, string> = {};
-    for (const a of Object.values(tag.attributes)) {
-      if (a.name !== "xmlns" && a.prefix !== "xmlns") attrs[a.name] = a.value;
-    }
-    this.ev.header = { attrs };
-  }
-
-  private closeTag(): void {
-    this.saxDepth--;
-    if (this.saxDepth === 0) this.ev.closed = true;
-    else this.tree.close();
-  }
-
-  private malformed(what: string): void {
-    this.fail(new XmlStreamError("not-well-formed", `malformed ${what}`));
+  /** A scanner error is the input's; anything else thrown while parsing is mucmux's own failure. */
+  private crash(err: unknown): void {
+    if (err instanceof XmlStreamError) this.fail(err);
+    else this.fail(new XmlStreamError("internal-server-error", `parser failure: ${String(err)}`));
   }
 
   private fail(err: XmlStreamError): void {
@@ -341,21 +245,4 @@ export class StreamParser {
       // The parser is already dead; a failing error handler must not make write() throw.
     }
   }
-}
-
-/** RFC 6120 §4.8.1-4.8.5 and §4.9.3.2/§4.9.3.10: stream namespace, content namespace, `stream` prefix. */
-function checkHeader(tag: SaxesTagNS, contentNs: string): StreamErrorCondition | null {
-  if (tag.local !== "stream" || tag.uri !== NS_STREAMS) return "invalid-namespace";
-  if (tag.ns[""] !== contentNs) return "invalid-namespace";
-  if (tag.prefix !== "stream") return "bad-namespace-prefix";
-  return null;
-}
-
-function classify(message: string): StreamErrorCondition {
-  // Prefix misuse is its own RFC 6120 condition (§4.9.3.2); everything else saxes reports is XML
-  // well-formedness (undefined entities, bad character references, mismatched tags, ...).
-  if (/namespace prefix|as prefix|prefix must be bound|assign .*prefix|undefine prefix/.test(message)) {
-    return "bad-namespace-prefix";
-  }
-  return "not-well-formed";
 }

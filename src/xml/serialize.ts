@@ -1,7 +1,7 @@
 // mucmux's own canonical serializer (not ltx's toString): everything forwarded is written here, so
 // the escaping rules below are what keep a stanza from smuggling markup into a stream (SPEC E3).
 import type { Element } from "@xmpp/xml";
-import { NS_STREAMS } from "./tree.js";
+import { NS_STREAMS } from "./ns.js";
 
 export const STREAM_CLOSE = "</stream:stream>";
 
@@ -40,7 +40,7 @@ export function escapeText(s: string): string {
 // Names are not escapable, so a name that is not an XML Name (e.g. one built from user data by a
 // stage) is a programming error: refuse to write it rather than emit broken or injected markup.
 const NAME =
-  /^[:A-Z_a-z\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u02FF\u0370-\u037D\u037F-\u1FFF\u200C-\u200D\u2070-\u218F\u2C00-\u2FEF\u3001-\uD7FF\uF900-\uFDCF\uFDF0-\uFFFD][-.0-9:A-Z_a-z\u00B7\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u037D\u037F-\u1FFF\u200C-\u200D\u203F\u2040\u2070-\u218F\u2C00-\u2FEF\u3001-\uD7FF\uF900-\uFDCF\uFDF0-\uFFFD]*$/;
+  /^[:A-Z_a-z\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u02FF\u0370-\u037D\u037F-\u1FFF\u200C-\u200D\u2070-\u218F\u2C00-\u2FEF\u3001-\uD7FF\uF900-\uFDCF\uFDF0-\uFFFD\u{10000}-\u{EFFFF}][-.0-9:A-Z_a-z\u00B7\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u037D\u037F-\u1FFF\u200C-\u200D\u203F\u2040\u2070-\u218F\u2C00-\u2FEF\u3001-\uD7FF\uF900-\uFDCF\uFDF0-\uFFFD\u{10000}-\u{EFFFF}]*$/u;
 const knownNames = new Set<string>();
 const MAX_KNOWN_NAMES = 4096;
 

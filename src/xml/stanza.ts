@@ -2,7 +2,7 @@
 // stack as the wire (SPEC E1–E3), so that stored text can never smuggle markup into a client stream.
 import type { Element } from "@xmpp/xml";
 import { StreamParser, type ParserLimits } from "./parser.js";
-import { NS_STREAMS } from "./tree.js";
+import { NS_STREAMS } from "./ns.js";
 
 const HEADER = `<stream:stream xmlns='jabber:client' xmlns:stream='${NS_STREAMS}' version='1.0'>`;
 

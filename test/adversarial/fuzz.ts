@@ -38,7 +38,7 @@ export function rng(seed: number): () => number {
   };
 }
 
-function mutate(input: Buffer, r: () => number): Buffer {
+export function mutate(input: Buffer, r: () => number): Buffer {
   let b: Buffer = Buffer.from(input);
   const n = 1 + Math.floor(r() * 4);
   for (let i = 0; i < n; i++) {
@@ -59,7 +59,7 @@ function mutate(input: Buffer, r: () => number): Buffer {
   return b;
 }
 
-function segments(b: Buffer, r: () => number): Buffer[] {
+export function segments(b: Buffer, r: () => number): Buffer[] {
   const out: Buffer[] = [];
   let i = 0;
   const mode = r();

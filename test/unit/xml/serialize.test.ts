@@ -36,6 +36,11 @@ describe("serialize: escaping (SPEC E3)", () => {
     assert.throws(() => serialize(new Element("a><b")), TypeError);
     assert.throws(() => serialize(xml("a", { "x='1' y": "2" })), TypeError);
   });
+
+  it("names with characters from the supplementary planes are XML names (U+10000–U+EFFFF)", () => {
+    assert.equal(serialize(xml("\u{10000}a", { "b\u{EFFFF}": "1" })), "<\u{10000}a b\u{EFFFF}='1'/>");
+    assert.throws(() => serialize(new Element("\u{F0000}")), TypeError); // plane 15 is not a name character
+  });
 });
 
 describe("serialize: stream framing", () => {

@@ -10,9 +10,9 @@
 // - text is plain strings, adjacent runs merged, CDATA turned into text.
 import { Element } from "@xmpp/xml";
 import type { SaxesTagNS } from "saxes";
-import { XmlStreamError } from "./errors.js";
+import { XmlStreamError } from "../../../src/xml/errors.js";
 
-export const NS_STREAMS = "http://etherx.jabber.org/streams";
+import { NS_STREAMS } from "../../../src/xml/ns.js";
 
 export interface TreeLimits {
   maxDepth: number;
