@@ -48,6 +48,9 @@ export interface ParserOptions {
 /** A frame being scanned in slices. */
 interface SliceJob {
   byteLength: number;
+  /** Scanned in full: delivered in a turn of its own, so that no turn holds both a slice and the element's
+   * onward work (stages, serialization). */
+  scanned: boolean;
 }
 
 export class StreamParser {
@@ -134,7 +137,8 @@ export class StreamParser {
     if (job === null || this.dead) return;
     this.writing = true;
     try {
-      if (!this.scanner.run(this.scanner.position + this.sliceChars)) {
+      if (!job.scanned) {
+        job.scanned = this.scanner.run(this.scanner.position + this.sliceChars);
         this.defer(this.sliceStep);
         return;
       }
@@ -189,7 +193,7 @@ export class StreamParser {
           // yielding to the event loop between them, and hold later input (the framer stops right after
           // this frame).
           this.framer.suspend();
-          this.job = { byteLength: bytes.length };
+          this.job = { byteLength: bytes.length, scanned: false };
           if (!this.busyReported) {
             this.busyReported = true;
             this.onBusy?.(true);

@@ -8,33 +8,40 @@ export const STREAM_CLOSE = "</stream:stream>";
 // Attribute values: quotes and markup characters, plus \t \n \r as character references, because
 // attribute-value normalization would otherwise turn them into spaces (XML 1.0 §3.3.3).
 const ATTR_TEST = /[&<>"'\t\n\r]/;
-const ATTR_ALL = /[&<>"'\t\n\r]/g;
 // Text: markup characters, plus \r, which end-of-line handling would otherwise drop (XML 1.0 §2.11).
 // '>' is escaped too so that "]]>" can never appear in character data.
 const TEXT_TEST = /[&<>\r]/;
-const TEXT_ALL = /[&<>\r]/g;
 
-const ENTITY: Record<string, string> = {
-  "&": "&amp;",
-  "<": "&lt;",
-  ">": "&gt;",
-  '"': "&quot;",
-  "'": "&apos;",
-  "\t": "&#9;",
-  "\n": "&#10;",
-  "\r": "&#13;",
-};
-
-function entity(c: string): string {
-  return ENTITY[c] ?? c;
+/** The slow path: `s` has at least one character to escape; one pass, no callback per match. */
+function escapeSlow(s: string, attr: boolean): string {
+  let out = "";
+  let last = 0;
+  const n = s.length;
+  for (let i = 0; i < n; i++) {
+    let rep: string;
+    switch (s.charCodeAt(i)) {
+      case 0x26: rep = "&amp;"; break;
+      case 0x3c: rep = "&lt;"; break;
+      case 0x3e: rep = "&gt;"; break;
+      case 0x0d: rep = "&#13;"; break;
+      case 0x22: if (!attr) continue; rep = "&quot;"; break;
+      case 0x27: if (!attr) continue; rep = "&apos;"; break;
+      case 0x09: if (!attr) continue; rep = "&#9;"; break;
+      case 0x0a: if (!attr) continue; rep = "&#10;"; break;
+      default: continue;
+    }
+    out += s.slice(last, i) + rep;
+    last = i + 1;
+  }
+  return out + s.slice(last);
 }
 
 export function escapeAttr(s: string): string {
-  return ATTR_TEST.test(s) ? s.replace(ATTR_ALL, entity) : s;
+  return ATTR_TEST.test(s) ? escapeSlow(s, true) : s;
 }
 
 export function escapeText(s: string): string {
-  return TEXT_TEST.test(s) ? s.replace(TEXT_ALL, entity) : s;
+  return TEXT_TEST.test(s) ? escapeSlow(s, false) : s;
 }
 
 // Names are not escapable, so a name that is not an XML Name (e.g. one built from user data by a
