@@ -96,6 +96,10 @@ function nameEnd(s: string, i: number): number {
 
 const isSpace = (c: number): boolean => c === 0x20 || c === 0x0a || c === 0x09 || c === 0x0d;
 
+/** colons[] values of a prefix declaration (`xmlns:p`) and of a default namespace declaration (`xmlns`). */
+const DECLARATION = -2;
+const DEFAULT_DECLARATION = -3;
+
 const LT = 0x3c;
 const GT = 0x3e;
 const SLASH = 0x2f;
@@ -187,6 +191,11 @@ function checkDeclaration(prefix: string, uri: string): void {
   }
 }
 
+/** The local part of a prefixed attribute name, given its colons[] entry. */
+function localOf(name: string, colon: number): string {
+  return name.slice(colon === DECLARATION ? 6 : colon + 1);
+}
+
 /** "p:local" → "p" ("" without a colon); a malformed qualified name is not well-formed. */
 function prefixOf(qname: string): string {
   const colon = qname.indexOf(":");
@@ -225,7 +234,11 @@ export class Scanner {
   private names: string[] = [];
   private values: string[] = [];
   private attrUris: string[] = [];
+  /** Index of the colon in each name, -1 for none, DECLARATION for `xmlns` and `xmlns:*`. */
+  private colons: number[] = [];
   private count = 0;
+  /** Index of the first declaration that rebinds `stream` elsewhere, -1 for none. */
+  private streamRebind = -1;
   // The start tag just read.
   private tagName = "";
   private tagUri = "";
@@ -454,9 +467,9 @@ export class Scanner {
     const attrs: Record<string, string> = {};
     if (!inStreams && uri !== inherited) attrs.xmlns = uri;
     for (let k = 0; k < this.count; k++) {
+      const c = this.colons[k] as number;
+      if (c <= DECLARATION) continue; // declarations are regenerated
       const name = this.names[k] as string;
-      if (name === "xmlns" || name.startsWith("xmlns:")) continue;
-      const c = name.indexOf(":");
       if (c !== -1) {
         const prefix = name.slice(0, c);
         const attrUri = this.attrUris[k] as string;
@@ -489,13 +502,11 @@ export class Scanner {
   private checkLimits(parent: Open | undefined): void {
     const { maxDepth, maxAttributes, maxChildren, maxElements } = this.limits;
     if (this.stack.length + 1 > maxDepth) fail(`element nesting deeper than ${maxDepth}`, "policy-violation");
-    for (let k = 0; k < this.count; k++) {
-      if (k + 1 > maxAttributes) fail(`more than ${maxAttributes} attributes`, "policy-violation");
-      // The `stream` prefix must keep meaning the streams namespace in our output (RFC 6120 §4.9.3.2).
-      if (this.names[k] === "xmlns:stream" && (this.values[k] as string).trim() !== NS_STREAMS) {
-        fail("prefix 'stream' bound to another namespace", "bad-namespace-prefix");
-      }
+    // In attribute order: the rebinding of `stream` if it comes before the attribute over the cap.
+    if (this.streamRebind !== -1 && this.streamRebind < maxAttributes) {
+      fail("prefix 'stream' bound to another namespace", "bad-namespace-prefix");
     }
+    if (this.count > maxAttributes) fail(`more than ${maxAttributes} attributes`, "policy-violation");
     if (parent !== undefined && ++parent.children > maxChildren) fail(`more than ${maxChildren} child elements`, "policy-violation");
     if (parent === undefined) this.elements = 0;
     if (maxElements !== undefined && ++this.elements > maxElements) fail(`more than ${maxElements} elements in one stanza`, "policy-violation");
@@ -512,6 +523,7 @@ export class Scanner {
     const qname = s.slice(i, ne);
     i = ne;
     this.count = 0;
+    this.streamRebind = -1;
     let selfClosing = false;
     let c = s.charCodeAt(i);
     for (;;) {
@@ -568,20 +580,21 @@ export class Scanner {
     }
     for (let k = 0; k < this.count; k++) {
       const name = this.names[k] as string;
-      const colon = name.indexOf(":");
-      let attrUri = "";
-      if (colon !== -1) {
+      const colon = this.colons[k] as number;
+      let attrUri = colon <= DECLARATION ? NS_XMLNS : "";
+      if (colon >= 0) {
         const bound = this.resolve(name.slice(0, colon));
         if (bound === undefined) fail(`unbound namespace prefix: ${name.slice(0, colon)}`, "bad-namespace-prefix");
         attrUri = bound;
       }
       // Attributes are few (the framer caps them): each is compared with those before it, by qualified
-      // name and, for two prefixed ones, by expanded name.
+      // name and, for two prefixed ones (prefix declarations included), by expanded name.
+      const prefixed = colon >= 0 || colon === DECLARATION;
       for (let m = 0; m < k; m++) {
         const other = this.names[m] as string;
         if (other === name) fail(`duplicate attribute: ${name}`);
-        const oc = other.indexOf(":");
-        if (colon !== -1 && oc !== -1 && this.attrUris[m] === attrUri && other.slice(oc + 1) === name.slice(colon + 1)) {
+        const oc = this.colons[m] as number;
+        if (prefixed && (oc >= 0 || oc === DECLARATION) && this.attrUris[m] === attrUri && localOf(other, oc) === localOf(name, colon)) {
           fail(`duplicate attribute: ${name}`);
         }
       }
@@ -595,22 +608,31 @@ export class Scanner {
 
   /** One attribute as read: its name checked, a namespace declaration put in scope. */
   private attribute(name: string, value: string): void {
-    const prefix = prefixOf(name);
-    if (prefix === "xmlns") {
-      const uri = value.trim();
-      if (uri === "") fail("invalid attempt to undefine prefix in XML 1.0", "bad-namespace-prefix");
-      const local = name.slice(6);
-      this.prefixes.push(local);
-      this.uris.push(uri);
-      checkDeclaration(local, uri);
+    const colon = name.indexOf(":");
+    let mark = colon;
+    if (colon !== -1) {
+      if (colon === 0 || colon === name.length - 1 || name.indexOf(":", colon + 1) !== -1) fail(`malformed name: ${name}`);
+      if (colon === 5 && name.startsWith("xmlns")) {
+        const uri = value.trim();
+        if (uri === "") fail("invalid attempt to undefine prefix in XML 1.0", "bad-namespace-prefix");
+        const local = name.slice(6);
+        this.prefixes.push(local);
+        this.uris.push(uri);
+        checkDeclaration(local, uri);
+        // The `stream` prefix must keep meaning the streams namespace in our output (RFC 6120 §4.9.3.2).
+        if (local === "stream" && uri !== NS_STREAMS && this.streamRebind === -1) this.streamRebind = this.count;
+        mark = DECLARATION;
+      }
     } else if (name === "xmlns") {
       const uri = value.trim();
       this.prefixes.push("");
       this.uris.push(uri);
       checkDeclaration("", uri);
+      mark = DEFAULT_DECLARATION;
     }
     this.names[this.count] = name;
     this.values[this.count] = value;
+    this.colons[this.count] = mark;
     this.count++;
   }
 
