@@ -6,6 +6,8 @@ import type { Logger } from "./log.js";
 import { createMetrics, type BuildInfo, type Metrics } from "./metrics/metrics.js";
 import { startAdmin, type Readiness } from "./metrics/admin.js";
 import { createTlsMaterial, type TlsMaterial } from "./net/tls/index.js";
+import { warmUpXml } from "./xml/warmup.js";
+import { PARSE_SLICE_CHARS } from "./stream/wire.js";
 import { bindListener, type BoundListener } from "./net/listeners.js";
 import { AuthFailureThrottle, IpGate } from "./net/ip-gate.js";
 import { TrustList } from "./net/ip-address.js";
@@ -220,6 +222,10 @@ export function createApp(opts: AppOptions): App {
         },
       });
       metrics.certExpiry.set(tlsMaterial.certExpiry().getTime() / 1000);
+      const warmStart = performance.now();
+      const { maxStanzaBytes, maxDepth, maxAttributes, maxChildren, maxElements } = config.limits;
+      const warmed = warmUpXml({ maxStanzaBytes, maxDepth, maxAttributes, maxChildren, maxElements }, PARSE_SLICE_CHARS);
+      log.info({ stanzas: warmed, ms: Math.round(performance.now() - warmStart) }, "XML paths warmed up");
       probe();
       admin = await startAdmin(config.admin.host, config.admin.port, { registry: metrics.registry, log, readiness });
       const gate = new IpGate(config.limits.maxConnectionsPerIp, config.limits.connectsPerIpPerSecond);

@@ -53,6 +53,7 @@ export function renderReport(r: ReportInput): string {
   out.push("- Load generator: bench/lib/xmpp.ts (direct TLS, SASL PLAIN, bind, then raw bytes scanned without an XML parser).");
   out.push("- Raw samples of every run: `test/.tmp/bench-latest.json` after `npm run bench`.", "");
   out.push(...targets(r), "");
+  out.push(...beforeAfter(r), "");
   for (const s of r.scenarios) out.push(...renderScenario(s, m));
   out.push(...FLOORS);
   return out.join("\n");
@@ -145,6 +146,40 @@ function targets(r: ReportInput): string[] {
   }
   row("Prosody + mucmux CPU per room message, 30 accounts × 3 sessions in 3 rooms, vs Prosody alone", "below the server alone",
     get("muc-heavy", "systemUsPerMsg")?.value, "× Prosody alone", (v) => v < 1, 2);
+  return rows;
+}
+
+// The figures of the strict-scanner / lean-session / fan-out / handshake-pacing work before it began: the run of
+// 2026-12-05 15:38 UTC at commit 24929be on this machine (2 × AMD EPYC; 3 pairs; relay-saturation, ping-latency,
+// idle-memory, muc-fanout, worst-input; other test runs shared the machine), and the figures the work was planned
+// from (2026-11-22, the Intel Xeon machine of that report).
+const BEFORE: { label: string; scenario: string; key: string; field: "mucmux" | "value"; unit: string; digits: number; planned: string; before: number; target: string; ok: (v: number) => boolean | string }[] = [
+  { label: "CPU per stanza·direction, mucmux at one busy core (relay-saturation)", scenario: "relay-saturation", key: "relayUsPerStanza", field: "mucmux", unit: "µs", digits: 2, planned: "10.77", before: 6.31, target: "≤ 6 (stretch ≤ 4)", ok: (v) => (v <= 4 ? "yes, stretch too" : v <= 6) },
+  { label: "memory per idle TLS session, 1k sessions (RSS)", scenario: "idle-memory", key: "mucmuxKiB", field: "mucmux", unit: "KiB", digits: 1, planned: "75.2", before: 74.2, target: "≤ 48 (stretch ≤ 40)", ok: (v) => (v <= 40 ? "yes, stretch too" : v <= 48) },
+  { label: "CPU per extra fanned-out copy (muc-fanout)", scenario: "muc-fanout", key: "mucmuxUsPerExtraCopy", field: "mucmux", unit: "µs", digits: 2, planned: "20.4", before: 13.95, target: "≤ 10", ok: (v) => v <= 10 },
+  { label: "longest stall less run-queue wait, 1000 logins at once", scenario: "worst-input", key: "burstBusyMs", field: "mucmux", unit: "ms", digits: 1, planned: "45.6", before: 57.5, target: "≤ 20", ok: (v) => v <= 20 },
+  { label: "time until every login has ended, 1000 logins at once", scenario: "worst-input", key: "burstSeconds", field: "mucmux", unit: "s", digits: 2, planned: "9.25", before: 9.42, target: "within 10 % of before", ok: (v) => v <= 9.42 * 1.1 },
+  { label: "longest stall less run-queue wait, max-size stanza", scenario: "worst-input", key: "stanzaBusyMs", field: "mucmux", unit: "ms", digits: 1, planned: "11.9", before: 7.3, target: "≤ 10", ok: (v) => v <= 10 },
+  { label: "the same, first max-size stanza after start (cold)", scenario: "worst-input", key: "coldBusyMs", field: "mucmux", unit: "ms", digits: 1, planned: "17.7", before: 23.5, target: "—", ok: () => "—" },
+  { label: "added latency p50 (ping-latency)", scenario: "ping-latency", key: "p50", field: "value", unit: "ms", digits: 3, planned: "+0.31", before: 0.375, target: "≤ +0.2", ok: (v) => v <= 0.2 },
+  { label: "added latency p99 (ping-latency)", scenario: "ping-latency", key: "p99", field: "value", unit: "ms", digits: 3, planned: "+0.94", before: 5.7, target: "≤ +1", ok: (v) => v <= 1 },
+];
+
+/** The strict-scanner work's figures: as planned, before it on this machine, and in this run. */
+function beforeAfter(r: ReportInput): string[] {
+  const rows = ["## Before and after the strict scanner, lean sessions, cheap fan-out copies and handshake pacing", "",
+    "\"planned\": the figures the work was planned from (2026-11-22, another machine: Intel Xeon); \"before\": this machine " +
+    "(2 × AMD EPYC) at commit 24929be, the last commit before the work (2026-12-05, 3 pairs, other test runs sharing the " +
+    "machine); \"this run\": the run of this report. Where a figure misses its target, the scenario's notes and the floors " +
+    "below say what stands in the way.", "",
+    "| figure | unit | planned | before | this run | target | met |", "|---|---|--:|--:|--:|---|---|"];
+  for (const b of BEFORE) {
+    const e = r.scenarios.find((s) => s.id === b.scenario)?.summary[b.key];
+    const v = e?.[b.field];
+    const met = v === undefined || !Number.isFinite(v) ? "not measured in this run" : b.ok(v);
+    const shown = v === undefined || !Number.isFinite(v) ? "—" : fmt(v, b.digits);
+    rows.push(`| ${b.label} | ${b.unit} | ${b.planned} | ${fmt(b.before, b.digits)} | ${shown} | ${b.target} | ${met === true ? "yes" : met === false ? "no" : met} |`);
+  }
   return rows;
 }
 
