@@ -53,6 +53,8 @@ function parseArgs(argv: string[]): Args {
         "     MUCMUX_BENCH_WINDOW (messages in flight per pair, default 256),\n" +
         "     MUCMUX_BENCH_BURST (worst-input logins at once, default 1000),\n" +
         "     MUCMUX_BENCH_HEAVY_ACCOUNTS / _ROOMS / _RATE (muc-heavy: default 30 accounts × 3 sessions, 3 rooms, 15 msg/s),\n" +
+        "     MUCMUX_BENCH_FANOUT_N / _RATE (muc-fanout: default 50 sessions, 100 msg/s), _BURST (messages per write, default 1),\n" +
+        "     _SM=1 (the N sessions enable XEP-0198),\n" +
         "     MUCMUX_BENCH_NODE_ARGS (extra node flags for mucmux, e.g. \"--cpu-prof --cpu-prof-dir=test/.tmp/prof\")\n" +
         `results: ${path.relative(process.cwd(), RESULT_FILE)}`);
       process.exit(0);

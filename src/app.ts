@@ -33,6 +33,7 @@ import { emptyViews, type Views } from "./chain/views.js";
 import type { Stage } from "./chain/stage.js";
 import { createMucServices } from "./discovery/muc-services.js";
 import { ResumptionTable } from "./stream/sm.js";
+import { WriteBatch } from "./stream/write-batch.js";
 import { KeptAnchors, readKeepKey } from "./account/kept.js";
 
 export interface App {
@@ -132,6 +133,8 @@ export function createApp(opts: AppOptions): App {
     metrics,
     log,
     chain,
+    // Every device socket written to in a turn is flushed once at its end (one TLS record per socket per read).
+    batch: new WriteBatch((err) => log.error({ err }, "write batch callback failed")),
     secureContext: () => requireTls().current(),
     connectUpstream: limitConnects(connectLimiter, "login",
       (domain: string, auth: UpstreamAuth, origin?: ClientOrigin, _signal?: AbortSignal) => connectUpstream(upstreamDeps, domain, auth, origin),

@@ -77,13 +77,14 @@ export class CopyTracker {
 /**
  * Calls send(k) for k = 0..total-1, message k due at k/rate seconds after the start whatever happened to the
  * earlier ones (open loop: a slow server gets the backlog, not a slower generator); resolves after the last.
+ * `burst` > 1: messages are released in groups of that many, each group when its first one is due.
  */
-export function openLoop(rate: number, total: number, send: (k: number) => void): Promise<void> {
+export function openLoop(rate: number, total: number, send: (k: number) => void, burst = 1): Promise<void> {
   let k = 0;
   const t0 = performance.now();
   return new Promise<void>((resolve) => {
     const tick = () => {
-      const due = Math.min(total, Math.floor(((performance.now() - t0) / 1000) * rate) + 1);
+      const due = Math.min(total, (Math.floor(((performance.now() - t0) / 1000) * (rate / burst)) + 1) * burst);
       while (k < due) send(k++);
       if (k >= total) return resolve();
       setTimeout(tick, 1);
@@ -94,6 +95,8 @@ export function openLoop(rate: number, total: number, send: (k: number) => void)
 
 export interface RoomLoadOptions {
   rate: number;
+  /** Messages released together (default 1): see openLoop. */
+  burst?: number;
   warmupMs: number;
   measureMs: number;
   /** The sessions that receive the copies, each expected to get every message once. */
@@ -120,7 +123,7 @@ export async function measureRoomLoad(o: RoomLoadOptions): Promise<{ cpu: CpuDel
     if (k === warm) c0 = cpuSnapshot(o.prosodyPid, o.mucmuxPid);
     copies.sent(k);
     o.send(k);
-  });
+  }, o.burst);
   await until(() => copies.complete(total - 1), o.settleMs);
   await sleep(200);
   const c1 = cpuSnapshot(o.prosodyPid, o.mucmuxPid);

@@ -13,6 +13,7 @@ import type { SecureContext } from "node:tls";
 import type { AuthFailureThrottle } from "../net/ip-gate.js";
 import type { ClientOrigin } from "../net/client-origin.js";
 import type { ResumptionTable } from "./sm.js";
+import type { WriteBatch } from "./write-batch.js";
 
 export type { Credentials } from "../account/credentials.js";
 import type { Credentials } from "../account/credentials.js";
@@ -26,6 +27,8 @@ export interface LinkDeps<S = unknown> {
   metrics: Metrics;
   log: Logger;
   chain: ChainRunner;
+  /** Writes toward devices leave once per socket per turn (write-batch.ts). */
+  batch: WriteBatch;
   /** The current server TLS context (swapped in place when certificates are reloaded). */
   secureContext(): SecureContext;
   /** `origin`: the client's address, for the PROXY header upstream (upstream.proxyProtocol); `signal`: aborted

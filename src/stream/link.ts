@@ -312,8 +312,9 @@ export class Link implements Session, NegotiationPort {
   /** `counted`: the leg is already in mucmux_connections_open (a leg handed over for a resume). */
   attachLeg(leg: UpstreamLeg, counted = false): void {
     this.leg = leg;
+    // The client's reads cork the leg (stanzas of one read leave in one write); toward the client the one writer
+    // batches per turn (write-batch.ts).
     this.client.peer = leg.wire;
-    leg.wire.peer = this.client;
     if (!counted) this.deps.metrics.connectionsOpen.inc({ listener: this.mode, side: "upstream" });
     leg.setHandlers({
       onElement: (el) => this.onUpstreamElement(el),
@@ -438,8 +439,8 @@ export class Link implements Session, NegotiationPort {
 
   /**
    * The one writer toward the client, at the end of the outbound chain: the shared serialization of a fanned-out
-   * stanza when no stage changed it, else mucmux's own serialization. `onWritten` learns when the bytes were
-   * handed to the kernel, or that they never will be.
+   * stanza when no stage changed it, else mucmux's own serialization. What one turn writes leaves together at its
+   * end (write-batch.ts). `onWritten` learns when the bytes were handed to the kernel, or that they never will be.
    */
   private write(el: Element, opts: DeliverOptions | undefined): void {
     const onWritten = opts?.onWritten;
@@ -456,10 +457,12 @@ export class Link implements Session, NegotiationPort {
         return live ? this.closeWithError("resource-constraint", "mucmux", "too many unacknowledged stanzas") : this.endHibernation("overflow");
       }
       if (!live) return;
+      this.deps.batch.hold(this.client);
       this.requestAck(sm);
       if (!this.client.write(text)) this.backpressure();
       return;
     }
+    this.deps.batch.hold(this.client);
     if (!this.client.write(text, onWritten)) this.backpressure();
   }
 
@@ -530,11 +533,14 @@ export class Link implements Session, NegotiationPort {
     return `<enabled xmlns='${NS_SM}' id='${id}' resume='true' max='${max}'${location}/>`;
   }
 
-  /** One `<r/>` per burst, after the loop turn that wrote it; an unanswered one means the connection is gone. */
+  /**
+   * One `<r/>` per burst, after the turn that wrote it: in the same flush as the burst when its writes are batched
+   * (one TLS record for both), else after the loop turn. An unanswered one means the connection is gone.
+   */
   private requestAck(sm: ClientSm): void {
     if (sm.requested) return;
     sm.requested = true;
-    setImmediate(() => {
+    const request = () => {
       if (this.sm !== sm || this.phase !== "online" || !sm.requested) return;
       this.client.write(`<r xmlns='${NS_SM}'/>`);
       clearTimeout(this.ackTimer);
@@ -546,7 +552,8 @@ export class Link implements Session, NegotiationPort {
         this.closeWithError("connection-timeout", "mucmux", "no stream management acknowledgement in time");
       }, this.deps.config.sm.ackTimeoutSeconds * 1000);
       this.ackTimer.unref();
-    });
+    };
+    if (!this.deps.batch.last(this.client, request)) setImmediate(request);
   }
 
   private onClientAck(sm: ClientSm, h: number): void {
@@ -656,7 +663,7 @@ export class Link implements Session, NegotiationPort {
    */
   private parkLeg(leg: UpstreamLeg, close = false): void {
     leg.setHandlers(INERT_LEG);
-    if (leg.wire.peer === this.client) this.client.peer = undefined;
+    if (this.client.peer === leg.wire) this.client.peer = undefined;
     this.deps.metrics.connectionsOpen.dec({ listener: this.mode, side: "upstream" });
     const legSm = this.legSm;
     if (!close && legSm?.id !== undefined && legSm.enabled) {
@@ -770,10 +777,7 @@ export class Link implements Session, NegotiationPort {
     this.origin = next.origin;
     this.clientCounted = true;
     if (next.credentials) this.deps.onCredentials?.(this, next.credentials);
-    if (this.leg) {
-      this.client.peer = this.leg.wire;
-      this.leg.wire.peer = this.client;
-    }
+    if (this.leg) this.client.peer = this.leg.wire;
     if (wasHibernated) this.endHibernation("resumed");
     this.phase = "online";
     this.log.debug({ upstream: how, resent: sm.unacked }, "session resumed");

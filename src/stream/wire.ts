@@ -7,6 +7,7 @@ import { XmlStreamError } from "../xml/errors.js";
 import { serialize } from "../xml/serialize.js";
 import type { Counter } from "prom-client";
 import { lazyCounter } from "../metrics/lazy-counter.js";
+import type { Hold, Holdable } from "./write-batch.js";
 
 /** Characters scanned per turn for big frames (SPEC E1: no step over 10 ms on the densest input). */
 export const PARSE_SLICE_CHARS = 8192;
@@ -37,8 +38,10 @@ export interface WireAccounting {
   bytesOut(n: number): void;
 }
 
-export class Wire {
+export class Wire implements Holdable {
   parser: StreamParser;
+  /** Held by a WriteBatch until the end of this turn (write-batch.ts). */
+  batchHold: Hold | undefined;
   private sock: Socket;
   private ended = false;
   private detached = false;
@@ -99,8 +102,9 @@ export class Wire {
   get socket(): Socket { return this.sock; }
   get isEnded(): boolean { return this.ended; }
 
-  /** The wire this one relays to: its writes are corked while one read is parsed, so the stanzas of one
-   * read leave in one write (one TLS record, one syscall) instead of one each. */
+  /** The wire this one relays to (a client's leg): its writes are corked while one read is parsed, so the stanzas
+   * of one read leave in one write (one TLS record, one syscall) instead of one each. Toward a client the Link's
+   * writer batches per turn instead (write-batch.ts), whichever stream the stanzas came from. */
   peer: Wire | undefined;
 
   private readonly onData = (chunk: Buffer) => {

@@ -178,6 +178,39 @@ function suite(name: string, start: (o: StartServerOptions) => Promise<XmppTestS
       assert.equal(await metric(mux.adminPort, "mucmux_sm_hibernated_sessions"), 0);
     });
 
+    it("writes a fanned-out room message and the <r/> after it to each device in one TLS record (SPEC F3, C1)", async () => {
+      const room = `batch-${serverSm ? "sm" : "nosm"}-${Date.now().toString(36)}@conference.localhost`;
+      const join = (c: RawClient, nick: string) => {
+        c.send(`<presence to='${room}/${nick}'><x xmlns='http://jabber.org/protocol/muc'/></presence>`);
+        return c.waitFor(/<subject/, 10_000); // the end of the join (XEP-0045 §7.2.15)
+      };
+      const bob = track(await RawClient.connect(mux.directPort)); // without SM: it need not acknowledge
+      await bob.login("bob", "bobpw", "batch");
+      await join(bob, "bob");
+      const devices = [track(await smSession(mux.directPort, "alice", "alicepw", "batch1")), track(await smSession(mux.directPort, "alice", "alicepw", "batch2"))];
+      for (const [i, d] of devices.entries()) {
+        d.c.reads = [];
+        await join(d.c, "alice");
+        if (i === 1) {
+          // SPEC B4: the second device's join is answered from mucmux's cache in one turn, so in one record.
+          const answer = d.c.reads.find((r) => r.includes("<subject")) ?? "";
+          assert.match(answer, /^<presence .*from='[^']*\/bob'.*<status code='110'\/>.*<subject.*<r xmlns='urn:xmpp:sm:3'\/>$/s, `one record: ${JSON.stringify(d.c.reads)}`);
+        }
+        // Everything so far acknowledged, and mucmux has read that (its answer to our <r/> comes after it): the next
+        // stanza toward the device is a new burst, with an <r/> of its own.
+        await new Promise((r) => setTimeout(r, 100));
+        d.c.send(`<a xmlns='${SM}' h='${d.acked + d.c.stanzas()}'/>`);
+        assert.equal(await handled(d.c), 2, "the initial presence and the join were read");
+      }
+      for (const d of devices) d.c.reads = [];
+      bob.send(`<message to='${room}' type='groupchat' id='b1'><body>all at once</body></message>`);
+      for (const d of devices) {
+        await d.c.waitFor(/all at once.*<r xmlns='urn:xmpp:sm:3'\/>/s);
+        const read = d.c.reads.find((r) => r.includes("all at once")) ?? "";
+        assert.match(read, /all at once<\/body>.*<\/message><r xmlns='urn:xmpp:sm:3'\/>$/s, `one record for the message and its <r/>: ${JSON.stringify(d.c.reads)}`);
+      }
+    });
+
     it("closes the stream for an acknowledgement above what was sent, and for malformed counts (SPEC F3)", async () => {
       const a = track(await smSession(mux.directPort, "alice", "alicepw", "liar"));
       a.c.send(`<a xmlns='${SM}' h='1000'/>`);

@@ -3,9 +3,15 @@ import tls from "node:tls";
 
 export class RawClient {
   text = "";
+  /** What each read brought, in order (a TLS record is never split across reads): what left mucmux together. */
+  reads: string[] = [];
   closed = false;
   private constructor(readonly socket: tls.TLSSocket) {
-    socket.on("data", (d: Buffer) => { this.text += d.toString("utf8"); });
+    socket.on("data", (d: Buffer) => {
+      const s = d.toString("utf8");
+      this.text += s;
+      this.reads.push(s);
+    });
     socket.on("close", () => { this.closed = true; });
     socket.on("error", () => {});
   }

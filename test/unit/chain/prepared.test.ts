@@ -2,7 +2,8 @@
 // the stanza addressed to that JID gives, escaping included, and the shared element must be left as it was.
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
-import type { Element } from "@xmpp/xml";
+import fc from "fast-check";
+import { Element } from "@xmpp/xml";
 import { Prepared } from "../../../src/chain/prepared.js";
 import { serialize } from "../../../src/xml/serialize.js";
 import { clone } from "../../../src/protocol/element.js";
@@ -111,5 +112,79 @@ describe("Prepared", () => {
     el.getChild("body")?.text("changed");
     assert.equal(p.render("alice@example.test/phone"), first);
     assert.ok(!p.render("bob@example.test/x").includes("changed"));
+  });
+});
+
+// Generated stanzas: any attribute order, `to` anywhere or absent, values and text with every character the
+// serializer escapes (and multibyte ones), nested children, MUC items with and without a jid, and JIDs as odd as
+// a client may bind. Splicing the JID into the one serialization must give exactly what serializing the stanza
+// addressed to that JID gives.
+const piece = fc.constantFrom("a", "Z", "0", " ", "&", "<", ">", "'", "\"", "\t", "\n", "\r", "]]>", "é", "€", "😀", "/", "@", "=");
+const textArb = fc.array(piece, { maxLength: 6 }).map((a) => a.join(""));
+const attrsArb = fc.uniqueArray(
+  fc.tuple(fc.constantFrom("to", "from", "id", "type", "xmlns", "jid", "by", "xml:lang", "code", "stamp"), textArb),
+  { maxLength: 5, selector: (t) => t[0] },
+);
+const childArb = fc.letrec<{ node: Element | string }>((tie) => ({
+  node: fc.oneof(
+    { depthSize: "small", withCrossShrink: true },
+    textArb,
+    fc.record({
+      name: fc.constantFrom("body", "x", "item", "status", "delay", "stanza-id", "é"),
+      attrs: attrsArb,
+      kids: fc.array(tie("node"), { maxLength: 3 }),
+    }).map(({ name, attrs, kids }) => build(name, attrs, kids)),
+  ),
+})).node;
+/** An own-presence-like item (`<x xmlns=muc#user><item jid/>`), or one without a jid. */
+const mucXArb = fc.tuple(fc.option(textArb, { nil: undefined }), attrsArb).map(([jid, attrs]) => {
+  const item = build("item", attrs.filter(([k]) => k !== "jid"), []);
+  if (jid !== undefined) item.attrs.jid = jid;
+  return build("x", [["xmlns", MUC_USER]], [item]);
+});
+const stanzaArb = fc.record({
+  name: fc.constantFrom("message", "presence", "iq"),
+  attrs: attrsArb,
+  kids: fc.array(childArb, { maxLength: 4 }),
+  mucX: fc.option(fc.tuple(mucXArb, fc.nat()), { nil: undefined }),
+}).map(({ name, attrs, kids, mucX }) => {
+  const all: (Element | string)[] = [...kids];
+  if (mucX) all.splice(mucX[1] % (all.length + 1), 0, mucX[0]);
+  return build(name, attrs, all);
+});
+const jidArb = fc.tuple(textArb, textArb, textArb).map(([l, d, r]) => `${l}@example.test${d}/${r}`);
+
+function build(name: string, attrs: [string, string][], kids: (Element | string)[]): Element {
+  const el = new Element(name, Object.fromEntries(attrs));
+  for (const k of kids) el.cnode(typeof k === "string" ? k : clone(k)); // a generated child may be shared
+  return el;
+}
+
+describe("Prepared on generated stanzas", () => {
+  it("render(jid) is serialize() of the stanza addressed to jid, and the element stays as it was", () => {
+    fc.assert(
+      fc.property(stanzaArb, fc.boolean(), fc.array(jidArb, { minLength: 1, maxLength: 4 }), (el, itemJid, jids) => {
+        const before = serialize(el);
+        const keys = Object.keys(el.attrs);
+        const p = new Prepared(el, itemJid);
+        for (const jid of jids) assert.equal(p.render(jid), addressed(el, jid, itemJid));
+        assert.equal(serialize(el), before);
+        assert.deepEqual(Object.keys(el.attrs), keys);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it("a stanza that holds the marker character itself is serialized per copy, still exactly", () => {
+    fc.assert(
+      fc.property(stanzaArb, fc.boolean(), jidArb, fc.constantFrom("text", "attr"), (el, itemJid, jid, where) => {
+        if (where === "text") el.cnode("a\u0001b");
+        else el.attrs.id = "\u0001";
+        const p = new Prepared(el, itemJid);
+        assert.equal(p.render(jid), addressed(el, jid, itemJid));
+        assert.equal(p.render(`${jid}2`), addressed(el, `${jid}2`, itemJid));
+      }),
+      { numRuns: 200 },
+    );
   });
 });
