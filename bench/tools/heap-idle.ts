@@ -1,6 +1,8 @@
-// What mucmux retains per idle session: heap snapshots of a mucmux child at 0 and at N idle sessions,
-// aggregated by constructor / node type, difference divided by N (bytes per session, self sizes).
-// `node --import tsx bench/tools/heap-idle.ts [N]` (default 300). Not part of `npm run bench`.
+// What mucmux retains per idle session: heap snapshots of a mucmux child at 0 and at N idle sessions (spread
+// over ACCOUNTS accounts), difference divided by N: self sizes by node and first retainer, then by owner (the
+// nearest dominating Link, Wire, socket, parser, account record, ...; lib/heap-snapshot.ts).
+// `node --import tsx bench/tools/heap-idle.ts [N] [ACCOUNTS]` (default 300 over 10, as idle-memory spreads its
+// sessions; N over N accounts shows what an account record costs). Not part of `npm run bench`.
 import * as fs from "node:fs";
 import * as path from "node:path";
 
@@ -10,55 +12,16 @@ import { prepareRuntime, spawnMucmux } from "../lib/mucmux-process.js";
 import { rssKiB } from "../lib/procfs.js";
 import { sleep } from "../lib/target.js";
 import { login, mapLimit, type BenchSession } from "../lib/xmpp.js";
+import { perSession, summarize } from "../lib/heap-snapshot.js";
 
 const N = Number(process.argv[2] ?? 300);
+const ACCOUNTS = Number(process.argv[3] ?? 10);
 const DIR = path.join(TEST_TMP, "heap");
-
-function aggregate(file: string): Map<string, { count: number; bytes: number }> {
-  const snap = JSON.parse(fs.readFileSync(file, "utf8")) as {
-    snapshot: { meta: { node_fields: string[]; node_types: [string[]]; edge_fields: string[]; edge_types: [string[]] } };
-    nodes: number[]; edges: number[]; strings: string[];
-  };
-  const meta = snap.snapshot.meta;
-  const fields = meta.node_fields, types = meta.node_types[0];
-  const w = fields.length, ew = meta.edge_fields.length;
-  const iType = fields.indexOf("type"), iName = fields.indexOf("name"), iSize = fields.indexOf("self_size"), iEdges = fields.indexOf("edge_count");
-  const eType = meta.edge_fields.indexOf("type"), eName = meta.edge_fields.indexOf("name_or_index"), eTo = meta.edge_fields.indexOf("to_node");
-  const edgeTypes = meta.edge_types[0];
-  const label = (n: number) => {
-    const type = types[snap.nodes[n + iType] ?? 0] ?? "?";
-    let name = snap.strings[snap.nodes[n + iName] ?? 0] ?? "?";
-    if (type.includes("string")) name = "";
-    return `${type}:${name.slice(0, 40)}`;
-  };
-  // First non-weak retainer of every node (enough to tell whose objects grow per session).
-  const retainer = new Map<number, string>();
-  const retainerNode = new Map<number, number>();
-  let e = 0;
-  for (let n = 0; n < snap.nodes.length; n += w) {
-    const count = snap.nodes[n + iEdges] ?? 0;
-    for (let k = 0; k < count; k++, e += ew) {
-      const et = edgeTypes[snap.edges[e + eType] ?? 0] ?? "?";
-      if (et === "weak" || et === "shortcut") continue;
-      const to = snap.edges[e + eTo] ?? 0;
-      if (retainer.has(to)) continue;
-      const raw = snap.edges[e + eName] ?? 0;
-      const ename = et === "element" || et === "hidden" ? `[${et}]` : (snap.strings[raw] ?? "?");
-      retainer.set(to, `${label(n)}.${ename.slice(0, 30)}`);
-      retainerNode.set(to, n);
-    }
-  }
-  const out = new Map<string, { count: number; bytes: number }>();
-  for (let i = 0; i < snap.nodes.length; i += w) {
-    const up = retainerNode.get(i);
-    const key = `${label(i)}  <-  ${retainer.get(i) ?? "(root)"}${up !== undefined ? `  <-  ${retainer.get(up) ?? "(root)"}` : ""}`;
-    const ent = out.get(key) ?? { count: 0, bytes: 0 };
-    ent.count++;
-    ent.bytes += snap.nodes[i + iSize] ?? 0;
-    out.set(key, ent);
-  }
-  return out;
-}
+/** Constructors that own what they dominate in the "by owner" tables. */
+const OWNERS = new Set([
+  "Link", "Wire", "StreamParser", "TLSSocket", "Socket", "TLSWrap", "TCP", "UpstreamLeg", "Dispatcher", "ClientNegotiation",
+  "AbortController", "Account", "AccountOffline", "AccountWakeups", "IqTracker", "ClientSm", "LegSm", "Pino",
+]);
 
 async function snapshot(pid: number, label: string): Promise<string> {
   const before = new Set(fs.readdirSync(DIR));
@@ -87,7 +50,7 @@ async function main(): Promise<void> {
   const cert = testCertificate();
   process.env.NODE_EXTRA_CA_CERTS = cert.certFile;
   const users: Record<string, string> = {};
-  for (let i = 0; i < 10; i++) users[`idle${i}`] = `idle${i}-bench-pw`;
+  for (let i = 0; i < ACCOUNTS; i++) users[`idle${i}`] = `idle${i}-bench-pw`;
   const prosody = await startProsody({ users, muc: false });
   await prepareRuntime("build");
   process.env.MUCMUX_BENCH_NODE_ARGS = `--heapsnapshot-signal=SIGUSR2 --diagnostic-dir=${DIR}`;
@@ -96,25 +59,27 @@ async function main(): Promise<void> {
   try {
     await sleep(1000);
     const rss0 = rssKiB(m.pid);
-    const a = aggregate(await snapshot(m.pid, "base"));
+    const a = summarize(await snapshot(m.pid, "base"), OWNERS);
     await mapLimit([...Array(N).keys()], 32, async (i) => {
-      const user = `idle${i % 10}`;
+      const user = `idle${i % ACCOUNTS}`;
       sessions.push(await login({ port: m.directPort, user, password: users[user] ?? "", resource: `h${i}`, ca: cert.cert }));
     });
     await sleep(1500);
     const rss1 = rssKiB(m.pid);
-    const b = aggregate(await snapshot(m.pid, "loaded"));
-    const rows: [string, number, number][] = [];
-    let total = 0;
-    for (const [k, v] of b) {
-      const base = a.get(k) ?? { count: 0, bytes: 0 };
-      const bytes = (v.bytes - base.bytes) / N, count = (v.count - base.count) / N;
-      total += bytes;
-      if (Math.abs(bytes) >= 40) rows.push([k, count, bytes]);
-    }
-    rows.sort((x, y) => y[2] - x[2]);
-    console.log(`${N} sessions: RSS ${((rss1 - rss0) / N).toFixed(1)} KiB/session; heap self size ${(total / 1024).toFixed(1)} KiB/session`);
-    for (const [k, c, bytes] of rows.slice(0, 70)) console.log(`${bytes.toFixed(0).padStart(7)} B  ${c.toFixed(1).padStart(6)} obj  ${k}`);
+    const b = summarize(await snapshot(m.pid, "loaded"), OWNERS);
+    const total = perSession(a.byOwner, b.byOwner, N).reduce((sum, [, , bytes]) => sum + bytes, 0);
+    console.log(`${N} sessions over ${ACCOUNTS} accounts: RSS ${((rss1 - rss0) / N).toFixed(1)} KiB/session; ` +
+      `heap self size ${(total / 1024).toFixed(1)} KiB/session (reachable)`);
+    const print = (title: string, rows: [string, number, number][], max: number, min = 40) => {
+      console.log(`-- ${title}`);
+      for (const [k, c, bytes] of rows.filter((r) => Math.abs(r[2]) >= min).slice(0, max)) {
+        console.log(`${bytes.toFixed(0).padStart(7)} B  ${c.toFixed(2).padStart(6)} obj  ${k}`);
+      }
+    };
+    print("self size by node and first retainer", perSession(a.byRetainer, b.byRetainer, N), 70);
+    print("retained size by owner instance (dominator tree; nested owners included)", perSession(a.retained, b.retained, N), 30, 20);
+    print("self size by nearest owner", perSession(a.byOwner, b.byOwner, N), 30, 20);
+    print("self size by owner and node", perSession(a.byOwnerNode, b.byOwnerNode, N), 90, 24);
   } finally {
     await mapLimit(sessions, 200, (s) => s.close(1000));
     await m.stop();

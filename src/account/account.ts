@@ -9,14 +9,16 @@ import { IqTracker } from "../protocol/iq-tracker.js";
 
 /** How long an IQ mucmux sent on the anchor or to a session waits for its answer. */
 const IQ_TIMEOUT_MS = 120_000;
+const ANCHOR_IQS = { prefix: "mma", timeoutMs: IQ_TIMEOUT_MS };
+const SESSION_IQS = { prefix: "mmq", timeoutMs: IQ_TIMEOUT_MS };
 
 export class Account {
   readonly sessions = new Set<Session>();
   anchor: Anchor | undefined;
   /** IQs sent on the anchor (a session's IQ to a room, SPEC C10; archive reads): answers are taken before any stage sees them. */
-  readonly anchorIqs = new IqTracker({ prefix: "mma", timeoutMs: IQ_TIMEOUT_MS });
+  readonly anchorIqs = new IqTracker(ANCHOR_IQS);
   /** IQs an occupant sent to the account, forwarded to one of its sessions (SPEC C11). */
-  readonly sessionIqs = new IqTracker({ prefix: "mmq", timeoutMs: IQ_TIMEOUT_MS });
+  readonly sessionIqs = new IqTracker(SESSION_IQS);
   /** Per-stage state of this account (a stage's own symbol key). */
   readonly slots = new Map<symbol, unknown>();
   /** The registry dropped this record: nothing may open an anchor for it or keep state in it any more. */

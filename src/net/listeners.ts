@@ -38,7 +38,7 @@ export async function bindListener(spec: ListenerSpec, deps: ListenerDeps): Prom
   }
   const server = net.createServer({ noDelay: true, pauseOnConnect: false }, (socket) => {
     if (!deps.accepting()) { socket.destroy(); return; }
-    socket.on("error", () => {}); // errors are handled by the Link's Wire; never let one escape
+    socket.on("error", ignore); // errors are handled by the Link's Wire; never let one escape
     const proxy = deps.proxy;
     // Only a trusted peer's first bytes are read as a PROXY header (and must be one); anyone else's go to
     // the XML parser or TLS as always, so an untrusted header is just bad input.
@@ -66,6 +66,9 @@ export async function bindListener(spec: ListenerSpec, deps: ListenerDeps): Prom
   deps.log.info({ host: spec.host, port, tls: spec.tls }, "listening");
   return { spec, server, port };
 }
+
+/** One function for every socket (a closure each would be kept for the life of the connection). */
+const ignore = (): void => {};
 
 /** Per-IP admission on the client's address, then hand the socket on (wrapped first for direct TLS). */
 function admit(socket: net.Socket, origin: ClientOrigin, spec: ListenerSpec, deps: ListenerDeps): boolean {

@@ -35,16 +35,22 @@ interface Entry {
 /** Namespaces of XEP-0313 (its versions): `<result queryid>` inside a message. */
 const MAM = /^urn:xmpp:mam:[0-9]+$/;
 
+/** Timed-out ids remembered per tracker. */
+const LATE_MAX = 256;
+const NONE: ReadonlyMap<string, Entry> = new Map();
+
 export class IqTracker {
-  private readonly pending = new Map<string, Entry>();
-  private readonly byQuery = new Map<string, string>();
+  // Created on first use: every account has two trackers and most never send an IQ (an LRUCache allocates its
+  // arrays for `max` entries up front, 7 KiB each here; memory per idle session).
+  private pending: Map<string, Entry> | undefined;
+  private byQuery: Map<string, string> | undefined;
   /** Ids that timed out lately: an answer that arrives after all is taken (and dropped), never passed on. */
-  private readonly late = new LRUCache<string, true>({ max: 256 });
+  private late: LRUCache<string, true> | undefined;
 
   constructor(private readonly opts: { prefix: string; timeoutMs: number }) {}
 
   get size(): number {
-    return this.pending.size;
+    return this.pending?.size ?? 0;
   }
 
   /**
@@ -64,8 +70,8 @@ export class IqTracker {
       if (o.signal?.aborted) return reject(new IqError("cancelled", "cancelled"));
       const settle = () => {
         clearTimeout(entry.timer);
-        this.pending.delete(id);
-        if (queryId !== undefined && this.byQuery.get(queryId) === id) this.byQuery.delete(queryId);
+        this.pending?.delete(id);
+        if (queryId !== undefined && this.byQuery?.get(queryId) === id) this.byQuery.delete(queryId);
         o.signal?.removeEventListener("abort", onAbort);
       };
       const onAbort = () => { settle(); reject(new IqError("cancelled", "cancelled")); };
@@ -73,7 +79,7 @@ export class IqTracker {
         resolve: (el) => { settle(); resolve(el); },
         reject: (err) => { settle(); reject(err); },
         timer: setTimeout(() => {
-          this.late.set(id, true);
+          (this.late ??= new LRUCache<string, true>({ max: LATE_MAX })).set(id, true);
           entry.reject(new IqError("timeout", "no answer in time"));
         }, o.timeoutMs ?? this.opts.timeoutMs),
         to: (iq.attrs.to ?? "").toLowerCase(),
@@ -83,8 +89,8 @@ export class IqTracker {
       };
       entry.timer.unref();
       o.signal?.addEventListener("abort", onAbort);
-      this.pending.set(id, entry);
-      if (queryId !== undefined) this.byQuery.set(queryId, id);
+      (this.pending ??= new Map()).set(id, entry);
+      if (queryId !== undefined) (this.byQuery ??= new Map()).set(queryId, id);
       let sent = false;
       try {
         sent = send(iq);
@@ -103,12 +109,12 @@ export class IqTracker {
       const type = el.attrs.type;
       if (type !== "result" && type !== "error") return false;
       const id = el.attrs.id;
-      const entry = id === undefined ? undefined : this.pending.get(id);
-      if (!entry || !sameJid(el.attrs.from, entry.to)) return id !== undefined && this.late.delete(id);
+      const entry = id === undefined ? undefined : this.pending?.get(id);
+      if (!entry || !sameJid(el.attrs.from, entry.to)) return id !== undefined && this.late?.delete(id) === true;
       entry.resolve(el);
       return true;
     }
-    if (el.name !== "message" || this.pending.size === 0) return false;
+    if (el.name !== "message" || this.size === 0) return false;
     const result = resultOf(el);
     if (!result) return false;
     const entry = this.collectorFor(result.attrs.queryid, el.attrs.from);
@@ -122,23 +128,23 @@ export class IqTracker {
   /** Reject what is pending toward `jid` (that session is gone: its answers cannot come any more). */
   cancelTo(jid: string): void {
     const to = jid.toLowerCase();
-    for (const e of [...this.pending.values()]) if (e.to === to) e.reject(new IqError("cancelled", "the recipient is gone"));
+    for (const e of [...(this.pending ?? NONE).values()]) if (e.to === to) e.reject(new IqError("cancelled", "the recipient is gone"));
   }
 
   /** Reject everything pending (the stream it was sent on is gone). */
   cancelAll(): void {
-    for (const e of [...this.pending.values()]) e.reject(new IqError("cancelled", "cancelled"));
+    for (const e of [...(this.pending ?? NONE).values()]) e.reject(new IqError("cancelled", "cancelled"));
   }
 
   private collectorFor(queryId: string | undefined, from: string | undefined): Entry | undefined {
     if (queryId !== undefined) {
-      const id = this.byQuery.get(queryId);
-      const entry = id === undefined ? undefined : this.pending.get(id);
+      const id = this.byQuery?.get(queryId);
+      const entry = id === undefined ? undefined : this.pending?.get(id);
       return entry && sameJid(from, entry.to) ? entry : undefined;
     }
     // Results without queryid (a server that does not echo it): they belong to the oldest collecting query
     // to the same JID.
-    for (const e of this.pending.values()) if (e.collect && sameJid(from, e.to)) return e;
+    for (const e of (this.pending ?? NONE).values()) if (e.collect && sameJid(from, e.to)) return e;
     return undefined;
   }
 }

@@ -16,7 +16,7 @@ import { HT_MECHANISM, parseHtResponse } from "../sasl/fast.js";
 import { randomBytes } from "node:crypto";
 import { wrapServerTls } from "../net/server-tls.js";
 import { escapeText } from "../xml/serialize.js";
-import type { Wire } from "./wire.js";
+import { wireSettings, type Wire } from "./wire.js";
 import type { UpstreamLeg } from "./upstream.js";
 import type { LinkDeps, Credentials, Phase } from "./link-deps.js";
 import type { StreamErrorCondition } from "../xml/errors.js";
@@ -32,6 +32,8 @@ export interface NegotiationPort {
   readonly deps: LinkDeps;
   readonly origin: ClientOrigin;
   readonly log: Logger;
+  /** A debug line in the connection's log (cheap when debug is off). */
+  debug(msg: string, fields?: object): void;
   closeWithError(condition: StreamErrorCondition, origin: "mucmux", text?: string): void;
   /** Upstream accepted the credentials: the session's own leg. */
   attachLeg(leg: UpstreamLeg): void;
@@ -86,9 +88,9 @@ export class ClientNegotiation {
   private v2: Sasl2Request | undefined;
   /** Waiting for the client's `<response/>`: where its text goes, and what an `<abort/>` cancels. */
   private expect: { resolve(text: string): void; abort(): void } | undefined;
-  /** Aborted when the client goes away during a login. */
+  /** Aborted when the client goes away while its login waits for a connect slot. */
   private gone: AbortController | undefined;
-  private readonly timer: NodeJS.Timeout;
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly link: NegotiationPort) {
     this.encrypted = link.mode === "direct";
@@ -423,9 +425,10 @@ export class ClientNegotiation {
   ): Promise<Extract<UpstreamOutcome, { ok: true }> | undefined> {
     const link = this.link;
     link.phase = "authenticating";
-    this.gone = new AbortController();
+    const gone = (this.gone = new AbortController());
     const mine = this.exchange;
-    const outcome = await link.deps.connectUpstream(this.domain, auth, link.origin, this.gone.signal);
+    const outcome = await link.deps.connectUpstream(this.domain, auth, link.origin, gone.signal);
+    if (this.gone === gone) this.gone = undefined; // the wait for a connect slot is over
     if (!this.current(mine)) {
       if (outcome.ok) outcome.leg.wire.destroy();
       return undefined;
@@ -485,10 +488,11 @@ export class ClientNegotiation {
     link.deps.metrics.clientAuth.inc({ mechanism: label(mechanism), path, result: "success" });
     link.deps.metrics.streamsAuthenticated.inc();
     clearTimeout(this.timer);
+    this.timer = undefined;
     link.attachLeg(outcome.leg);
     link.phase = "bind";
-    link.client.setLimits({ maxStanzaBytes: link.deps.config.limits.maxStanzaBytes });
-    link.log.debug({ mechanism, path }, "authenticated");
+    link.client.setLimits(wireSettings(link.deps.config.limits).clientAuthed);
+    link.debug("authenticated", { mechanism, path });
     link.authenticated(this.account(username), credentials);
     const req = this.v2;
     if (!req) {
@@ -540,9 +544,18 @@ export class ClientNegotiation {
     }
   }
 
+  /** The session is bound: what only its login needed is let go (memory per idle session). */
+  done(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    this.v2 = undefined;
+    this.gone = undefined;
+  }
+
   abandon(): void {
     this.abandoned = true;
     clearTimeout(this.timer);
+    this.timer = undefined;
     this.expect?.abort();
     this.expect = undefined;
     this.gone?.abort(); // a login still waiting for a connect slot gives it up

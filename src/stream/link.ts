@@ -3,13 +3,13 @@
 import { randomBytes } from "node:crypto";
 import type { Socket } from "node:net";
 import { Element } from "@xmpp/xml";
-import { sharedAccounting, Wire } from "./wire.js";
+import { sharedAccounting, Wire, wireSettings } from "./wire.js";
 import type { StreamHeader } from "../xml/parser.js";
 import type { StreamErrorCondition, XmlStreamError } from "../xml/errors.js";
 import { escapeAttr, escapeText, serialize, streamHeader, STREAM_CLOSE } from "../xml/serialize.js";
 import { streamErrorXml, conditionOf, type AppCondition } from "./stream-error.js";
 import { NS } from "./ns.js";
-import type { UpstreamLeg } from "./upstream.js";
+import type { LegHandlers, UpstreamLeg } from "./upstream.js";
 import type { DeliverOptions, Session } from "../chain/session.js";
 import type { Delivery } from "../chain/runner.js";
 import type { Metrics } from "../metrics/metrics.js";
@@ -20,6 +20,7 @@ import { lazyCounter, type LazyCounter } from "../metrics/lazy-counter.js";
 import { serverNameOf } from "../net/tls/sni.js";
 import { allowedRedirect, redirectXml } from "./redirect.js";
 import type { ClientOrigin } from "../net/client-origin.js";
+import type { Logger } from "../log.js";
 import { ClientSm, LegSm, NS_SM, parseH, wrapH } from "./sm.js";
 import type { WireHandlers } from "./wire.js";
 import { bareKey, resourceOf } from "../account/jid.js";
@@ -45,8 +46,48 @@ const INERT_LEG = { onElement() {}, onStreamClose() {}, onError() {}, onSocketEn
 const INERT_CLIENT: WireHandlers = { ...INERT_LEG, onOpen() {} };
 
 export class Link implements Session, NegotiationPort {
+  // The wires' handlers and the chain's deliveries are small objects whose methods call this Link (classes nested
+  // here may use its private methods), not a closure per event: a closure costs 56 bytes, and these are per session.
+  private static readonly ClientEvents = class implements WireHandlers {
+    constructor(private readonly link: Link) {}
+    onOpen(h: StreamHeader): void { this.link.onClientOpen(h); }
+    onElement(el: Element): void { this.link.onClientElement(el); }
+    onStreamClose(): void { this.link.onClientStreamClose(); }
+    onError(e: XmlStreamError): void { this.link.onParseError(e, "client"); }
+    onSocketEnd(err: Error | undefined): void { this.link.onClientSocketEnd(err); }
+    onDrain(): void { this.link.leg?.wire.resume(); }
+    onTimeout(what: "stanza" | "write-stall"): void { this.link.onClientTimeout(what); }
+  };
+
+  private static readonly LegEvents = class implements LegHandlers {
+    constructor(private readonly link: Link) {}
+    onElement(el: Element): void { this.link.onUpstreamElement(el); }
+    onStreamClose(): void { this.link.onLegGone(undefined); }
+    onError(e: XmlStreamError): void { this.link.onParseError(e, "upstream"); }
+    onSocketEnd(err: Error | undefined): void {
+      this.link.deps.metrics.connectionsOpen.dec({ listener: this.link.mode, side: "upstream" });
+      this.link.onLegGone(err);
+    }
+    onDrain(): void { this.link.client.resume(); }
+  };
+
+  /** c2s: onward to the server on the session's leg; an answer to the client passes its outbound chain like any stanza. */
+  private static readonly C2sDelivery = class implements Delivery {
+    constructor(private readonly link: Link) {}
+    onward(el: Element): void { this.link.sendUpstream(el); }
+    back(el: Element): void { this.link.deliver(el); }
+  };
+
+  /** s2c: onward to the device through the one writer; back to the server on the session's leg. */
+  private static readonly S2cDelivery = class implements Delivery {
+    constructor(private readonly link: Link) {}
+    onward(el: Element, opts: DeliverOptions | undefined): void { this.link.write(el, opts); }
+    back(el: Element): void { this.link.sendUpstream(el); }
+  };
+
   readonly slots = new Map<symbol, unknown>();
-  readonly log;
+  /** Made at the first line this session logs (a child logger is ~300 bytes, and most sessions log nothing). */
+  private childLog: Logger | undefined;
   jid: string | undefined;
   phase: Phase;
   domain: string | undefined;
@@ -104,17 +145,17 @@ export class Link implements Session, NegotiationPort {
     /** The client's address: the socket's peer, or the PROXY header's behind a trusted balancer. */
     public origin: ClientOrigin,
   ) {
-    this.log = deps.log.child({ link: id });
-    this.log.debug({ ip: origin.source.address, port: origin.source.port, via: origin.via, listener: mode }, "client connected");
+    this.debug("client connected", { ip: origin.source.address, port: origin.source.port, via: origin.via, listener: mode });
     this.phase = mode === "starttls" ? "tls" : "auth";
     const limits = deps.config.limits;
+    const settings = wireSettings(limits);
     this.client = new Wire(
       socket,
       this.clientHandlers(),
-      { maxStanzaBytes: limits.maxUnauthedStanzaBytes, maxDepth: limits.maxDepth, maxAttributes: limits.maxAttributes, maxChildren: limits.maxChildren, maxElements: limits.maxElements },
+      settings.clientUnauthed,
       sharedAccounting(deps.metrics.bytes, "client"),
       limits.maxBufferedBytes,
-      { stanzaMs: limits.stanzaSeconds * 1000, writeStallMs: limits.writeStallSeconds * 1000 },
+      settings.clientTimeouts,
     );
     this.negotiation = new ClientNegotiation(this);
     deps.metrics.connectionsOpen.inc({ listener: mode, side: "client" });
@@ -122,25 +163,31 @@ export class Link implements Session, NegotiationPort {
 
   get encrypted(): boolean { return this.negotiation.encrypted; }
 
+  /** This session's logger: the process's, bound to the link id. */
+  get log(): Logger {
+    return (this.childLog ??= this.deps.log.child({ link: this.id }));
+  }
+
+  /** A debug line, without making the child logger when debug is off. */
+  debug(msg: string, fields?: object): void {
+    if (this.deps.log.isLevelEnabled("debug")) this.log.debug(fields ?? {}, msg);
+  }
+
   /** Session port: bound and not closing; a hibernated session's stanzas wait for its resume (SPEC F4). */
   get online(): boolean { return this.phase === "online" || this.phase === "hibernated"; }
   get hibernated(): boolean { return this.phase === "hibernated"; }
 
   private clientHandlers(): WireHandlers {
-    return {
-      onOpen: (h) => this.onClientOpen(h),
-      onElement: (el) => this.onClientElement(el),
-      onStreamClose: () => this.onClientStreamClose(),
-      onError: (e) => this.onParseError(e, "client"),
-      onSocketEnd: (err) => this.onClientSocketEnd(err),
-      onDrain: () => this.leg?.wire.resume(),
-      // Slow peers (SPEC E4): a dripped, never-finished stanza; a client that never reads (with resumption, a
-      // connection that is gone as far as mucmux can tell: the session hibernates, SPEC F4).
-      onTimeout: (what) => {
-        if (what === "write-stall" && this.resumable) return this.client.destroy();
-        this.closeWithError("policy-violation", "mucmux", what === "stanza" ? "stanza not completed in time" : "client does not read its stream");
-      },
-    };
+    return new Link.ClientEvents(this);
+  }
+
+  /**
+   * Slow peers (SPEC E4): a dripped, never-finished stanza; a client that never reads (with resumption, a
+   * connection that is gone as far as mucmux can tell: the session hibernates, SPEC F4).
+   */
+  private onClientTimeout(what: "stanza" | "write-stall"): void {
+    if (what === "write-stall" && this.resumable) return this.client.destroy();
+    this.closeWithError("policy-violation", "mucmux", what === "stanza" ? "stanza not completed in time" : "client does not read its stream");
   }
 
   /** Bound, with resumption granted: a lost connection hibernates the session instead of ending it. */
@@ -224,14 +271,8 @@ export class Link implements Session, NegotiationPort {
     this.deps.chain.run("c2s", this, el, this.c2sDelivery, "client");
   }
 
-  private readonly c2sDelivery: Delivery = {
-    onward: (el) => this.sendUpstream(el),
-    back: (el) => this.deliver(el), // an answer to the client passes its outbound chain like any stanza
-  };
-  private readonly s2cDelivery: Delivery = {
-    onward: (el, opts) => this.write(el, opts),
-    back: (el) => this.sendUpstream(el),
-  };
+  private readonly c2sDelivery: Delivery = new Link.C2sDelivery(this);
+  private readonly s2cDelivery: Delivery = new Link.S2cDelivery(this);
 
   /** Session port: toward the server on this session's own leg. */
   sendUpstream(el: Element): void {
@@ -316,16 +357,7 @@ export class Link implements Session, NegotiationPort {
     // batches per turn (write-batch.ts).
     this.client.peer = leg.wire;
     if (!counted) this.deps.metrics.connectionsOpen.inc({ listener: this.mode, side: "upstream" });
-    leg.setHandlers({
-      onElement: (el) => this.onUpstreamElement(el),
-      onStreamClose: () => this.onLegGone(undefined),
-      onError: (e) => this.onParseError(e, "upstream"),
-      onSocketEnd: (err) => {
-        this.deps.metrics.connectionsOpen.dec({ listener: this.mode, side: "upstream" });
-        this.onLegGone(err);
-      },
-      onDrain: () => this.client.resume(),
-    });
+    leg.setHandlers(new Link.LegEvents(this));
   }
 
   private onUpstreamElement(el: Element): void {
@@ -374,7 +406,7 @@ export class Link implements Session, NegotiationPort {
       return this.closeWithError(condition, "upstream", text);
     }
     if (el.attrs.xmlns === NS_SM) return this.onLegSm(el);
-    this.log.debug({ element: el.name }, "dropped stream-level element from upstream");
+    this.debug("dropped stream-level element from upstream", { element: el.name });
   }
 
   /** SASL succeeded as `account` (bare); `c`: held until bind, then handed to the account registry (SPEC A3). */
@@ -431,7 +463,8 @@ export class Link implements Session, NegotiationPort {
   private goOnline(jid: string): void {
     this.jid = jid; // SPEC A4: the client gets exactly the JID upstream bound
     this.phase = "online";
-    this.log.debug("resource bound");
+    this.negotiation.done();
+    this.debug("resource bound");
     const creds = this.credentials;
     this.credentials = undefined;
     this.deps.onBound(this, creds);
@@ -547,7 +580,7 @@ export class Link implements Session, NegotiationPort {
       this.ackTimer = setTimeout(() => {
         this.ackTimer = undefined;
         if (this.sm !== sm || this.phase !== "online" || !sm.requested) return;
-        this.log.debug("no acknowledgement in time: connection treated as lost");
+        this.debug("no acknowledgement in time: connection treated as lost");
         if (this.resumable) return this.client.destroy(); // SPEC F4: hibernates
         this.closeWithError("connection-timeout", "mucmux", "no stream management acknowledgement in time");
       }, this.deps.config.sm.ackTimeoutSeconds * 1000);
@@ -653,7 +686,7 @@ export class Link implements Session, NegotiationPort {
     this.hibernation = setTimeout(() => this.endHibernation("expired"), sm.max * 1000);
     this.hibernation.unref();
     this.deps.metrics.smHibernated.inc();
-    this.log.debug({ unacked: sm.unacked, upstream: this.legSm?.id !== undefined ? "hibernated" : "closed" }, "connection lost; session hibernated");
+    this.debug("connection lost; session hibernated", { unacked: sm.unacked, upstream: this.legSm?.id !== undefined ? "hibernated" : "closed" });
   }
 
   /**
@@ -686,7 +719,7 @@ export class Link implements Session, NegotiationPort {
     this.hibernation = undefined;
     this.deps.metrics.smHibernated.dec();
     this.deps.metrics.smHibernationEnds.inc({ outcome });
-    this.log.debug({ outcome }, "hibernated session ended");
+    this.debug("hibernated session ended", { outcome });
     if (outcome === "resumed") return;
     this.phase = "closing";
     const leg = this.leg; // one taken for a resume that did not complete
@@ -780,7 +813,7 @@ export class Link implements Session, NegotiationPort {
     if (this.leg) this.client.peer = this.leg.wire;
     if (wasHibernated) this.endHibernation("resumed");
     this.phase = "online";
-    this.log.debug({ upstream: how, resent: sm.unacked }, "session resumed");
+    this.debug("session resumed", { upstream: how, resent: sm.unacked });
     const sock = this.client.socket;
     sock.cork();
     const resumed = `<resumed xmlns='${NS_SM}' previd='${sm.id ?? ""}' h='${wrapH(sm.inbound)}'/>`;

@@ -5,7 +5,9 @@ import net from "node:net";
 import tls from "node:tls";
 import type { Element } from "@xmpp/xml";
 import { streamHeader } from "../xml/serialize.js";
-import { sharedAccounting, Wire, type WireHandlers } from "./wire.js";
+import type { StreamHeader } from "../xml/parser.js";
+import type { XmlStreamError } from "../xml/errors.js";
+import { sharedAccounting, Wire, wireSettings, type WireHandlers } from "./wire.js";
 import { ElementQueue, type NegotiationEvent } from "./element-queue.js";
 import { StaleKey, type UpstreamAuth } from "./sasl-client.js";
 import { NS } from "./ns.js";
@@ -78,17 +80,16 @@ export class UpstreamLeg {
   }
 }
 
-class Dispatcher {
+/** The leg wire's handlers: queued for negotiation until a session takes the leg (methods, no closure per event). */
+class Dispatcher implements WireHandlers {
   readonly queue = new ElementQueue();
   target: LegHandlers | undefined;
-  readonly handlers: WireHandlers = {
-    onOpen: (header) => this.queue.push({ kind: "open", header }),
-    onElement: (el) => (this.target ? this.target.onElement(el, 0) : this.queue.push({ kind: "element", el })),
-    onStreamClose: () => (this.target ? this.target.onStreamClose() : this.queue.push({ kind: "close" })),
-    onError: (error) => (this.target ? this.target.onError(error) : this.queue.push({ kind: "error", error })),
-    onSocketEnd: (error) => (this.target ? this.target.onSocketEnd(error) : this.queue.push({ kind: "end", error })),
-    onDrain: () => this.target?.onDrain(),
-  };
+  onOpen(header: StreamHeader): void { this.queue.push({ kind: "open", header }); }
+  onElement(el: Element): void { if (this.target) this.target.onElement(el, 0); else this.queue.push({ kind: "element", el }); }
+  onStreamClose(): void { if (this.target) this.target.onStreamClose(); else this.queue.push({ kind: "close" }); }
+  onError(error: XmlStreamError): void { if (this.target) this.target.onError(error); else this.queue.push({ kind: "error", error }); }
+  onSocketEnd(error: Error | undefined): void { if (this.target) this.target.onSocketEnd(error); else this.queue.push({ kind: "end", error }); }
+  onDrain(): void { this.target?.onDrain(); }
 }
 
 function deliver(h: LegHandlers, e: NegotiationEvent): void {
@@ -122,18 +123,7 @@ export async function connectUpstream(
     if (up.tls === "direct") socket = await tlsWrap(socket, domain, up.verify, timeoutMs);
     const dispatch = new Dispatcher();
     const limits = config.limits;
-    wire = new Wire(
-      socket,
-      dispatch.handlers,
-      {
-        maxStanzaBytes: Math.max(limits.maxStanzaBytes * 4, 1 << 20), // server output may exceed client limits
-        maxDepth: limits.maxDepth,
-        maxAttributes: limits.maxAttributes,
-        maxChildren: limits.maxChildren,
-      },
-      sharedAccounting(metrics.bytes, "upstream"),
-      limits.maxBufferedBytes,
-    );
+    wire = new Wire(socket, dispatch, wireSettings(limits).upstream, sharedAccounting(metrics.bytes, "upstream"), limits.maxBufferedBytes);
     const q = dispatch.queue;
     const w = wire;
     const next = async (): Promise<Element> => {

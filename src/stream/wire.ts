@@ -2,12 +2,13 @@
 // Parsing never throws out of a socket handler (SPEC E1–E3): errors arrive as onError with a condition.
 import type { Socket } from "node:net";
 import type { Element } from "@xmpp/xml";
-import { StreamParser, type ParserLimits, type StreamHeader } from "../xml/parser.js";
+import { StreamParser, type ParserHandlers, type ParserLimits, type StreamHeader } from "../xml/parser.js";
 import { XmlStreamError } from "../xml/errors.js";
 import { serialize } from "../xml/serialize.js";
 import type { Counter } from "prom-client";
 import { lazyCounter } from "../metrics/lazy-counter.js";
 import type { Hold, Holdable } from "./write-batch.js";
+import type { Config } from "../config/index.js";
 
 /** Characters scanned per turn for big frames (SPEC E1: no step over 10 ms on the densest input). */
 export const PARSE_SLICE_CHARS = 8192;
@@ -33,12 +34,60 @@ export interface WireTimeouts {
   writeStallMs?: number;
 }
 
+/** Parser limits and deadlines of the wires of one configuration: made once, shared by every session's wires. */
+export interface WireSettings {
+  /** A client's stream before authentication, and after. */
+  readonly clientUnauthed: Readonly<ParserLimits>;
+  readonly clientAuthed: Readonly<ParserLimits>;
+  readonly clientTimeouts: Readonly<WireTimeouts>;
+  /** An upstream stream (a leg, the anchor): the server's output may exceed the client limits. */
+  readonly upstream: Readonly<ParserLimits>;
+}
+
+const SETTINGS = new WeakMap<Config["limits"], WireSettings>();
+
+export function wireSettings(limits: Config["limits"]): WireSettings {
+  let s = SETTINGS.get(limits);
+  if (!s) {
+    const shape = { maxDepth: limits.maxDepth, maxAttributes: limits.maxAttributes, maxChildren: limits.maxChildren };
+    const client = { ...shape, maxElements: limits.maxElements };
+    s = {
+      clientUnauthed: Object.freeze({ ...client, maxStanzaBytes: limits.maxUnauthedStanzaBytes }),
+      clientAuthed: Object.freeze({ ...client, maxStanzaBytes: limits.maxStanzaBytes }),
+      clientTimeouts: Object.freeze({ stanzaMs: limits.stanzaSeconds * 1000, writeStallMs: limits.writeStallSeconds * 1000 }),
+      upstream: Object.freeze({ ...shape, maxStanzaBytes: Math.max(limits.maxStanzaBytes * 4, 1 << 20) }),
+    };
+    SETTINGS.set(limits, s);
+  }
+  return s;
+}
+
 export interface WireAccounting {
   bytesIn(n: number): void;
   bytesOut(n: number): void;
 }
 
+/** The Wire a socket's events go to (set while attached): its listeners are shared functions, `this` being the socket. */
+const WIRE = Symbol("mucmux.wire");
+type Attached = Socket & { [WIRE]?: Wire | undefined };
+const NO_TIMEOUTS: Readonly<WireTimeouts> = Object.freeze({});
+
 export class Wire implements Holdable {
+  // Per wire: one small object of methods for the parser and shared socket listeners, not a closure per event
+  // (56 bytes each, and every session has two wires). Nested here, they may call the Wire's private methods.
+  private static readonly ParserEvents = class implements ParserHandlers {
+    constructor(private readonly wire: Wire) {}
+    onStreamOpen(header: StreamHeader): void { this.wire.handlers.onOpen(header); }
+    onElement(el: Element, n: number): void { this.wire.handlers.onElement(el, n); }
+    onStreamClose(): void { this.wire.handlers.onStreamClose(); }
+    onError(e: XmlStreamError): void { this.wire.handlers.onError(e); }
+  };
+
+  private static onSocketData(this: Attached, chunk: Buffer): void { this[WIRE]?.received(chunk); }
+  private static onSocketClose(this: Attached): void { this[WIRE]?.finish(undefined); }
+  private static onSocketError(this: Attached, e: Error): void { this[WIRE]?.finish(e); }
+  private static onSocketDrain(this: Attached): void { this[WIRE]?.drained(); }
+
   parser: StreamParser;
   /** Held by a WriteBatch until the end of this turn (write-batch.ts). */
   batchHold: Hold | undefined;
@@ -51,24 +100,19 @@ export class Wire implements Holdable {
   constructor(
     socket: Socket,
     private handlers: WireHandlers,
-    private limits: ParserLimits,
+    private limits: Readonly<ParserLimits>,
     private readonly accounting: WireAccounting,
     private readonly maxBufferedBytes: number,
-    private readonly timeouts: WireTimeouts = {},
+    private readonly timeouts: Readonly<WireTimeouts> = NO_TIMEOUTS,
   ) {
     this.sock = socket;
     this.parser = this.newParser(limits);
     this.attach(socket);
   }
 
-  private newParser(limits: ParserLimits): StreamParser {
+  private newParser(limits: Readonly<ParserLimits>): StreamParser {
     return new StreamParser(
-      {
-        onStreamOpen: (header) => this.handlers.onOpen(header),
-        onElement: (el, n) => this.handlers.onElement(el, n),
-        onStreamClose: () => this.handlers.onStreamClose(),
-        onError: (e) => this.handlers.onError(e),
-      },
+      new Wire.ParserEvents(this),
       limits,
       {
         // SPEC E1: big frames are parsed in slices; the socket is paused meanwhile, and the relayed
@@ -94,8 +138,9 @@ export class Wire implements Holdable {
     this.handlers = h;
   }
 
-  setLimits(l: Partial<ParserLimits>): void {
-    this.limits = { ...this.limits, ...l };
+  /** From now on (a stream restarted on a new socket keeps them); shared objects, never changed (wireSettings). */
+  setLimits(l: Readonly<ParserLimits>): void {
+    this.limits = l;
     this.parser.setLimits(l);
   }
 
@@ -107,14 +152,14 @@ export class Wire implements Holdable {
    * writer batches per turn instead (write-batch.ts), whichever stream the stanzas came from. */
   peer: Wire | undefined;
 
-  private readonly onData = (chunk: Buffer) => {
+  private received(chunk: Buffer): void {
     this.accounting.bytesIn(chunk.length);
     const peer = this.peer;
     peer?.sock.cork();
     this.parser.write(chunk);
     peer?.sock.uncork();
     if (this.timeouts.stanzaMs) this.checkStanzaDeadline(this.timeouts.stanzaMs);
-  };
+  }
   private stanzaTimer: ReturnType<typeof setTimeout> | undefined;
   private stanzaTimerFrames = 0;
   private stallTimer: ReturnType<typeof setTimeout> | undefined;
@@ -153,30 +198,30 @@ export class Wire implements Holdable {
     this.stanzaTimer = undefined;
     this.stallTimer = undefined;
   }
-  private readonly onClose = () => this.finish(undefined);
-  private readonly onErr = (e: Error) => this.finish(e);
-  private readonly onDrainEvt = () => {
+  private drained(): void {
     clearTimeout(this.stallTimer);
     this.stallTimer = undefined;
     this.handlers.onDrain();
-  };
+  }
 
   private attach(socket: Socket): void {
     this.sock = socket;
     this.detached = false;
-    socket.on("data", this.onData);
-    socket.on("close", this.onClose);
-    socket.on("error", this.onErr);
-    socket.on("drain", this.onDrainEvt);
+    (socket as Attached)[WIRE] = this;
+    socket.on("data", Wire.onSocketData);
+    socket.on("close", Wire.onSocketClose);
+    socket.on("error", Wire.onSocketError);
+    socket.on("drain", Wire.onSocketDrain);
   }
 
   /** Detach from the current socket (for a TLS upgrade); the caller wraps it and calls `replaceSocket`. */
   detach(): Socket {
     const s = this.sock;
-    s.off("data", this.onData);
-    s.off("close", this.onClose);
-    s.off("error", this.onErr);
-    s.off("drain", this.onDrainEvt);
+    s.off("data", Wire.onSocketData);
+    s.off("close", Wire.onSocketClose);
+    s.off("error", Wire.onSocketError);
+    s.off("drain", Wire.onSocketDrain);
+    (s as Attached)[WIRE] = undefined;
     this.detached = true;
     return s;
   }

@@ -23,6 +23,9 @@ export interface OfflineDeps {
   store(): Store | undefined;
 }
 
+/** Stable ids remembered per account (AccountOffline.handledLately). */
+const RECENT_MAX = 1000;
+
 /** Offline state of one account record (it lives as long as the Account object). */
 export class AccountOffline {
   /** The account's registrations by room key; valid once `loaded`. */
@@ -33,14 +36,26 @@ export class AccountOffline {
   readonly noRejoin = new Set<string>();
   /** Rooms whose last registration GET said `<registered/>`: a registration that predates mucmux's form (SPEC D4). */
   readonly preRegistered = new Set<string>();
-  /** Stable ids (room stanza-ids) handled lately by this stage: a message fetched twice is handled once. */
-  readonly recent = new LRUCache<string, true>({ max: 1000 });
+  /**
+   * Stable ids (room stanza-ids) handled lately by this stage: a message fetched twice is handled once. Created
+   * with the first: an LRUCache allocates its arrays for `max` entries up front (23 KiB here), and most accounts
+   * never get a message through this stage (memory per idle session).
+   */
+  private recent: LRUCache<string, true> | undefined;
   /** Newest stable id each flagged room's anchor received, not yet written to the store (batched). */
   readonly pendingMarks = new Map<string, { key: string; at: number }>();
   markTimer: NodeJS.Timeout | undefined;
   /** An archive catch-up is running: the catch-up point must not move before it ends. */
   catchingUp = 0;
   private tail: Promise<unknown> = Promise.resolve();
+
+  /** The stable id `key` was handled lately; else it is noted as handled now. */
+  handledLately(key: string): boolean {
+    const recent = (this.recent ??= new LRUCache<string, true>({ max: RECENT_MAX }));
+    if (recent.has(key)) return true;
+    recent.set(key, true);
+    return false;
+  }
 
   /** Run `fn` after every earlier task of this account, so that message order survives the awaits. */
   serial(fn: () => Promise<void>): Promise<void> {

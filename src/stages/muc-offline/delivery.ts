@@ -74,10 +74,7 @@ export async function deliverOrQueue(
   ctx: OfflineContext, account: Account, room: string, roomJid: string, el: Element, receivedAt: number, key: string | undefined,
 ): Promise<void> {
   const st = ctx.state(account);
-  if (key !== undefined) {
-    if (st.recent.has(key)) return void ctx.metrics.offlineDropped.inc({ reason: "duplicate" });
-    st.recent.set(key, true);
-  }
+  if (key !== undefined && st.handledLately(key)) return void ctx.metrics.offlineDropped.inc({ reason: "duplicate" });
   const online = onlineSessions(account);
   if (online.length > 0) {
     deliverLive(ctx, online, el); // SPEC D6a

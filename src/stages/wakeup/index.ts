@@ -66,8 +66,10 @@ export function createWakeupStage(deps: WakeupDeps): Stage {
   }
 
   events.on("offline-queued", ({ account, el }) => wake(account, el));
-  events.on("session-bound", ({ account }) => state(account).answered());
-  events.on("session-resumed", ({ account }) => state(account).answered());
+  // A device is back: what was pending is answered (an account with no state yet has nothing pending: none made).
+  const answered = (account: Account) => (account.slots.get(STATE) as AccountWakeups | undefined)?.answered();
+  events.on("session-bound", ({ account }) => answered(account));
+  events.on("session-resumed", ({ account }) => answered(account));
   // SPEC G6: a kept anchor brings the registrations it was kept with.
   events.on("account-restored", ({ account, push }) => { for (const r of push) state(account).registrations.add(r); });
 
