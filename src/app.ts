@@ -8,6 +8,7 @@ import { startAdmin, type Readiness } from "./metrics/admin.js";
 import { createTlsMaterial, type TlsMaterial } from "./net/tls/index.js";
 import { bindListener, type BoundListener } from "./net/listeners.js";
 import { AuthFailureThrottle, IpGate } from "./net/ip-gate.js";
+import { HandshakePacer, PACED_OUTCOMES } from "./net/handshake-pacer.js";
 import { TrustList } from "./net/ip-address.js";
 import type { ClientOrigin } from "./net/client-origin.js";
 import { createChainRunner } from "./chain/runner.js";
@@ -42,6 +43,8 @@ export interface App {
   readonly listeners: readonly BoundListener[];
   readonly adminPort: number | undefined;
   readonly links: ReadonlySet<Link>;
+  /** Client TLS handshakes, started at most limits.tlsHandshakesPerTurn per turn (SPEC E8). */
+  readonly handshakes: HandshakePacer;
   readonly metrics: Metrics;
   readonly accounts: AccountRegistry;
   /** Read-only views of stage state (the rooms each account manages) and of the MUC services. */
@@ -87,6 +90,12 @@ export function createApp(opts: AppOptions): App {
     onLimited: (kind, outcome) => metrics.upstreamConnectsLimited.inc({ kind, outcome }),
   });
   for (const [kind, outcome] of [["login", "waited"], ["login", "refused"], ["anchor", "waited"]] as const) metrics.upstreamConnectsLimited.inc({ kind, outcome }, 0);
+  // SPEC E8: a burst of logins starts its TLS handshakes a few per event-loop turn, not all in one.
+  const handshakes = new HandshakePacer({
+    perTurn: config.limits.tlsHandshakesPerTurn,
+    maxQueued: config.limits.tlsHandshakeQueue,
+    onPaced: (mode, outcome) => metrics.tlsHandshakesPaced.inc({ mode, outcome }),
+  });
   const events = new EventBus((event, err) => {
     log.error({ err, event }, "event handler failed");
     metrics.stageErrors.inc({ stage: "event-bus", path: event });
@@ -160,6 +169,7 @@ export function createApp(opts: AppOptions): App {
       accounts.sessionClosed(link);
     },
     authThrottle: new AuthFailureThrottle(config.limits.authFailuresPerIp, config.limits.authFailureWindowSeconds * 1000),
+    handshakes,
   };
   /** SPEC A10: learn the upstream's mechanisms before the first login (one probe at a time). */
   let probing: Promise<unknown> | undefined;
@@ -197,6 +207,7 @@ export function createApp(opts: AppOptions): App {
     views,
     listeners,
     links,
+    handshakes,
     get adminPort() { return admin?.port; },
     get store() { return store; },
     async start() {
@@ -228,10 +239,10 @@ export function createApp(opts: AppOptions): App {
         // Export every (listener, side) series from the start: dashboards and alerts see 0, not "no data".
         for (const side of ["client", "upstream"]) metrics.connectionsOpen.inc({ listener: spec.tls, side }, 0);
         metrics.connectionsAccepted.inc({ listener: spec.tls }, 0);
+        for (const outcome of PACED_OUTCOMES) metrics.tlsHandshakesPaced.inc({ mode: spec.tls, outcome }, 0);
         listeners.push(await bindListener(spec, {
           metrics,
           log,
-          secureContext: () => requireTls().current(),
           accepting: () => !draining,
           onSocket: (socket, mode, origin) => { links.add(new Link(nextId++, socket, mode, linkDeps, origin)); },
           gate,
@@ -250,6 +261,7 @@ export function createApp(opts: AppOptions): App {
       for (const l of listeners) l.server.close();
       connectLimiter.close();
       for (const link of [...links]) link.shutdown();
+      handshakes.close(); // connections still waiting for a handshake slot are closed without one
       // Leave a share of drain.timeoutSeconds for closing the rest (the CLI exits hard at the full timeout).
       const deadline = Date.now() + config.drain.timeoutSeconds * 700;
       while (links.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));

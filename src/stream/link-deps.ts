@@ -11,6 +11,7 @@ import type { FastTokens } from "../sasl/fast.js";
 import type { Socket } from "node:net";
 import type { SecureContext } from "node:tls";
 import type { AuthFailureThrottle } from "../net/ip-gate.js";
+import type { HandshakePacer } from "../net/handshake-pacer.js";
 import type { ClientOrigin } from "../net/client-origin.js";
 import type { ResumptionTable } from "./sm.js";
 
@@ -50,6 +51,8 @@ export interface LinkDeps<S = unknown> {
   onCsi?(session: S, active: boolean): void;
   /** Failed SASL attempts per client address (XEP-0205); absent: no throttling. */
   authThrottle?: AuthFailureThrottle;
+  /** Client TLS handshakes start at most limits.tlsHandshakesPerTurn per turn (SPEC E8); absent: at once. */
+  handshakes?: HandshakePacer;
 }
 
 export interface SaslDeps {

@@ -178,10 +178,26 @@ export class Wire {
   }
 
   /**
+   * Hold the client socket until its TLS handshake may start (SPEC E8): stop parsing (bytes that followed
+   * <starttls/> in the same read are dropped), reading (paused) and writing, but still watch it for close and
+   * errors, so the Link ends if the client goes away meanwhile. The caller reads the ClientHello, wraps the
+   * socket and calls `replaceSocket`.
+   */
+  hold(): Socket {
+    const s = this.detach();
+    this.parser.stop();
+    s.pause();
+    s.on("close", this.onClose);
+    s.on("error", this.onErr);
+    return s;
+  }
+
+  /**
    * Continue on a new (TLS) socket with a fresh parser. The old parser is stopped, so bytes that followed
    * <starttls/> or <proceed/> in the same plaintext read are never parsed (STARTTLS command injection).
    */
   replaceSocket(socket: Socket): void {
+    this.detach(); // a held socket's close and error now reach the TLS socket's listeners instead
     this.parser.stop();
     this.parsing = false;
     this.parser = this.newParser(this.limits);
@@ -220,7 +236,8 @@ export class Wire {
   overCap(): boolean { return this.sock.writableLength > this.maxBufferedBytes; }
 
   pause(): void { this.flowPaused = true; if (!this.ended) this.sock.pause(); }
-  resume(): void { this.flowPaused = false; if (!this.ended && !this.parsing) this.sock.resume(); }
+  // A detached or held socket belongs to its TLS upgrade: resuming it would lose the bytes nobody reads.
+  resume(): void { this.flowPaused = false; if (!this.ended && !this.parsing && !this.detached) this.sock.resume(); }
 
   /** Half-close after flushing, with a hard stop if the peer does not close within `graceMs`. */
   end(graceMs = 2000): void {
