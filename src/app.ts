@@ -9,6 +9,7 @@ import { createTlsMaterial, type TlsMaterial } from "./net/tls/index.js";
 import { bindListener, type BoundListener } from "./net/listeners.js";
 import { AuthFailureThrottle, IpGate } from "./net/ip-gate.js";
 import { HandshakePacer, PACED_OUTCOMES } from "./net/handshake-pacer.js";
+import { LoginPacer } from "./stream/login-pacer.js";
 import { TrustList } from "./net/ip-address.js";
 import type { ClientOrigin } from "./net/client-origin.js";
 import { createChainRunner } from "./chain/runner.js";
@@ -73,9 +74,16 @@ export function createApp(opts: AppOptions): App {
   let nextId = 1;
   let stopEventLoopMonitor: (() => void) | undefined;
 
+  // SPEC E8: a burst of logins is handled a little per event-loop turn: TLS handshakes, then every later step.
+  const handshakes = new HandshakePacer({
+    perTurn: config.limits.tlsHandshakesPerTurn,
+    maxQueued: config.limits.tlsHandshakeQueue,
+    onPaced: (mode, outcome) => metrics.tlsHandshakesPaced.inc({ mode, outcome }),
+  });
+  const logins = new LoginPacer({ budgetMs: config.limits.loginMsPerTurn, onHeld: () => metrics.loginReadsHeld.inc() });
   // SPEC A10: the mechanisms offered to clients mirror what the upstream offers at every connect.
   const saslOffer = new SaslOffer({ scram: config.sasl.scram, channelBinding: config.sasl.channelBinding });
-  const upstreamDeps = { config, metrics, log, onOffered: (m: readonly string[]) => saslOffer.observe(m) };
+  const upstreamDeps = { config, metrics, log, onOffered: (m: readonly string[]) => saslOffer.observe(m), logins };
   const verifiers = new VerifierBook({
     store: () => store,
     iterations: config.sasl.iterations,
@@ -90,12 +98,6 @@ export function createApp(opts: AppOptions): App {
     onLimited: (kind, outcome) => metrics.upstreamConnectsLimited.inc({ kind, outcome }),
   });
   for (const [kind, outcome] of [["login", "waited"], ["login", "refused"], ["anchor", "waited"]] as const) metrics.upstreamConnectsLimited.inc({ kind, outcome }, 0);
-  // SPEC E8: a burst of logins starts its TLS handshakes a few per event-loop turn, not all in one.
-  const handshakes = new HandshakePacer({
-    perTurn: config.limits.tlsHandshakesPerTurn,
-    maxQueued: config.limits.tlsHandshakeQueue,
-    onPaced: (mode, outcome) => metrics.tlsHandshakesPaced.inc({ mode, outcome }),
-  });
   const events = new EventBus((event, err) => {
     log.error({ err, event }, "event handler failed");
     metrics.stageErrors.inc({ stage: "event-bus", path: event });
@@ -170,6 +172,7 @@ export function createApp(opts: AppOptions): App {
     },
     authThrottle: new AuthFailureThrottle(config.limits.authFailuresPerIp, config.limits.authFailureWindowSeconds * 1000),
     handshakes,
+    logins,
   };
   /** SPEC A10: learn the upstream's mechanisms before the first login (one probe at a time). */
   let probing: Promise<unknown> | undefined;

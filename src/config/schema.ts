@@ -173,6 +173,7 @@ export const configShape = z
       authFailureWindowSeconds: seconds().default(300).describe("window for limits.authFailuresPerIp"),
       tlsHandshakesPerTurn: integer(1, 1000).default(8).describe("client TLS handshakes started per event-loop turn at most; the rest wait their turn"),
       tlsHandshakeQueue: integer(1).default(4096).describe("client TLS handshakes waiting for their turn at most; beyond it a connection is closed"),
+      loginMsPerTurn: integer(1, 1000).default(5).describe("milliseconds per event-loop turn spent on the input of streams not yet online; the rest waits its turn"),
     }),
     log: section({
       level: oneOf(LOG_LEVELS).default("info").describe(`log level: ${LOG_LEVELS.join("|")}`),

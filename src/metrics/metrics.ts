@@ -116,6 +116,11 @@ export function createMetrics(build: BuildInfo) {
       labelNames: ["mode", "outcome"] as const,
       registers,
     }),
+    loginReadsHeld: new Counter({
+      name: "mucmux_login_reads_held_total",
+      help: "Reads of streams not yet online (logins) held for a later event-loop turn (limits.loginMsPerTurn).",
+      registers,
+    }),
     tlsHandshakeDuration: new Histogram({
       name: "mucmux_tls_handshake_duration_seconds",
       help: "Client TLS handshake duration.",

@@ -116,6 +116,7 @@ export class Link implements Session, NegotiationPort {
       limits.maxBufferedBytes,
       { stanzaMs: limits.stanzaSeconds * 1000, writeStallMs: limits.writeStallSeconds * 1000 },
     );
+    this.client.gate = deps.logins; // SPEC E8: until online
     this.negotiation = new ClientNegotiation(this);
     deps.metrics.connectionsOpen.inc({ listener: mode, side: "client" });
   }
@@ -430,10 +431,17 @@ export class Link implements Session, NegotiationPort {
   private goOnline(jid: string): void {
     this.jid = jid; // SPEC A4: the client gets exactly the JID upstream bound
     this.phase = "online";
+    this.loggedIn();
     this.log.debug("resource bound");
     const creds = this.credentials;
     this.credentials = undefined;
     this.deps.onBound(this, creds);
+  }
+
+  /** SPEC E8: an online session's input is no longer paced as login work, on either side. */
+  private loggedIn(): void {
+    this.client.gate = undefined;
+    if (this.leg) this.leg.wire.gate = undefined;
   }
 
   /**
@@ -776,6 +784,7 @@ export class Link implements Session, NegotiationPort {
     }
     if (wasHibernated) this.endHibernation("resumed");
     this.phase = "online";
+    this.loggedIn();
     this.log.debug({ upstream: how, resent: sm.unacked }, "session resumed");
     const sock = this.client.socket;
     sock.cork();

@@ -7,6 +7,7 @@ import { XmlStreamError } from "../xml/errors.js";
 import { serialize } from "../xml/serialize.js";
 import type { Counter } from "prom-client";
 import { lazyCounter } from "../metrics/lazy-counter.js";
+import type { LoginPacer } from "./login-pacer.js";
 
 /** Characters per saxes write for big frames: ≤ ~3 ms each on the densest input measured (SPEC E1). */
 export const PARSE_SLICE_CHARS = 8192;
@@ -103,14 +104,36 @@ export class Wire {
    * read leave in one write (one TLS record, one syscall) instead of one each. */
   peer: Wire | undefined;
 
+  /** SPEC E8: set while the stream is not online: each read waits for the login pacer's budget. */
+  gate: LoginPacer | undefined;
+  /** A read is held by the login pacer: the socket stays paused until it is released. */
+  private gated = false;
+
   private readonly onData = (chunk: Buffer) => {
+    if (this.gate !== undefined && !this.gate.admit(this, chunk)) {
+      this.gated = true;
+      this.sock.pause();
+      return;
+    }
+    this.take(chunk);
+  };
+
+  /** The login pacer hands back a read it held (SPEC E8). */
+  release(chunk: Buffer): void {
+    this.gated = false;
+    if (this.ended || this.detached) return;
+    this.take(chunk);
+    if (!this.ended && !this.detached && !this.parsing && !this.flowPaused && !this.gated) this.sock.resume();
+  }
+
+  private take(chunk: Buffer): void {
     this.accounting.bytesIn(chunk.length);
     const peer = this.peer;
     peer?.sock.cork();
     this.parser.write(chunk);
     peer?.sock.uncork();
     if (this.timeouts.stanzaMs) this.checkStanzaDeadline(this.timeouts.stanzaMs);
-  };
+  }
   private stanzaTimer: ReturnType<typeof setTimeout> | undefined;
   private stanzaTimerFrames = 0;
   private stallTimer: ReturnType<typeof setTimeout> | undefined;
@@ -237,7 +260,7 @@ export class Wire {
 
   pause(): void { this.flowPaused = true; if (!this.ended) this.sock.pause(); }
   // A detached or held socket belongs to its TLS upgrade: resuming it would lose the bytes nobody reads.
-  resume(): void { this.flowPaused = false; if (!this.ended && !this.parsing && !this.detached) this.sock.resume(); }
+  resume(): void { this.flowPaused = false; if (!this.ended && !this.parsing && !this.detached && !this.gated) this.sock.resume(); }
 
   /** Half-close after flushing, with a hard stop if the peer does not close within `graceMs`. */
   end(graceMs = 2000): void {

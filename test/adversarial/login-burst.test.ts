@@ -1,13 +1,15 @@
 // SPEC E8: a burst of TLS handshakes through real listeners (mucmux in this process, loopback, real TLS) starts
 // at most limits.tlsHandshakesPerTurn per turn of the event loop, and every connection still completes: direct TLS,
 // STARTTLS, and direct TLS behind a PROXY header. Turns are counted by a setImmediate ticker in the same loop, and
-// handshakes by the app's pacer (each one counted where its TLS socket is made), not by timing.
+// handshakes by the app's pacer (each one counted where its TLS socket is made), not by timing. Then a burst of
+// whole logins, with a login budget small enough that reads must wait: every session is bound.
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
 import net from "node:net";
 import tls from "node:tls";
 import { startEnv, waitUntil, type Env } from "./harness.js";
 import { metric } from "../support/mucmux.js";
+import { RawClient } from "../support/raw-client.js";
 import type { HandshakePacer } from "../../src/net/handshake-pacer.js";
 
 const PER_TURN = 4;
@@ -87,7 +89,7 @@ describe("SPEC E8: a burst of TLS handshakes starts at most limits.tlsHandshakes
   let env: Env;
   const open: net.Socket[] = [];
   before(async () => {
-    env = await startEnv({ limits: { tlsHandshakesPerTurn: PER_TURN }, proxyProtocol: { trusted: [LB] } }, "info");
+    env = await startEnv({ limits: { tlsHandshakesPerTurn: PER_TURN, loginMsPerTurn: 1 }, proxyProtocol: { trusted: [LB] } }, "info");
   });
   after(async () => {
     for (const s of open) s.destroy();
@@ -169,6 +171,19 @@ describe("SPEC E8: a burst of TLS handshakes starts at most limits.tlsHandshakes
     const closed = await metric(env.mux.adminPort, "mucmux_tls_handshakes_paced_total", 'mode="direct",outcome="closed"');
     assert.ok(closed - closedBefore >= 10, `${closed - closedBefore} of the 20 left the queue without a handshake`);
     assert.ok(pacer.started - startedBefore <= 50, `${pacer.started - startedBefore} handshakes started for 40 clients that stayed`);
+    await env.canary.check();
+  });
+
+  test("100 whole logins at once (TLS, PLAIN, bind): every session is bound, some of their reads waited for a later turn", async () => {
+    const heldBefore = await metric(env.mux.adminPort, "mucmux_login_reads_held_total");
+    const clients = await Promise.all(Array.from({ length: 100 }, async (_, i) => {
+      const c = await RawClient.connect(env.mux.directPort);
+      open.push(c.socket);
+      return { c, jid: await c.login(`burst${i}`, `pw${i}`, `r${i}`) };
+    }));
+    assert.deepEqual(clients.map(({ jid }) => jid), clients.map((_, i) => `burst${i}@localhost/r${i}`));
+    const held = await metric(env.mux.adminPort, "mucmux_login_reads_held_total");
+    assert.ok(held > heldBefore, "login reads waited (mucmux_login_reads_held_total)");
     await env.canary.check();
   });
 });
