@@ -38,8 +38,12 @@ const MAM = /^urn:xmpp:mam:[0-9]+$/;
 export class IqTracker {
   private readonly pending = new Map<string, Entry>();
   private readonly byQuery = new Map<string, string>();
-  /** Ids that timed out lately: an answer that arrives after all is taken (and dropped), never passed on. */
-  private readonly late = new LRUCache<string, true>({ max: 256 });
+  /**
+   * Ids that timed out lately: an answer that arrives after all is taken (and dropped), never passed on. Made at
+   * the first timeout: an LRUCache allocates its arrays up front, and every account has two trackers (in a burst of
+   * logins they filled the young generation, and each scavenge had to copy them).
+   */
+  private late: LRUCache<string, true> | undefined;
 
   constructor(private readonly opts: { prefix: string; timeoutMs: number }) {}
 
@@ -73,7 +77,7 @@ export class IqTracker {
         resolve: (el) => { settle(); resolve(el); },
         reject: (err) => { settle(); reject(err); },
         timer: setTimeout(() => {
-          this.late.set(id, true);
+          (this.late ??= new LRUCache<string, true>({ max: 256 })).set(id, true);
           entry.reject(new IqError("timeout", "no answer in time"));
         }, o.timeoutMs ?? this.opts.timeoutMs),
         to: (iq.attrs.to ?? "").toLowerCase(),
@@ -104,7 +108,7 @@ export class IqTracker {
       if (type !== "result" && type !== "error") return false;
       const id = el.attrs.id;
       const entry = id === undefined ? undefined : this.pending.get(id);
-      if (!entry || !sameJid(el.attrs.from, entry.to)) return id !== undefined && this.late.delete(id);
+      if (!entry || !sameJid(el.attrs.from, entry.to)) return id !== undefined && this.late !== undefined && this.late.delete(id);
       entry.resolve(el);
       return true;
     }

@@ -33,8 +33,15 @@ export class AccountOffline {
   readonly noRejoin = new Set<string>();
   /** Rooms whose last registration GET said `<registered/>`: a registration that predates mucmux's form (SPEC D4). */
   readonly preRegistered = new Set<string>();
-  /** Stable ids (room stanza-ids) handled lately by this stage: a message fetched twice is handled once. */
-  readonly recent = new LRUCache<string, true>({ max: 1000 });
+  private recentIds: LRUCache<string, true> | undefined;
+  /**
+   * Stable ids (room stanza-ids) handled lately by this stage: a message fetched twice is handled once. Made at its
+   * first use: an LRUCache allocates its arrays up front, and most accounts never need it (in a burst of logins
+   * they filled the young generation, and each scavenge had to copy them).
+   */
+  get recent(): LRUCache<string, true> {
+    return (this.recentIds ??= new LRUCache<string, true>({ max: 1000 }));
+  }
   /** Newest stable id each flagged room's anchor received, not yet written to the store (batched). */
   readonly pendingMarks = new Map<string, { key: string; at: number }>();
   markTimer: NodeJS.Timeout | undefined;
