@@ -10,6 +10,8 @@ import { warmUpXml } from "./xml/warmup.js";
 import { PARSE_SLICE_CHARS } from "./stream/wire.js";
 import { bindListener, type BoundListener } from "./net/listeners.js";
 import { AuthFailureThrottle, IpGate } from "./net/ip-gate.js";
+import { HandshakePacer, PACED_OUTCOMES } from "./net/handshake-pacer.js";
+import { LoginPacer } from "./stream/login-pacer.js";
 import { TrustList } from "./net/ip-address.js";
 import type { ClientOrigin } from "./net/client-origin.js";
 import { createChainRunner } from "./chain/runner.js";
@@ -45,6 +47,8 @@ export interface App {
   readonly listeners: readonly BoundListener[];
   readonly adminPort: number | undefined;
   readonly links: ReadonlySet<Link>;
+  /** Client TLS handshakes, started at most limits.tlsHandshakesPerTurn per turn (SPEC E8). */
+  readonly handshakes: HandshakePacer;
   readonly metrics: Metrics;
   readonly accounts: AccountRegistry;
   /** Read-only views of stage state (the rooms each account manages) and of the MUC services. */
@@ -73,9 +77,16 @@ export function createApp(opts: AppOptions): App {
   let nextId = 1;
   let stopEventLoopMonitor: (() => void) | undefined;
 
+  // SPEC E8: a burst of logins is handled a little per event-loop turn: TLS handshakes, then every later step.
+  const handshakes = new HandshakePacer({
+    perTurn: config.limits.tlsHandshakesPerTurn,
+    maxQueued: config.limits.tlsHandshakeQueue,
+    onPaced: (mode, outcome) => metrics.tlsHandshakesPaced.inc({ mode, outcome }),
+  });
+  const logins = new LoginPacer({ budgetMs: config.limits.loginMsPerTurn, onHeld: () => metrics.loginReadsHeld.inc() });
   // SPEC A10: the mechanisms offered to clients mirror what the upstream offers at every connect.
   const saslOffer = new SaslOffer({ scram: config.sasl.scram, channelBinding: config.sasl.channelBinding });
-  const upstreamDeps = { config, metrics, log, onOffered: (m: readonly string[]) => saslOffer.observe(m) };
+  const upstreamDeps = { config, metrics, log, onOffered: (m: readonly string[]) => saslOffer.observe(m), logins };
   const verifiers = new VerifierBook({
     store: () => store,
     iterations: config.sasl.iterations,
@@ -165,6 +176,8 @@ export function createApp(opts: AppOptions): App {
       accounts.sessionClosed(link);
     },
     authThrottle: new AuthFailureThrottle(config.limits.authFailuresPerIp, config.limits.authFailureWindowSeconds * 1000),
+    handshakes,
+    logins,
   };
   /** SPEC A10: learn the upstream's mechanisms before the first login (one probe at a time). */
   let probing: Promise<unknown> | undefined;
@@ -202,6 +215,7 @@ export function createApp(opts: AppOptions): App {
     views,
     listeners,
     links,
+    handshakes,
     get adminPort() { return admin?.port; },
     get store() { return store; },
     async start() {
@@ -237,10 +251,10 @@ export function createApp(opts: AppOptions): App {
         // Export every (listener, side) series from the start: dashboards and alerts see 0, not "no data".
         for (const side of ["client", "upstream"]) metrics.connectionsOpen.inc({ listener: spec.tls, side }, 0);
         metrics.connectionsAccepted.inc({ listener: spec.tls }, 0);
+        for (const outcome of PACED_OUTCOMES) metrics.tlsHandshakesPaced.inc({ mode: spec.tls, outcome }, 0);
         listeners.push(await bindListener(spec, {
           metrics,
           log,
-          secureContext: () => requireTls().current(),
           accepting: () => !draining,
           onSocket: (socket, mode, origin) => { links.add(new Link(nextId++, socket, mode, linkDeps, origin)); },
           gate,
@@ -259,6 +273,7 @@ export function createApp(opts: AppOptions): App {
       for (const l of listeners) l.server.close();
       connectLimiter.close();
       for (const link of [...links]) link.shutdown();
+      handshakes.close(); // connections still waiting for a handshake slot are closed without one
       // Leave a share of drain.timeoutSeconds for closing the rest (the CLI exits hard at the full timeout).
       const deadline = Date.now() + config.drain.timeoutSeconds * 700;
       while (links.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));

@@ -171,6 +171,9 @@ export const configShape = z
       connectsPerIpPerSecond: integer(0).default(0).describe("new client connections per second per remote address (0: no cap)"),
       authFailuresPerIp: integer(0).default(0).describe("failed logins per remote address per window before refusing (0: off)"),
       authFailureWindowSeconds: seconds().default(300).describe("window for limits.authFailuresPerIp"),
+      tlsHandshakesPerTurn: integer(1, 1000).default(8).describe("client TLS handshakes started per event-loop turn at most; the rest wait their turn"),
+      tlsHandshakeQueue: integer(1).default(4096).describe("client TLS handshakes waiting for their turn at most; beyond it a connection is closed"),
+      loginMsPerTurn: integer(1, 1000).default(5).describe("milliseconds per event-loop turn spent on the input of streams not yet online; the rest waits its turn"),
     }),
     log: section({
       level: oneOf(LOG_LEVELS).default("info").describe(`log level: ${LOG_LEVELS.join("|")}`),

@@ -110,6 +110,17 @@ export function createMetrics(build: BuildInfo) {
       labelNames: ["mode", "result", "version"] as const,
       registers,
     }),
+    tlsHandshakesPaced: new Counter({
+      name: "mucmux_tls_handshakes_paced_total",
+      help: "Client TLS handshakes that had to wait for a later event-loop turn (limits.tlsHandshakesPerTurn), by mode and outcome (started, closed, refused: queue full, drain).",
+      labelNames: ["mode", "outcome"] as const,
+      registers,
+    }),
+    loginReadsHeld: new Counter({
+      name: "mucmux_login_reads_held_total",
+      help: "Reads of streams not yet online (logins) held for a later event-loop turn (limits.loginMsPerTurn).",
+      registers,
+    }),
     tlsHandshakeDuration: new Histogram({
       name: "mucmux_tls_handshake_duration_seconds",
       help: "Client TLS handshake duration.",

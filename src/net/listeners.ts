@@ -1,11 +1,10 @@
-// Client listeners (SPEC A1): STARTTLS and direct TLS (XEP-0368). Both are plain TCP servers; direct TLS
-// wraps each socket at once, so both modes share one TLS path and one hot-swappable SecureContext. Behind a
-// trusted load balancer the PROXY header is read first, on the raw TCP socket (client-origin.ts).
+// Client listeners (SPEC A1): STARTTLS and direct TLS (XEP-0368). Both are plain TCP servers handing the raw
+// socket to a Link: for direct TLS too, the Link wraps it once its ClientHello is in and the handshake pacer gives
+// it a slot (SPEC E8), so both modes share one TLS path and one hot-swappable SecureContext. Behind a trusted load
+// balancer the PROXY header is read first, on the raw TCP socket (client-origin.ts).
 import net from "node:net";
-import type { SecureContext } from "node:tls";
 import type { Metrics } from "../metrics/metrics.js";
 import type { Logger } from "../log.js";
-import { wrapServerTls } from "./server-tls.js";
 import type { IpGate } from "./ip-gate.js";
 import type { TrustList } from "./ip-address.js";
 import { HEADER_OUTCOMES, headerOrigin, readProxyHeader, socketOrigin, type ClientOrigin } from "./client-origin.js";
@@ -22,9 +21,8 @@ export interface BoundListener {
 export interface ListenerDeps {
   metrics: Metrics;
   log: Logger;
-  secureContext(): SecureContext;
   accepting(): boolean;
-  /** `origin`: the client's address (the PROXY header's when a trusted balancer sent one). */
+  /** The raw TCP socket, also for direct TLS; `origin`: the client's address (the PROXY header's when a trusted balancer sent one). */
   onSocket(socket: net.Socket, mode: ListenerSpec["tls"], origin: ClientOrigin): void;
   /** Per-IP connection and accept-rate caps, shared by all listeners (ip-gate.ts). */
   gate?: IpGate;
@@ -52,7 +50,7 @@ export async function bindListener(spec: ListenerSpec, deps: ListenerDeps): Prom
       }
       if (socket.destroyed || !deps.accepting()) { socket.destroy(); return; }
       if (admit(socket, headerOrigin(r.header, socket), spec, deps) && spec.tls === "starttls") {
-        socket.resume(); // paused by readProxyHeader; the Wire now listens (direct TLS reads the handle itself)
+        socket.resume(); // paused by readProxyHeader; the Wire now listens (direct TLS: the pacer reads the ClientHello)
       }
     });
   });
@@ -70,7 +68,7 @@ export async function bindListener(spec: ListenerSpec, deps: ListenerDeps): Prom
 /** One function for every socket (a closure each would be kept for the life of the connection). */
 const ignore = (): void => {};
 
-/** Per-IP admission on the client's address, then hand the socket on (wrapped first for direct TLS). */
+/** Per-IP admission on the client's address, then hand the socket on. */
 function admit(socket: net.Socket, origin: ClientOrigin, spec: ListenerSpec, deps: ListenerDeps): boolean {
   const gate = deps.gate;
   if (gate?.enabled) {
@@ -84,7 +82,6 @@ function admit(socket: net.Socket, origin: ClientOrigin, spec: ListenerSpec, dep
     socket.once("close", () => gate.release(ip));
   }
   deps.metrics.connectionsAccepted.inc({ listener: spec.tls });
-  const s = spec.tls === "direct" ? wrapServerTls(socket, "direct", deps.secureContext(), deps.metrics) : socket;
-  deps.onSocket(s, spec.tls, origin);
+  deps.onSocket(socket, spec.tls, origin);
   return true;
 }

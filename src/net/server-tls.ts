@@ -3,8 +3,8 @@ import tls from "node:tls";
 import type { Socket } from "node:net";
 import type { Metrics } from "../metrics/metrics.js";
 
-export function wrapServerTls(raw: Socket, mode: "starttls" | "direct", secureContext: tls.SecureContext, metrics: Metrics): tls.TLSSocket {
-  const started = performance.now();
+/** `since` (performance.now()): accept (direct) or `<proceed/>` (STARTTLS); the duration includes any wait for a handshake slot (SPEC E8). */
+export function wrapServerTls(raw: Socket, mode: "starttls" | "direct", secureContext: tls.SecureContext, metrics: Metrics, since = performance.now()): tls.TLSSocket {
   const s = new tls.TLSSocket(raw, {
     isServer: true,
     secureContext,
@@ -12,7 +12,7 @@ export function wrapServerTls(raw: Socket, mode: "starttls" | "direct", secureCo
   });
   s.once("secure", () => {
     metrics.tlsHandshakes.inc({ mode, result: "success", version: s.getProtocol() ?? "unknown" });
-    metrics.tlsHandshakeDuration.observe({ mode }, (performance.now() - started) / 1000);
+    metrics.tlsHandshakeDuration.observe({ mode }, (performance.now() - since) / 1000);
   });
   s.once("error", () => {
     if (!s.encrypted || !s.getProtocol()) metrics.tlsHandshakes.inc({ mode, result: "failure", version: "none" });

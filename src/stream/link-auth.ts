@@ -15,6 +15,8 @@ import type { StoredVerifier } from "../store/store.js";
 import { HT_MECHANISM, parseHtResponse } from "../sasl/fast.js";
 import { randomBytes } from "node:crypto";
 import { wrapServerTls } from "../net/server-tls.js";
+import type { PacedHandshake } from "../net/handshake-pacer.js";
+import type { Socket } from "node:net";
 import { escapeText } from "../xml/serialize.js";
 import { wireSettings, type Wire } from "./wire.js";
 import type { UpstreamLeg } from "./upstream.js";
@@ -91,6 +93,8 @@ export class ClientNegotiation {
   /** Aborted when the client goes away while its login waits for a connect slot. */
   private gone: AbortController | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** Waiting for its ClientHello or for a handshake slot (SPEC E8). */
+  private pacing: PacedHandshake | undefined;
 
   constructor(private readonly link: NegotiationPort) {
     this.encrypted = link.mode === "direct";
@@ -100,6 +104,7 @@ export class ClientNegotiation {
       link.deps.config.limits.handshakeSeconds * 1000,
     );
     this.timer.unref();
+    if (link.mode === "direct") this.handshake(link.client.hold());
   }
 
   sendFeatures(): void {
@@ -153,11 +158,26 @@ export class ClientNegotiation {
     link.client.write(`<proceed xmlns='${NS.tls}'/>`);
     // A fresh parser on the TLS socket: bytes after <starttls/> in the same plaintext read are dropped
     // (the STARTTLS command-injection class of bugs).
-    const raw = link.client.detach();
-    const secure = wrapServerTls(raw, "starttls", link.deps.secureContext(), link.deps.metrics);
-    secure.once("secure", () => { this.encrypted = true; });
+    const raw = link.client.hold();
     link.phase = "auth";
-    link.client.replaceSocket(secure);
+    this.handshake(raw);
+  }
+
+  /** SPEC E8: the client's TLS handshake starts when the pacer gives it a slot, once its ClientHello is in. */
+  private handshake(raw: Socket): void {
+    const link = this.link;
+    const since = performance.now();
+    const start = (): boolean => {
+      this.pacing = undefined;
+      if (this.abandoned || link.phase === "closing" || link.phase === "closed") return false;
+      const secure = wrapServerTls(raw, link.mode, link.deps.secureContext(), link.deps.metrics, since);
+      secure.once("secure", () => { this.encrypted = true; });
+      link.client.replaceSocket(secure);
+      return true;
+    };
+    const pacer = link.deps.handshakes;
+    if (pacer) this.pacing = pacer.submit(raw, link.mode, start);
+    else start();
   }
 
   /** Channel binding types this connection can give (SPEC A14); none asked of the TLS layer unless -PLUS is on. */
@@ -554,6 +574,7 @@ export class ClientNegotiation {
 
   abandon(): void {
     this.abandoned = true;
+    this.pacing?.cancel();
     clearTimeout(this.timer);
     this.timer = undefined;
     this.expect?.abort();

@@ -11,6 +11,8 @@ import type { FastTokens } from "../sasl/fast.js";
 import type { Socket } from "node:net";
 import type { SecureContext } from "node:tls";
 import type { AuthFailureThrottle } from "../net/ip-gate.js";
+import type { HandshakePacer } from "../net/handshake-pacer.js";
+import type { LoginPacer } from "./login-pacer.js";
 import type { ClientOrigin } from "../net/client-origin.js";
 import type { ResumptionTable } from "./sm.js";
 import type { WriteBatch } from "./write-batch.js";
@@ -53,6 +55,10 @@ export interface LinkDeps<S = unknown> {
   onCsi?(session: S, active: boolean): void;
   /** Failed SASL attempts per client address (XEP-0205); absent: no throttling. */
   authThrottle?: AuthFailureThrottle;
+  /** Client TLS handshakes start at most limits.tlsHandshakesPerTurn per turn (SPEC E8); absent: at once. */
+  handshakes?: HandshakePacer;
+  /** The input of streams not yet online is handled at most limits.loginMsPerTurn per turn (SPEC E8); absent: at once. */
+  logins?: LoginPacer;
 }
 
 export interface SaslDeps {

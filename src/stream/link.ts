@@ -157,6 +157,7 @@ export class Link implements Session, NegotiationPort {
       limits.maxBufferedBytes,
       settings.clientTimeouts,
     );
+    this.client.gate = deps.logins; // SPEC E8: until online
     this.negotiation = new ClientNegotiation(this);
     deps.metrics.connectionsOpen.inc({ listener: mode, side: "client" });
   }
@@ -464,10 +465,17 @@ export class Link implements Session, NegotiationPort {
     this.jid = jid; // SPEC A4: the client gets exactly the JID upstream bound
     this.phase = "online";
     this.negotiation.done();
+    this.loggedIn();
     this.debug("resource bound");
     const creds = this.credentials;
     this.credentials = undefined;
     this.deps.onBound(this, creds);
+  }
+
+  /** SPEC E8: an online session's input is no longer paced as login work, on either side. */
+  private loggedIn(): void {
+    this.client.gate = undefined;
+    if (this.leg) this.leg.wire.gate = undefined;
   }
 
   /**
@@ -813,6 +821,7 @@ export class Link implements Session, NegotiationPort {
     if (this.leg) this.client.peer = this.leg.wire;
     if (wasHibernated) this.endHibernation("resumed");
     this.phase = "online";
+    this.loggedIn();
     this.debug("session resumed", { upstream: how, resent: sm.unacked });
     const sock = this.client.socket;
     sock.cork();

@@ -17,6 +17,7 @@ import type { Config } from "../config/index.js";
 import type { Metrics } from "../metrics/metrics.js";
 import type { Logger } from "../log.js";
 import type { ClientOrigin } from "../net/client-origin.js";
+import type { LoginPacer } from "./login-pacer.js";
 import { encodeProxyV2, PROXY_V2_LOCAL } from "../net/proxy-protocol.js";
 
 export interface UpstreamDeps {
@@ -25,6 +26,8 @@ export interface UpstreamDeps {
   log: Logger;
   /** The SASL mechanisms the upstream offered before authentication, at every connect (SPEC A10 mirrors them). */
   onOffered?(mechanisms: readonly string[]): void;
+  /** SPEC E8: a login's leg is paced as login work until its session is online (the Link lifts it). */
+  logins?: LoginPacer;
 }
 
 /** The client gave up a relayed exchange (SPEC A13): the upstream attempt ends as `aborted`. */
@@ -124,6 +127,7 @@ export async function connectUpstream(
     const dispatch = new Dispatcher();
     const limits = config.limits;
     wire = new Wire(socket, dispatch, wireSettings(limits).upstream, sharedAccounting(metrics.bytes, "upstream"), limits.maxBufferedBytes);
+    if (origin) wire.gate = deps.logins; // a client's login, not mucmux's own stream
     const q = dispatch.queue;
     const w = wire;
     const next = async (): Promise<Element> => {

@@ -9,6 +9,7 @@ import type { Counter } from "prom-client";
 import { lazyCounter } from "../metrics/lazy-counter.js";
 import type { Hold, Holdable } from "./write-batch.js";
 import type { Config } from "../config/index.js";
+import type { LoginPacer } from "./login-pacer.js";
 
 /** Characters scanned per turn for big frames (SPEC E1: no step over 10 ms on the densest input). */
 export const PARSE_SLICE_CHARS = 8192;
@@ -152,7 +153,29 @@ export class Wire implements Holdable {
    * writer batches per turn instead (write-batch.ts), whichever stream the stanzas came from. */
   peer: Wire | undefined;
 
+  /** SPEC E8: set while the stream is not online: each read waits for the login pacer's budget. */
+  gate: LoginPacer | undefined;
+  /** A read is held by the login pacer: the socket stays paused until it is released. */
+  private gated = false;
+
   private received(chunk: Buffer): void {
+    if (this.gate !== undefined && !this.gate.admit(this, chunk)) {
+      this.gated = true;
+      this.sock.pause();
+      return;
+    }
+    this.take(chunk);
+  }
+
+  /** The login pacer hands back a read it held (SPEC E8). */
+  release(chunk: Buffer): void {
+    this.gated = false;
+    if (this.ended || this.detached) return;
+    this.take(chunk);
+    if (!this.ended && !this.detached && !this.parsing && !this.flowPaused && !this.gated) this.sock.resume();
+  }
+
+  private take(chunk: Buffer): void {
     this.accounting.bytesIn(chunk.length);
     const peer = this.peer;
     peer?.sock.cork();
@@ -227,10 +250,27 @@ export class Wire implements Holdable {
   }
 
   /**
+   * Hold the client socket until its TLS handshake may start (SPEC E8): stop parsing (bytes that followed
+   * <starttls/> in the same read are dropped), reading (paused) and writing, but still watch it for close and
+   * errors, so the Link ends if the client goes away meanwhile. The caller reads the ClientHello, wraps the
+   * socket and calls `replaceSocket`.
+   */
+  hold(): Socket {
+    const s = this.detach();
+    this.parser.stop();
+    s.pause();
+    (s as Attached)[WIRE] = this;
+    s.on("close", Wire.onSocketClose);
+    s.on("error", Wire.onSocketError);
+    return s;
+  }
+
+  /**
    * Continue on a new (TLS) socket with a fresh parser. The old parser is stopped, so bytes that followed
    * <starttls/> or <proceed/> in the same plaintext read are never parsed (STARTTLS command injection).
    */
   replaceSocket(socket: Socket): void {
+    this.detach(); // a held socket's close and error now reach the TLS socket's listeners instead
     this.parser.stop();
     this.parsing = false;
     this.parser = this.newParser(this.limits);
@@ -269,7 +309,8 @@ export class Wire implements Holdable {
   overCap(): boolean { return this.sock.writableLength > this.maxBufferedBytes; }
 
   pause(): void { this.flowPaused = true; if (!this.ended) this.sock.pause(); }
-  resume(): void { this.flowPaused = false; if (!this.ended && !this.parsing) this.sock.resume(); }
+  // A detached or held socket belongs to its TLS upgrade: resuming it would lose the bytes nobody reads.
+  resume(): void { this.flowPaused = false; if (!this.ended && !this.parsing && !this.detached && !this.gated) this.sock.resume(); }
 
   /** Half-close after flushing, with a hard stop if the peer does not close within `graceMs`. */
   end(graceMs = 2000): void {

@@ -41,6 +41,7 @@ describe("loadConfig defaults", () => {
         maxStanzaBytes: 262144, maxUnauthedStanzaBytes: 10000, handshakeSeconds: 30, maxDepth: 64,
         maxAttributes: 100, maxChildren: 20000, maxElements: 10000, maxBufferedBytes: 4194304, stanzaSeconds: 30, writeStallSeconds: 60,
         maxConnectionsPerIp: 0, connectsPerIpPerSecond: 0, authFailuresPerIp: 0, authFailureWindowSeconds: 300,
+        tlsHandshakesPerTurn: 8, tlsHandshakeQueue: 4096, loginMsPerTurn: 5,
       },
       log: { level: "info" },
       drain: { timeoutSeconds: 10 },
