@@ -315,6 +315,7 @@ export class Link implements Session, NegotiationPort {
     this.leg = leg;
     this.client.peer = leg.wire;
     leg.wire.peer = this.client;
+    if (this.online) leg.wire.gate = undefined; // a leg restored under a resumed session (SPEC E8)
     if (!counted) this.deps.metrics.connectionsOpen.inc({ listener: this.mode, side: "upstream" });
     leg.setHandlers({
       onElement: (el) => this.onUpstreamElement(el),
