@@ -357,6 +357,7 @@ export class Link implements Session, NegotiationPort {
     // The client's reads cork the leg (stanzas of one read leave in one write); toward the client the one writer
     // batches per turn (write-batch.ts).
     this.client.peer = leg.wire;
+    if (this.online) leg.wire.gate = undefined; // a leg restored under a resumed session (SPEC E8)
     if (!counted) this.deps.metrics.connectionsOpen.inc({ listener: this.mode, side: "upstream" });
     leg.setHandlers(new Link.LegEvents(this));
   }
