@@ -258,6 +258,20 @@ export function mergeReport(r: ReportInput, order: readonly string[] = []): void
     const end = lines.findIndex((l, i) => i > idLine && l.startsWith("## "));
     return start < 0 ? undefined : [start, end < 0 ? lines.length : end];
   };
+  // The before/after table follows this run where it has the figures: replaced (or added after the targets table).
+  const ba = beforeAfter(r);
+  if (r.scenarios.some((s) => BEFORE.some((b) => b.scenario === s.id))) {
+    const start = lines.findIndex((l) => l === ba[0]);
+    const end = start < 0 ? -1 : lines.findIndex((l, i) => i > start && l.startsWith("## "));
+    const section = [...ba.slice(0, 2), stamp, "", ...ba.slice(2), ""];
+    if (start >= 0) lines = [...lines.slice(0, start), ...section, ...lines.slice(end < 0 ? lines.length : end)];
+    else {
+      const targetsAt = lines.findIndex((l) => l.startsWith("## Performance targets"));
+      const after = targetsAt < 0 ? -1 : lines.findIndex((l, i) => i > targetsAt && l.startsWith("## "));
+      const at = after < 0 ? lines.length : after;
+      lines = [...lines.slice(0, at), ...section, ...lines.slice(at)];
+    }
+  }
   for (const s of r.scenarios) {
     const section = renderScenario(s, m, stamp);
     const here = find(s.id);
