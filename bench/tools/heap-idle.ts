@@ -1,8 +1,10 @@
 // What mucmux retains per idle session: heap snapshots of a mucmux child at 0 and at N idle sessions (spread
 // over ACCOUNTS accounts), difference divided by N: self sizes by node and first retainer, then by owner (the
 // nearest dominating Link, Wire, socket, parser, account record, ...; lib/heap-snapshot.ts).
-// `node --import tsx bench/tools/heap-idle.ts [N] [ACCOUNTS]` (default 300 over 10, as idle-memory spreads its
-// sessions; N over N accounts shows what an account record costs). Not part of `npm run bench`.
+// `node --import tsx bench/tools/heap-idle.ts [N] [ACCOUNTS] [client]` (default 300 over 10, as idle-memory spreads its
+// sessions; N over N accounts shows what an account record costs; `client`: after bind each session sends its
+// presence, asks the server's disco#info, enables carbons, reads its roster, enables stream management with resumption
+// and says it is inactive, as a phone's client does). Not part of `npm run bench`.
 import * as fs from "node:fs";
 import * as path from "node:path";
 
@@ -16,6 +18,12 @@ import { perSession, summarize } from "../lib/heap-snapshot.js";
 
 const N = Number(process.argv[2] ?? 300);
 const ACCOUNTS = Number(process.argv[3] ?? 10);
+/** `client`: each session then does what a phone's client does after bind before it goes idle. */
+const CLIENT = process.argv[4] === "client";
+const AFTER_BIND = "<presence/>" +
+  "<iq type='get' id='disco1' to='localhost'><query xmlns='http://jabber.org/protocol/disco#info'/></iq>" +
+  "<iq type='set' id='carbons1'><enable xmlns='urn:xmpp:carbons:2'/></iq>" +
+  "<iq type='get' id='roster1'><query xmlns='jabber:iq:roster'/></iq>";
 const DIR = path.join(TEST_TMP, "heap");
 /** Constructors that own what they dominate in the "by owner" tables. */
 const OWNERS = new Set([
@@ -62,7 +70,12 @@ async function main(): Promise<void> {
     const a = summarize(await snapshot(m.pid, "base"), OWNERS);
     await mapLimit([...Array(N).keys()], 32, async (i) => {
       const user = `idle${i % ACCOUNTS}`;
-      sessions.push(await login({ port: m.directPort, user, password: users[user] ?? "", resource: `h${i}`, ca: cert.cert }));
+      const session = await login({ port: m.directPort, user, password: users[user] ?? "", resource: `h${i}`, ca: cert.cert });
+      sessions.push(session);
+      if (!CLIENT) return;
+      session.write(AFTER_BIND);
+      await session.enableSm();
+      session.write("<inactive xmlns='urn:xmpp:csi:0'/>");
     });
     await sleep(1500);
     const rss1 = rssKiB(m.pid);

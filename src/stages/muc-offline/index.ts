@@ -3,7 +3,6 @@
 // register IQ before the MUC stage routes it via the anchor, and s2c it sees the answer after the MUC stage
 // mapped it back to the session. It reaches rooms and other stages only through events and read-only views.
 import type { Element } from "@xmpp/xml";
-import { LRUCache } from "lru-cache";
 import type { ChainOrigin, Direction, Stage, StanzaContext } from "../../chain/stage.js";
 import type { Session } from "../../chain/session.js";
 import type { Account } from "../../account/account.js";
@@ -71,21 +70,30 @@ const DISCO_ASKED = Symbol("mucmux.offline.disco-asked");
 /** disco#info questions of one session waiting for their answer (id → asked JID); the oldest is forgotten beyond this. */
 const MAX_DISCO_ASKED = 32;
 
+/**
+ * Kept in insertion order, the newest last: a question leaves at its answer, so that order is the least recently used
+ * one. A Map only while questions are pending, not an LRUCache for the life of the session: every client asks its
+ * server at login, and an LRUCache of 32 costs 2.4 KiB (memory per idle session).
+ */
 function noteDiscoQuestion(session: Session, iq: Element): void {
-  if (iq.attrs.id === undefined) return;
-  let asked = session.slots.get(DISCO_ASKED) as LRUCache<string, string> | undefined;
-  if (!asked) session.slots.set(DISCO_ASKED, (asked = new LRUCache<string, string>({ max: MAX_DISCO_ASKED })));
-  asked.set(iq.attrs.id, (iq.attrs.to ?? "").toLowerCase());
+  const id = iq.attrs.id;
+  if (id === undefined) return;
+  let asked = session.slots.get(DISCO_ASKED) as Map<string, string> | undefined;
+  if (!asked) session.slots.set(DISCO_ASKED, (asked = new Map()));
+  asked.delete(id); // an id used again is the newest question
+  asked.set(id, (iq.attrs.to ?? "").toLowerCase());
+  if (asked.size > MAX_DISCO_ASKED) asked.delete(asked.keys().next().value as string);
 }
 
 /** Is this disco#info result the answer to a question the session asked (same id, from where it asked)? */
 function wasAsked(session: Session, result: Element): boolean {
-  const asked = session.slots.get(DISCO_ASKED) as LRUCache<string, string> | undefined;
+  const asked = session.slots.get(DISCO_ASKED) as Map<string, string> | undefined;
   const id = result.attrs.id;
   if (!asked || id === undefined) return false;
   const to = asked.get(id);
   if (to === undefined) return false;
   asked.delete(id);
+  if (asked.size === 0) session.slots.delete(DISCO_ASKED);
   return to === (result.attrs.from ?? "").toLowerCase();
 }
 

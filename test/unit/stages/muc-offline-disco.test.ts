@@ -42,7 +42,7 @@ function harness() {
   const c2s: Delivery = { onward: (el) => void leg.push(el), back: (el) => session.deliver(el) };
   accounts.sessionBound(session, { username: "alice", secret: { kind: "password", password: "pw" } });
   return {
-    learnt, written, leg,
+    learnt, written, leg, session,
     sends: (xml: string) => runner.run("c2s", session, stanza(xml), c2s, "client"),
     receives: (xml: string) => session.deliver(stanza(xml), { origin: "upstream" }),
   };
@@ -72,5 +72,16 @@ describe("muc-offline: disco#info answers", () => {
     assert.deepEqual(h.learnt, []);
     assert.equal(h.written.length, 3);
     assert.ok(h.written.every((el) => features(el).includes(OFFLINE_FEATURE)));
+  });
+
+  it("SPEC B10: beyond 32 pending questions the oldest is forgotten; answered ones leave nothing in the session", () => {
+    const h = harness();
+    const ask = (i: number) => h.sends(`<iq type='get' id='q${i}' to='muc${i}.example.test'><query xmlns='${DISCO_INFO}'/></iq>`);
+    for (let i = 0; i <= 32; i++) ask(i); // q0 forgotten
+    ask(1); // asked again: the newest, so q2 is the oldest now
+    ask(33); // q2 forgotten
+    for (let i = 0; i <= 33; i++) h.receives(answer(`q${i}`, `muc${i}.example.test`));
+    assert.deepEqual(h.learnt, [1, ...Array.from({ length: 31 }, (_, i) => i + 3)].map((i) => `muc${i}.example.test`));
+    assert.equal(h.session.slots.size, 0, "no map kept for an idle session");
   });
 });
