@@ -186,15 +186,27 @@ function beforeAfter(r: ReportInput): string[] {
 // Separate measurements of what a relay cannot beat on this machine (bench/tools/tls-floor-*.mjs), kept by hand:
 // re-measure when the machine changes.
 const FLOORS = [
-  "## Floors (measured separately, 2026-11-22, same machine)",
+  "## Floors (measured separately: 2026-11-22 on the Intel Xeon machine, and again on 2026-12-05 on this one where said)",
   "",
   "- **Idle TLS session, bare Node TLS server** (no XML, no upstream; `bench/tools/tls-floor-memory.mjs`): 33–41 KiB RSS per " +
     "session over 4 runs, of which ~3.7 KiB JS heap. The rest is OpenSSL and allocator state per connection. mucmux " +
     "holds this plus an upstream socket, two stream parsers and its session state, so ≤ 40 KiB per session is at the floor " +
-    "of Node's TLS, and 24 KiB below it.",
+    "of Node's TLS, and 24 KiB below it. 2026-12-05, this machine: 35–41 KiB. What an idle mucmux session holds now " +
+    "(`bench/tools/heap-idle.ts`, `bench/tools/idle-probe.ts`: RSS after two full GCs): about 15 KiB of JS heap (the two " +
+    "parsers' state 6.7 KiB, Node's socket objects about 5.3, mucmux's session objects about 1.5) and 19–25 KiB native " +
+    "(OpenSSL about 12.4 KiB per connection by heaptrack, the TLS read buffer's touched pages, two TCP wrappers, malloc " +
+    "overhead): 29–33 KiB after full GCs. The `idle-memory` fit over all points also spreads one fixed cost over the " +
+    "sessions: V8 grows its young generation from 16 to 32 MiB during the first 250 logins (13 KiB per session over " +
+    "1000), which the fit from the first step on leaves out.",
   "- **TLS write of one ~400-byte stanza to each of 50 sockets per tick** (`bench/tools/tls-floor-write.mjs`): 25.4–25.9 µs " +
     "CPU per write, ≈ 18 µs marginal per extra socket (1 socket: 381 µs per tick). This is the floor of one copy per " +
-    "session: mucmux's CPU per extra fanned-out copy is at this floor, and ≤ 3 µs needs fewer than one TLS write per copy.",
+    "session: mucmux's CPU per extra fanned-out copy is at this floor, and ≤ 3 µs needs fewer than one TLS write per copy. " +
+    "2026-12-05, this machine (busy): 17.4–19.5 µs per write at 50 sockets, about 15 µs for each extra socket (plain TCP: " +
+    "about 8). In `muc-fanout` (100 room messages per second) every message reaches the anchor in a read of its own, so " +
+    "each copy is one TLS write to its device whatever mucmux batches; a CPU profile puts about three quarters of the " +
+    "fan-out loop in that native write and about 2 % in serialization. With 4 messages per write " +
+    "(`MUCMUX_BENCH_FANOUT_BURST=4`) the writes toward a device are batched per turn (src/stream/write-batch.ts) and the " +
+    "extra copy measured 4.08 µs instead of 7.31 before the batching.",
   "- **The machine**: a Firecracker VM with nested virtualization: every wake-up and syscall is expensive. Unbatched " +
     "traffic costs both processes ~150 µs CPU per stanza (ping scenario: Prosody too), and one stanza at 100/s costs a " +
     "Node TLS server ~380 µs. Figures at saturation (many stanzas per read and write) are the ones to compare with the " +
@@ -203,17 +215,26 @@ const FLOORS = [
     "that only copies bytes, no TLS, no XML): +0.12–0.15 ms p50 on a quiet machine (0.21–0.25 ms under load), and 60–130 µs " +
     "CPU per unbatched message·direction in the pipe. That is the floor of mucmux's added latency here: the ≤ 0.1 ms p50 " +
     "target is below what one extra hop costs on this VM (TLS is not extra: through mucmux it moves from Prosody to mucmux).",
-  "- **Where CPU per stanza goes at one busy core** (V8 CPU profile of mucmux in `relay-saturation`): saxes 28 %, " +
-    "mucmux's framer, tree builder and serializer 24 % (serialize ≈ 5 %), native code incl. TLS and writev 21 %, Node's " +
-    "stream internals 14 %, GC 5 %. The strict parse alone (framer, UTF-8, saxes, tree) costs ~4 µs per 330-byte message " +
-    "in-process, and the TLS byte pipe 0.44–0.58 µs per stanza·direction in total. So ≤ 5 µs is out of reach with a " +
-    "saxes-based parse: it needs a single-pass validating parser inside the byte framer (a design change; DESIGN.md " +
-    "chose saxes for strictness), not tuning. Forwarding validated original bytes would save the ~5 % serialize only.",
+  "- **Where CPU per stanza goes at one busy core** (V8 CPU profile of mucmux in `relay-saturation`), 2026-11-22 with " +
+    "saxes: saxes 28 %, mucmux's framer, tree builder and serializer 24 % (serialize ≈ 5 %), native code incl. TLS and " +
+    "writev 21 %, Node's stream internals 14 %, GC 5 %; the strict parse alone (framer, UTF-8, saxes, tree) cost ~4 µs " +
+    "per 330-byte message in-process. 2026-12-05 with mucmux's own scanner (src/xml/scanner.ts, one pass that validates " +
+    "and builds the tree; saxes is its test oracle): writev (TLS and the syscall) 27 %, the scanner about 20 % (its " +
+    "start tags and elements 13 %, the character-class test of text runs 3 %), serialize about 5 %, the framer 4 %, UTF-8 " +
+    "decoding 2 %, GC 4.5 %, the chain and the Link about 6 %. In-process, the whole parse of a 362-byte message (framer, " +
+    "UTF-8, scanner, tree) costs 2.5 µs against 5.2 µs through saxes (esbuild bundle, same process, alternating). The TLS " +
+    "byte pipe costs 0.39–0.43 µs per stanza·direction on this machine.",
   "- **A burst of 1000 TLS handshakes on a bare Node TLS server** (`bench/tools/tls-floor-burst.mjs`: echo server in a " +
     "child process, monitorEventLoopDelay at 1 ms, the client opening 1000 connections at once): the server's longest " +
     "event-loop delay was 51–62 ms (p99 5.5–5.8 ms; wall clock, so run-queue wait included) over 3 runs. mucmux's " +
     "`worst-input` burst figure is at this floor: libuv hands every ready socket's ClientHello to the loop in one turn, " +
-    "and the handshakes' crypto runs there. Bounding it needs a cap on handshakes started per turn (not built).",
+    "and the handshakes' crypto runs there. mucmux now caps the handshakes started per turn (SPEC E8, " +
+    "`limits.tlsHandshakesPerTurn`, 8) and the login work of streams not yet online (`limits.loginMsPerTurn`, 5 ms). One " +
+    "handshake's main-thread cost on this machine (`bench/tools/tls-handshake-cost.mjs`): EC P-256 0.45–0.5 ms (8 per turn: " +
+    "about 4 ms), RSA 2048 1–1.4 ms, RSA 4096 4.5–4.8 ms. What is left in the burst's longest turns " +
+    "(`bench/tools/loop-gaps.mjs` with `cpuprofile-gaps.ts`): young-generation collections (20–40 ms wall clock under " +
+    "load), and single descheduled moments (a `connect()`, a `pbkdf2()` call delayed by the libuv pool threads it wakes on " +
+    "2 vCPUs).",
   "- **Where the max-size stanza's stall comes from** (`bench/tools/worst-stanza-steps.ts`: the worst-input stanza " +
     "through mucmux's StreamParser in-process, in 64-byte chunks and the Wire's 8192-character slices, then serialize(), " +
     "then the upstream-side parse of the copy; CPU time, 10 rounds in one process, quiet machine): `serialize()` of the " +
@@ -221,8 +242,12 @@ const FLOORS = [
     "17–19 ms the next three, ~6 ms once optimised. Scavenges while the tree is alive take 3–7 ms (wall). Warm, a " +
     "64-byte chunk costs ≤ 0.5 ms and a slice ≤ 1 ms, except slices that hold a scavenge (5–9 ms). Cold (first stanza): " +
     "the chunk that ends the frame took 13 ms and one upstream-side slice 38 ms. So a single synchronous serialize() and " +
-    "the collection of the tree are what stand between the warm path and the 10 ms budget, and JIT warm-up on the " +
-    "first max-size stanzas after start.",
+    "the collection of the tree are what stood between the warm path and the 10 ms budget, and JIT warm-up on the " +
+    "first max-size stanzas after start. 2026-12-05: serialize() escapes in one pass without a callback per match and " +
+    "takes 1.2 ms warm for this stanza (in a loop, between scavenges); a frame scanned in slices is delivered in a turn " +
+    "of its own; the scanner and serializer are warmed up at start. What remains in the longest steps is garbage " +
+    "collection: while the 10000-element tree is young, each scavenge copies it (3–7 ms on a quiet machine, 10–20 ms " +
+    "wall clock under load).",
   "- **No floor column for `relay-throughput`**: a TLS-terminating byte pipe in front of Prosody's plaintext c2s port " +
     "would be fair for these clients (they use direct TLS, XEP-0368, so no STARTTLS has to be spoken, and the bench " +
     "Prosody does not require encryption on c2s); the one protocol difference is that Prosody offers no PLAIN on what " +
