@@ -243,6 +243,9 @@ export class Scanner {
   private tagName = "";
   private tagUri = "";
   private tagSelfClosing = false;
+  /** Its prefix and local name (prefix "" when it has none). */
+  private tagPrefix = "";
+  private tagLocal = "";
 
   constructor(
     private readonly limits: ScanLimits, // shared with the parser, so setLimits() applies at once
@@ -316,15 +319,14 @@ export class Scanner {
     if (this.startTag(1) !== s.length) fail("malformed stream header");
     const { tagName: qname, tagUri: uri, tagSelfClosing: selfClosing } = this;
     // RFC 6120 §4.8.1-4.8.5 and §4.9.3.2/§4.9.3.10: stream namespace, content namespace, `stream` prefix.
-    const colon = qname.indexOf(":");
-    const local = colon === -1 ? qname : qname.slice(colon + 1);
+    const local = this.tagLocal;
     if (local !== "stream" || uri !== NS_STREAMS) fail("stream header: invalid-namespace", "invalid-namespace");
     let ownDefault: string | undefined;
     for (let k = this.prefixes.length - 1; k >= 0 && ownDefault === undefined; k--) {
       if (this.prefixes[k] === "") ownDefault = this.uris[k];
     }
     if (ownDefault !== this.contentNs) fail("stream header: invalid-namespace", "invalid-namespace");
-    if (colon === -1 || qname.slice(0, colon) !== "stream") fail("stream header: bad-namespace-prefix", "bad-namespace-prefix");
+    if (this.tagPrefix !== "stream") fail("stream header: bad-namespace-prefix", "bad-namespace-prefix");
     const attrs: Record<string, string> = {};
     for (let k = 0; k < this.count; k++) {
       const name = this.names[k] as string;
@@ -461,8 +463,7 @@ export class Scanner {
     this.checkLimits(parent);
     const inherited = parent === undefined ? this.contentNs : parent.ns;
     const inStreams = uri === NS_STREAMS;
-    const colon = qname.indexOf(":");
-    const local = colon === -1 ? qname : qname.slice(colon + 1);
+    const local = this.tagLocal;
     const el = new Element(inStreams ? `stream:${local}` : local);
     const attrs: Record<string, string> = {};
     if (!inStreams && uri !== inherited) attrs.xmlns = uri;
@@ -603,6 +604,8 @@ export class Scanner {
     this.tagName = qname;
     this.tagUri = uri;
     this.tagSelfClosing = selfClosing;
+    this.tagPrefix = prefix;
+    this.tagLocal = prefix === "" ? qname : qname.slice(prefix.length + 1);
     return i;
   }
 
