@@ -7,6 +7,8 @@ interface Checked {
   limits: { maxStanzaBytes: number; maxUnauthedStanzaBytes: number };
   domains: readonly string[];
   listeners: readonly { host: string; port: number }[];
+  store: { url?: string | undefined };
+  cluster: { cert?: string | undefined; key?: string | undefined; ca?: string | undefined };
 }
 
 export function crossChecks(config: Checked, ctx: z.RefinementCtx): void {
@@ -16,6 +18,18 @@ export function crossChecks(config: Checked, ctx: z.RefinementCtx): void {
   }
   if (key !== undefined && cert === undefined) {
     ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["tls", "cert"], message: "is required when tls.key is set (both or neither)" });
+  }
+
+  // SPEC H2: replicas sharing PostgreSQL hand sessions to each other over mutually authenticated TLS only.
+  if (config.store.url !== undefined) {
+    if (!/^postgres(ql)?:\/\//.test(config.store.url)) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["store", "url"], message: "must be a postgres:// or postgresql:// URL" });
+    }
+    for (const k of ["cert", "key", "ca"] as const) {
+      if (config.cluster[k] === undefined) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, path: ["cluster", k], message: "is required when store.url is set (the replicas' internal link is mutual TLS)" });
+      }
+    }
   }
 
   const { maxStanzaBytes, maxUnauthedStanzaBytes } = config.limits;

@@ -154,7 +154,23 @@ export const configShape = z
       port: port().default(9464).describe("port of the admin HTTP server (0: any free port)"),
     }),
     store: section({
-      path: text().default("./mucmux.sqlite").describe("SQLite database file (':memory:' keeps nothing)"),
+      path: text().default("./mucmux.sqlite").describe("SQLite database file (':memory:' keeps nothing); unused when store.url is set"),
+      url: text().optional()
+        .describe("postgres://user:password@host:port/database: PostgreSQL shared by several replicas (unset: the SQLite file)"),
+      poolSize: integer(1, 1000).default(10).describe("PostgreSQL connections per replica at most"),
+      timeoutSeconds: seconds().default(5).describe("a PostgreSQL connect or statement taking longer fails (the caller answers with an error)"),
+    }),
+    // Several replicas (SPEC H): on when store.url is set. Account leases in PostgreSQL; sessions that land on a
+    // replica not owning their account are handed to its owner over an internal mTLS link.
+    cluster: section({
+      replicaId: text().optional().describe("this replica's name in leases (unset: host name and a random suffix, new at every start)"),
+      host: text().default("0.0.0.0").describe("address of the internal mTLS listener other replicas hand sessions to"),
+      port: port().default(5270).describe("port of the internal mTLS listener"),
+      advertise: text().optional().describe("host:port the other replicas reach this one at (unset: this host's first non-loopback address and cluster.port)"),
+      cert: text().optional().describe("PEM certificate of this replica for the internal link (required with store.url)"),
+      key: text().optional().describe("PEM private key for cluster.cert"),
+      ca: text().optional().describe("PEM CA that signed every replica's cluster.cert; only its certificates are accepted on the internal link"),
+      leaseSeconds: seconds({ max: 3600 }).default(10).describe("an account's lease lasts this long unless renewed; a dead replica's accounts move after it"),
     }),
     limits: section({
       maxStanzaBytes: integer(1).default(262144).describe("largest stanza accepted after authentication"),

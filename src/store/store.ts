@@ -49,6 +49,8 @@ export interface EnqueueOutcome {
   queued: boolean;
   /** A message with its key is queued for (account, room) already: nothing was stored. */
   duplicate: boolean;
+  /** SPEC H3: this replica no longer holds the account's lease (another one queues for it now); nothing was stored. */
+  fenced?: boolean;
   /** Messages removed by this call, by reason (the oldest go first when a cap is reached; `ttl` counts any expired ones swept). */
   dropped: Record<DropReason, number>;
 }
@@ -155,4 +157,62 @@ export interface Store {
   keptAnchors(): Promise<{ account: string; sealed: Buffer }[]>;
   saveKeptAnchor(account: string, sealed: Buffer, now: number): Promise<void>;
   deleteKeptAnchor(account: string): Promise<void>;
+}
+
+/**
+ * One account's ownership (SPEC H1): the replica that serves all of the account's sessions and runs its anchor. Kept
+ * in the shared store (PostgreSQL) so every replica agrees; expiry is measured on the store's clock, never a
+ * replica's, so clock skew between replicas cannot make two owners.
+ */
+export interface Lease {
+  account: string;
+  /** The owning replica's id (cluster.replicaId). */
+  owner: string;
+  /** Fencing token: a new, larger value at every change of owner (never at a renewal). */
+  token: number;
+  /** Milliseconds until expiry on the store's clock at the time of the read; <= 0: expired (anyone may take it). */
+  expiresInMs: number;
+}
+
+/** A replica as it announced itself: where the others reach its internal listener (SPEC H2). */
+export interface ReplicaInfo {
+  id: string;
+  /** host:port of its internal mTLS listener. */
+  address: string;
+  /** Milliseconds since its last heartbeat, on the store's clock. */
+  seenMsAgo: number;
+}
+
+/** The fencing check the store applies for one account: the lease this replica believes it holds. */
+export type Fence = (account: string) => { owner: string; token: number } | undefined;
+
+/**
+ * Leases (SPEC H1–H4): only a networked store shared by replicas has them. Every call is one statement or one
+ * transaction; nothing here waits on another replica.
+ */
+export interface LeaseStore {
+  /** Insert or refresh this replica's announcement. */
+  heartbeat(id: string, address: string): Promise<void>;
+  /** A replica's announcement, if any (the caller judges `seenMsAgo`). */
+  replica(id: string): Promise<ReplicaInfo | undefined>;
+  /** Remove this replica's announcement (SIGTERM, after its leases are released). */
+  retire(id: string): Promise<void>;
+  /** The account's lease, whoever holds it; undefined when the account was never leased. */
+  lease(account: string): Promise<Lease | undefined>;
+  /**
+   * Take the account's lease for `owner` for `ttlMs` when nobody holds it, it expired, or `owner` holds it already
+   * (then it is only extended; the token stays). Returns the lease as it is after the call: its `owner` says who
+   * holds it. Two replicas racing for one account: exactly one wins (one statement).
+   */
+  acquire(account: string, owner: string, ttlMs: number): Promise<Lease>;
+  /** Extend the leases `owner` still holds with these tokens; returns the accounts of `held` it no longer holds. */
+  renew(owner: string, held: ReadonlyMap<string, number>, ttlMs: number): Promise<string[]>;
+  /** Expire these leases now (only where `owner` still holds them with these tokens) so another replica may take them. */
+  release(owner: string, held: ReadonlyMap<string, number>): Promise<void>;
+  /** Accounts with a kept anchor (SPEC G6) whose lease is expired or absent: a live replica adopts them. */
+  orphanedKeptAnchors(): Promise<string[]>;
+  /** Tell the other replicas that leases were released (PostgreSQL NOTIFY); a hint, they poll as well. */
+  notifyReleased(): Promise<void>;
+  /** Called when another replica released leases; returns the unsubscribe function. */
+  onReleased(listener: () => void): () => void;
 }
