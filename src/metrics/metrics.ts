@@ -349,6 +349,27 @@ export function createMetrics(build: BuildInfo) {
       labelNames: ["op"] as const,
       registers,
     }),
+    // Several replicas (SPEC H).
+    clusterLeasesHeld: new Gauge({ name: "mucmux_cluster_leases_held", help: "Account leases this replica holds (accounts it owns).", registers }),
+    clusterLeaseChanges: new Counter({
+      name: "mucmux_cluster_lease_changes_total",
+      help: "Account leases taken (acquired: free or expired; adopted: a kept anchor nobody owned), lost to another replica, or released.",
+      labelNames: ["change"] as const,
+      registers,
+    }),
+    clusterHandoffs: new Counter({
+      name: "mucmux_cluster_handoffs_total",
+      help: "Client connections handed to the replica owning their account (out) or taken from another replica (in), by result.",
+      labelNames: ["direction", "result"] as const,
+      registers,
+    }),
+    clusterBytes: new Counter({
+      name: "mucmux_cluster_bytes_total",
+      help: "Bytes carried on the internal link for handed-over clients: out toward the owner, in from it.",
+      labelNames: ["direction"] as const,
+      registers,
+    }),
+    clusterPipesOpen: new Gauge({ name: "mucmux_cluster_pipes_open", help: "Client connections this replica carries to their owner.", registers }),
     selfPings: new Counter({
       name: "mucmux_muc_self_pings_total",
       help: "XEP-0410 self-pings answered by mucmux, by result.",

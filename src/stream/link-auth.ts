@@ -1,7 +1,7 @@
 // Client-side negotiation of a Link before it relays: STARTTLS, then SASL (SPEC A1–A3, A10–A14). PLAIN and SCRAM
 // with a known verifier are terminated by mucmux, which then authenticates the session's upstream leg itself;
 // SCRAM without a verifier is relayed to the server untouched. Ends when upstream accepted.
-import type { Element } from "@xmpp/xml";
+import { Element } from "@xmpp/xml";
 import { NS } from "./ns.js";
 import { starttlsFeatures, saslFeatures } from "./features.js";
 import { parsePlain, authzidAllowed, mapUpstreamFailure, saslFailureXml, type SaslCondition } from "./sasl-server.js";
@@ -24,6 +24,10 @@ import type { LinkDeps, Credentials, Phase } from "./link-deps.js";
 import type { StreamErrorCondition } from "../xml/errors.js";
 import type { ClientOrigin } from "../net/client-origin.js";
 import type { Logger } from "../log.js";
+import type { HandedIn } from "./link-deps.js";
+import type { HandoffPreamble } from "../cluster/internal.js";
+import { serialize, streamHeader } from "../xml/serialize.js";
+import { serverNameOf } from "../net/tls/sni.js";
 
 /** What negotiation needs of its connection (the Link implements it; tests can use a fake). */
 export interface NegotiationPort {
@@ -56,6 +60,10 @@ export interface NegotiationPort {
    * success). Undefined when handled (resumed, or this stream closed); else the `<failed/>` to send.
    */
   resume(el: Element, wrap?: (resumed: string, jid: string) => string): Promise<string | undefined>;
+  /** SPEC H2: another replica handed this stream here (it did TLS; its channel-binding data comes with it). */
+  readonly handedIn: HandedIn | undefined;
+  /** SPEC H2: hand the client's connection to the replica owning its account; false when it could not take it. */
+  handOff(address: string, preamble: HandoffPreamble, prelude: string): Promise<boolean>;
 }
 
 const MAX_AUTH_ATTEMPTS = 5;
@@ -97,14 +105,14 @@ export class ClientNegotiation {
   private pacing: PacedHandshake | undefined;
 
   constructor(private readonly link: NegotiationPort) {
-    this.encrypted = link.mode === "direct";
+    this.encrypted = link.mode === "direct" || link.handedIn !== undefined;
     // SPEC E4: TLS and authentication must finish within handshakeSeconds.
     this.timer = setTimeout(
       () => link.closeWithError("connection-timeout", "mucmux", "authentication did not complete in time"),
       link.deps.config.limits.handshakeSeconds * 1000,
     );
     this.timer.unref();
-    if (link.mode === "direct") this.handshake(link.client.hold());
+    if (link.mode === "direct" && !link.handedIn) this.handshake(link.client.hold());
   }
 
   sendFeatures(): void {
@@ -148,9 +156,23 @@ export class ClientNegotiation {
       return this.fail("aborted", "none", "none");
     }
     if (link.phase === "authenticating") return link.closeWithError("policy-violation", "mucmux", "authentication already in progress");
-    if (el.name === "auth" && !sasl2) return this.onAuth(el);
-    if (el.name === "authenticate" && sasl2) return this.onAuthenticate(el);
+    if (el.name === "auth" && !sasl2) return this.whenOffered(() => this.onAuth(el));
+    if (el.name === "authenticate" && sasl2) return this.whenOffered(() => this.onAuthenticate(el));
     link.closeWithError("not-authorized", "mucmux", "unexpected SASL element");
+  }
+
+  /**
+   * SPEC H2: a handed-in stream got its mechanisms from the entry replica; until this replica has seen the upstream's
+   * own list (SPEC A10), its request waits for it, so that a mechanism offered there is known here.
+   */
+  private whenOffered(fn: () => void): void {
+    const link = this.link;
+    const sasl = link.deps.sasl;
+    if (!link.handedIn || !sasl || sasl.offer.known || !link.deps.config.sasl.scram) return fn();
+    sasl.probe();
+    void sasl.offer.ready(OFFER_WAIT_MS).then(() => {
+      if (!this.abandoned && link.phase === "auth") fn();
+    });
   }
 
   private startTls(): void {
@@ -183,7 +205,8 @@ export class ClientNegotiation {
   /** Channel binding types this connection can give (SPEC A14); none asked of the TLS layer unless -PLUS is on. */
   private bindingTypes(): string[] {
     const cb = this.link.deps.sasl?.channelBinding;
-    return cb && this.link.deps.config.sasl.channelBinding ? cb.types(this.link.client.socket) : [];
+    if (!cb || !this.link.deps.config.sasl.channelBinding) return [];
+    return this.link.handedIn ? [...this.link.handedIn.cb.keys()] : cb.types(this.link.client.socket);
   }
 
   /** The client's next `<response/>` (decoded by the caller); rejects with SaslAborted on `<abort/>`. */
@@ -202,12 +225,14 @@ export class ClientNegotiation {
   private onAuth(el: Element): void {
     this.exchange++;
     this.v2 = undefined;
+    this.authEl = el;
     this.begin(el.attrs.mechanism ?? "", el.getText().trim());
   }
 
   /** SPEC A15: SASL2, with Bind2 and FAST inline. */
   private onAuthenticate(el: Element): void {
     this.exchange++;
+    this.authEl = el;
     const bind = el.getChild("bind", NS.bind2);
     const fast = el.getChild("fast", NS.fast);
     const count = fast?.attrs.count;
@@ -225,7 +250,9 @@ export class ClientNegotiation {
     const initial = (el.getChildText("initial-response") ?? "").trim();
     if (mechanism === HT_MECHANISM && fast && this.link.deps.sasl?.fast.enabled) {
       this.link.phase = "authenticating";
-      return void this.fastLogin(initial).catch((err: unknown) => this.unexpected(err));
+      return void this.routeAway(mechanism, initial)
+        .then((away) => (away ? undefined : this.fastLogin(initial)))
+        .catch((err: unknown) => this.unexpected(err));
     }
     this.begin(mechanism, initial);
   }
@@ -234,6 +261,11 @@ export class ClientNegotiation {
     this.link.log.error({ err }, "authentication failed unexpectedly");
     this.link.closeWithError("internal-server-error", "mucmux");
   }
+
+  /** The `<auth/>` or `<authenticate/>` being answered (handed to the owner as it is, SPEC H2). */
+  private authEl: Element | undefined;
+  /** The client's xml:lang on its stream header. */
+  clientLang: string | undefined;
 
   private get saslNs(): string {
     return this.v2 ? NS.sasl2 : NS.sasl;
@@ -252,9 +284,69 @@ export class ClientNegotiation {
     // RFC 6120 §6.4.2: no initial response, so send an empty challenge.
     const initial = text !== "" ? Promise.resolve(text) : (this.challenge(""), this.response());
     initial.then(
-      (t) => (mechanism === "PLAIN" ? this.plain(t) : this.scram(mechanism, t)),
+      async (t) => {
+        if (await this.routeAway(mechanism, t)) return;
+        return mechanism === "PLAIN" ? this.plain(t) : this.scram(mechanism, t);
+      },
       () => this.fail("aborted", mechanism, "none"),
     ).catch((err: unknown) => this.unexpected(err));
+  }
+
+  /**
+   * SPEC H2: with several replicas, the replica owning the account serves the login. True when this stream was
+   * handed to the owner (or answered already): nothing more happens here. False: this replica is the owner.
+   */
+  private async routeAway(mechanism: string, b64: string): Promise<boolean> {
+    const link = this.link;
+    const cluster = link.deps.cluster;
+    if (!cluster) return false;
+    const username = loginName(mechanism, b64);
+    // A login that names nobody valid fails here, as it would at the owner.
+    if (username === undefined || !validUsername(username)) return false;
+    const account = this.account(username);
+    const mine = this.exchange;
+    let unreachable: string | undefined;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const route = await cluster.route(account, link.handedIn !== undefined, unreachable);
+      if (!this.current(mine)) return true;
+      if (route.kind === "local") return false;
+      if (route.kind === "unavailable") {
+        this.fail("temporary-auth-failure", mechanism, "none", route.reason);
+        return true;
+      }
+      if (await link.handOff(route.address, this.preamble(account), this.prelude(b64))) return true;
+      if (!this.current(mine)) return true;
+      unreachable = route.owner;
+    }
+    this.fail("temporary-auth-failure", mechanism, "none", "the account's replica could not be reached; try again");
+    return true;
+  }
+
+  private preamble(account: string): HandoffPreamble {
+    const link = this.link;
+    const cb: Record<string, string> = {};
+    for (const type of this.bindingTypes()) {
+      const data = link.deps.sasl?.channelBinding?.data(link.client.socket, type);
+      if (data) cb[type] = data.toString("base64");
+    }
+    return { v: 1, account, mode: link.mode, origin: link.origin, sni: serverNameOf(link.client.socket), cb };
+  }
+
+  /** What the owner reads first: the stream header as the client opened it, then its authentication request. */
+  private prelude(b64: string): string {
+    const header = streamHeader({ to: this.domain, version: "1.0", "xml:lang": this.clientLang ?? "en" });
+    const el = this.authEl;
+    if (!el) return header;
+    const copy = copyElement(el);
+    if (this.v2) {
+      // A response given after an empty challenge becomes the initial response (the owner sends no challenge).
+      const ir = copy.getChild("initial-response");
+      if (ir) ir.children = [b64];
+      else copy.append(new Element("initial-response").t(b64));
+    } else {
+      copy.children = [b64 === "" ? "=" : b64];
+    }
+    return header + serialize(copy);
   }
 
   /** XEP-0205: an address that failed too often is refused without asking the server (SPEC E4). */
@@ -346,7 +438,8 @@ export class ClientNegotiation {
     const final = parseClientFinal(decoded.text);
     if (typeof final === "string") return this.fail(final, mechanism, "terminated");
     if (final.nonce !== nonce) return this.fail("malformed-request", mechanism, "terminated", "nonce mismatch");
-    const binding = typeof first.binding === "object" ? sasl.channelBinding?.data(link.client.socket, first.binding.type) : Buffer.alloc(0);
+    const binding = typeof first.binding !== "object" ? Buffer.alloc(0)
+      : link.handedIn ? link.handedIn.cb.get(first.binding.type) : sasl.channelBinding?.data(link.client.socket, first.binding.type);
     if (!binding || !final.binding.equals(Buffer.concat([Buffer.from(first.gs2Header), binding]))) {
       this.link.deps.authThrottle?.recordFailure(link.origin.source.address);
       return this.fail("not-authorized", mechanism, "terminated", "channel binding mismatch");
@@ -566,6 +659,7 @@ export class ClientNegotiation {
 
   /** The session is bound: what only its login needed is let go (memory per idle session). */
   done(): void {
+    this.authEl = undefined;
     clearTimeout(this.timer);
     this.timer = undefined;
     this.v2 = undefined;
@@ -593,3 +687,23 @@ function bind2Resource(tag: string | undefined): string {
 const KNOWN_MECHANISMS = new Set([HT_MECHANISM, "PLAIN", "SCRAM-SHA-1", "SCRAM-SHA-256", "SCRAM-SHA-512", "SCRAM-SHA-1-PLUS", "SCRAM-SHA-256-PLUS", "SCRAM-SHA-512-PLUS"]);
 /** A bounded label value: the client's mechanism if mucmux knows it. */
 const label = (mechanism: string): string => (KNOWN_MECHANISMS.has(mechanism) ? mechanism : mechanism === "none" ? "none" : "other");
+
+/** The account name a login's initial response carries (PLAIN's authcid, SCRAM's n=, FAST's username), if readable. */
+function loginName(mechanism: string, b64: string): string | undefined {
+  if (mechanism === "PLAIN") {
+    const creds = parsePlain(b64);
+    return typeof creds === "string" ? undefined : creds.username;
+  }
+  const raw = decodeBase64(b64);
+  if (!raw) return undefined;
+  if (mechanism === HT_MECHANISM) return parseHtResponse(raw)?.username;
+  if (!mechanism.startsWith("SCRAM-")) return undefined;
+  const first = parseClientFirst(raw.toString("utf8"));
+  return typeof first === "string" ? undefined : first.username;
+}
+
+function copyElement(el: Element): Element {
+  const copy = new Element(el.name, { ...el.attrs });
+  for (const child of el.children) copy.append(typeof child === "string" ? child : copyElement(child));
+  return copy;
+}

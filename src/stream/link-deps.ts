@@ -16,6 +16,8 @@ import type { LoginPacer } from "./login-pacer.js";
 import type { ClientOrigin } from "../net/client-origin.js";
 import type { ResumptionTable } from "./sm.js";
 import type { WriteBatch } from "./write-batch.js";
+import type { Route } from "../cluster/leases.js";
+import type { HandoffPreamble } from "../cluster/internal.js";
 
 export type { Credentials } from "../account/credentials.js";
 import type { Credentials } from "../account/credentials.js";
@@ -59,6 +61,24 @@ export interface LinkDeps<S = unknown> {
   handshakes?: HandshakePacer;
   /** The input of streams not yet online is handled at most limits.loginMsPerTurn per turn (SPEC E8); absent: at once. */
   logins?: LoginPacer;
+  /** Several replicas (SPEC H2): absent with the embedded store (one replica). */
+  cluster?: ClusterPort;
+}
+
+/** SPEC H2: the login of an account goes to the replica that owns it. */
+export interface ClusterPort {
+  /** Where the login of `account` goes; `handedIn`: it was handed to this replica already (never a second hop). */
+  route(account: string, handedIn: boolean, unreachable?: string): Promise<Route>;
+  /** Hand the client connection to the owner at `address`; true once it took it (`detach` gives the socket up). */
+  handOff(address: string, preamble: HandoffPreamble, prelude: string, detach: () => Socket): Promise<boolean>;
+}
+
+/** A client connection another replica handed to this one (SPEC H2): what only the entry replica could see. */
+export interface HandedIn {
+  /** The TLS server name the client asked for. */
+  sni: string | undefined;
+  /** SPEC A14: the client's channel-binding data by type. */
+  cb: ReadonlyMap<string, Buffer>;
 }
 
 export interface SaslDeps {

@@ -13,7 +13,8 @@ import type { LegHandlers, UpstreamLeg } from "./upstream.js";
 import type { DeliverOptions, Session } from "../chain/session.js";
 import type { Delivery } from "../chain/runner.js";
 import type { Metrics } from "../metrics/metrics.js";
-import type { LinkDeps, Credentials, Phase } from "./link-deps.js";
+import type { LinkDeps, Credentials, Phase, HandedIn } from "./link-deps.js";
+import type { HandoffPreamble } from "../cluster/internal.js";
 import { ClientNegotiation, type NegotiationPort } from "./link-auth.js";
 import { IqTracker } from "../protocol/iq-tracker.js";
 import { lazyCounter, type LazyCounter } from "../metrics/lazy-counter.js";
@@ -26,7 +27,7 @@ import type { WireHandlers } from "./wire.js";
 import { bareKey, resourceOf } from "../account/jid.js";
 
 export type { Phase } from "./link-deps.js";
-export type CloseReason = "client_close" | "upstream_close" | "stream_error" | "timeout" | "tls_error" | "drain" | "other";
+export type CloseReason = "client_close" | "upstream_close" | "stream_error" | "timeout" | "tls_error" | "drain" | "handoff" | "other";
 /** How a hibernated session ended (mucmux_sm_hibernation_ends_total). */
 type HibernationEnd = "resumed" | "expired" | "overflow" | "drain" | "failed";
 type Origin = "client" | "upstream" | "mucmux";
@@ -119,6 +120,8 @@ export class Link implements Session, NegotiationPort {
   /** Client elements that arrived while this stream's `<resume/>` was answered. */
   private heldForResume: Element[] | undefined;
   private headerSent = false;
+  /** A handed-in stream's first header was read (the entry replica answered it). */
+  private handedInOpened = false;
   private closeSent = false;
   private closeReason: CloseReason = "other";
   private bindId: string | undefined;
@@ -144,9 +147,11 @@ export class Link implements Session, NegotiationPort {
     readonly deps: LinkDeps<Link>,
     /** The client's address: the socket's peer, or the PROXY header's behind a trusted balancer. */
     public origin: ClientOrigin,
+    /** SPEC H2: another replica took this client's TLS and handed its stream here, before SASL. */
+    readonly handedIn: HandedIn | undefined = undefined,
   ) {
     this.debug("client connected", { ip: origin.source.address, port: origin.source.port, via: origin.via, listener: mode });
-    this.phase = mode === "starttls" ? "tls" : "auth";
+    this.phase = mode === "starttls" && !handedIn ? "tls" : "auth";
     const limits = deps.config.limits;
     const settings = wireSettings(limits);
     this.client = new Wire(
@@ -208,12 +213,19 @@ export class Link implements Session, NegotiationPort {
     if (!domain) return this.closeWithError("host-unknown", "mucmux", "this server does not serve that domain");
     // XEP-0368 §3: the client sets SNI to the JID's domain, i.e. the stream's 'to'. A server name mucmux
     // does not serve, or another of its domains than the stream's, is refused like an unknown 'to'.
-    const sni = serverNameOf(this.client.socket);
+    const sni = this.handedIn ? this.handedIn.sni : serverNameOf(this.client.socket);
     if (sni !== undefined && sni !== domain.toLowerCase()) {
       const served = this.deps.config.domains.some((d) => d.toLowerCase() === sni);
       return this.closeWithError("host-unknown", "mucmux", served ? "the stream's 'to' is not the TLS server name (SNI)" : "this server does not serve the TLS server name (SNI)");
     }
     this.domain = domain;
+    this.negotiation.clientLang = h.attrs["xml:lang"];
+    if (this.handedIn && !this.headerSent && this.phase === "auth" && !this.handedInOpened) {
+      // SPEC H2: the entry replica answered this header and sent the features already; the client's <auth/> is next.
+      this.handedInOpened = true;
+      this.headerSent = true;
+      return;
+    }
     this.sendHeader();
     if (h.attrs.version !== "1.0") return this.closeWithError("unsupported-version", "mucmux", "XMPP 1.0 streams only");
     if (this.phase === "bind" && this.leg) {
@@ -879,6 +891,24 @@ export class Link implements Session, NegotiationPort {
     if (this.inactive && leg.features.offers(NS.csi)) leg.wire.write(`<inactive xmlns='${NS.csi}'/>`);
     if (this.lastPresence) this.sendUpstream(this.lastPresence);
     return "rebound";
+  }
+
+  /**
+   * SPEC H2: another replica owns this account: the client's connection is handed to it, and this Link ends without
+   * closing it (the internal link carries its bytes from now on). False when the owner could not take it.
+   */
+  async handOff(address: string, preamble: HandoffPreamble, prelude: string): Promise<boolean> {
+    const cluster = this.deps.cluster;
+    if (!cluster || this.phase === "closing" || this.phase === "closed") return false;
+    const ok = await cluster.handOff(address, preamble, prelude, () => {
+      this.closeReason = "handoff";
+      this.countClientClosed("handoff");
+      this.handedOver = true;
+      const socket = this.client.detach();
+      this.finalize();
+      return socket;
+    });
+    return ok;
   }
 
   /** This connection now belongs to the session it resumed: this Link ends without closing it. */
