@@ -214,6 +214,18 @@ export function createApp(opts: AppOptions): App {
     }
     for (const account of lost) accounts.evict(account);
   };
+  /**
+   * SPEC H4, while draining: the rooms in which each account's anchor saw its own nick's presence again, i.e. the
+   * new owner's anchor joined with the same nick (the server sends the occupant's presence to all its sessions).
+   */
+  const rejoined = new Map<string, Set<string>>();
+  events.on("anchor-self-presence", ({ account, room }) => {
+    if (!draining || !cluster) return;
+    const key = bareKey(account.bare);
+    let rooms = rejoined.get(key);
+    if (!rooms) rejoined.set(key, (rooms = new Set()));
+    rooms.add(room.toLowerCase());
+  });
   // The cluster's series exist from the start, on every replica (0 with the embedded store).
   for (const direction of ["out", "in"] as const) {
     metrics.clusterBytes.inc({ direction }, 0);
@@ -350,7 +362,12 @@ export function createApp(opts: AppOptions): App {
       if (cluster) {
         // SPEC H4: each anchor stays in its rooms until another replica owns its account (the room sees no leave).
         const anchored = [...accounts.values()].filter((a) => a.anchor && a.anchor.state !== "closed").map((a) => bareKey(a.bare));
-        const left = await cluster.handOver(anchored, drainStart + config.drain.timeoutSeconds * 850, (account) => accounts.evict(account));
+        const rejoinedAll = (key: string): boolean => {
+          const account = accounts.get(key);
+          const seen = rejoined.get(key);
+          return !account || views.rooms.joined(account).every((r) => seen?.has(r.jid.toLowerCase()));
+        };
+        const left = await cluster.handOver(anchored, drainStart + config.drain.timeoutSeconds * 850, (account) => accounts.evict(account), rejoinedAll);
         log.info({ anchors: anchored.length, notTakenOver: left }, "anchors handed over");
       }
       accounts.closeAll();

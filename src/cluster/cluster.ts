@@ -138,15 +138,18 @@ export class Cluster {
   }
 
   /**
-   * SPEC H4, second half: each account's anchor stays in its rooms until another replica owns the account (its
-   * anchor has joined by then, so the room sees nobody leave), or until `deadline`; `dispose` ends it here.
+   * SPEC H4, second half: each account's anchor stays in its rooms until another replica owns the account and
+   * `rejoined` says its anchor is in each of them too (so the room sees nobody leave), or until `deadline`;
+   * `dispose` ends it here.
    */
-  async handOver(accounts: readonly string[], deadline: number, dispose: (account: string) => void): Promise<number> {
+  async handOver(
+    accounts: readonly string[], deadline: number, dispose: (account: string) => void, rejoined: (account: string) => boolean,
+  ): Promise<number> {
     let waiting = [...accounts];
     while (waiting.length > 0 && Date.now() < deadline) {
       const next: string[] = [];
       for (const account of waiting) {
-        if (await this.leases.ownedElsewhere(account)) dispose(account);
+        if (rejoined(account) && await this.leases.ownedElsewhere(account)) dispose(account);
         else next.push(account);
       }
       waiting = next;

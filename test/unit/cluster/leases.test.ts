@@ -9,54 +9,57 @@ import { LeaseManager } from "../../../src/cluster/leases.js";
 /** One shared "database": leases and replicas, expiry on its own clock. */
 class MemoryLeases {
   now = 1_000_000;
-  private token = 0;
+  token = 0;
   readonly leases = new Map<string, { owner: string; token: number; expiresAt: number }>();
   readonly replicas = new Map<string, { address: string; seenAt: number }>();
-  private listeners = new Set<() => void>();
+  readonly listeners = new Set<() => void>();
   kept = new Set<string>();
 
   view(): LeaseStore {
-    const db = this;
-    const read = (account: string): Lease | undefined => {
-      const l = db.leases.get(account);
-      return l && { account, owner: l.owner, token: l.token, expiresInMs: l.expiresAt - db.now };
-    };
-    return {
-      async heartbeat(id, address) { db.replicas.set(id, { address, seenAt: db.now }); },
-      async replica(id): Promise<ReplicaInfo | undefined> {
-        const r = db.replicas.get(id);
-        return r && { id, address: r.address, seenMsAgo: db.now - r.seenAt };
-      },
-      async retire(id) { db.replicas.delete(id); },
-      async lease(account) { return read(account); },
-      async acquire(account, owner, ttlMs) {
-        const l = db.leases.get(account);
-        if (!l || l.expiresAt <= db.now) db.leases.set(account, { owner, token: ++db.token, expiresAt: db.now + ttlMs });
-        else if (l.owner === owner) l.expiresAt = db.now + ttlMs;
-        return read(account)!;
-      },
-      async renew(owner, held, ttlMs) {
-        const lost: string[] = [];
-        for (const [account, token] of held) {
-          const l = db.leases.get(account);
-          if (l && l.owner === owner && l.token === token) l.expiresAt = db.now + ttlMs;
-          else lost.push(account);
-        }
-        return lost;
-      },
-      async release(owner, held) {
-        for (const [account, token] of held) {
-          const l = db.leases.get(account);
-          if (l && l.owner === owner && l.token === token) l.expiresAt = db.now;
-        }
-      },
-      async orphanedKeptAnchors() {
-        return [...db.kept].filter((a) => { const l = db.leases.get(a); return !l || l.expiresAt <= db.now; });
-      },
-      async notifyReleased() { for (const f of db.listeners) f(); },
-      onReleased(f) { db.listeners.add(f); return () => db.listeners.delete(f); },
-    };
+    return leaseView(this);
   }
+}
+
+function leaseView(db: MemoryLeases): LeaseStore {
+  const read = (account: string): Lease | undefined => {
+    const l = db.leases.get(account);
+    return l && { account, owner: l.owner, token: l.token, expiresInMs: l.expiresAt - db.now };
+  };
+  return {
+    async heartbeat(id, address) { db.replicas.set(id, { address, seenAt: db.now }); },
+    async replica(id): Promise<ReplicaInfo | undefined> {
+      const r = db.replicas.get(id);
+      return r && { id, address: r.address, seenMsAgo: db.now - r.seenAt };
+    },
+    async retire(id) { db.replicas.delete(id); },
+    async lease(account) { return read(account); },
+    async acquire(account, owner, ttlMs) {
+      const l = db.leases.get(account);
+      if (!l || l.expiresAt <= db.now) db.leases.set(account, { owner, token: ++db.token, expiresAt: db.now + ttlMs });
+      else if (l.owner === owner) l.expiresAt = db.now + ttlMs;
+      return read(account)!;
+    },
+    async renew(owner, held, ttlMs) {
+      const lost: string[] = [];
+      for (const [account, token] of held) {
+        const l = db.leases.get(account);
+        if (l && l.owner === owner && l.token === token) l.expiresAt = db.now + ttlMs;
+        else lost.push(account);
+      }
+      return lost;
+    },
+    async release(owner, held) {
+      for (const [account, token] of held) {
+        const l = db.leases.get(account);
+        if (l && l.owner === owner && l.token === token) l.expiresAt = db.now;
+      }
+    },
+    async orphanedKeptAnchors() {
+      return [...db.kept].filter((a) => { const l = db.leases.get(a); return !l || l.expiresAt <= db.now; });
+    },
+    async notifyReleased() { for (const f of db.listeners) f(); },
+    onReleased(f) { db.listeners.add(f); return () => db.listeners.delete(f); },
+  };
 }
 
 const log = pino({ level: "silent" });
