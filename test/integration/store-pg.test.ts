@@ -11,6 +11,7 @@ import { until } from "../support/wait.js";
 import { PgStore } from "../../src/store/pg.js";
 import { migratePg, PG_SCHEMA_VERSION } from "../../src/store/pg-schema.js";
 import { StoreError } from "../../src/store/store.js";
+import { endStore, openStore } from "../../src/store/open.js";
 import { createLogger } from "../../src/log.js";
 import { storeContract, type ContractStore } from "../unit/store/contract.js";
 
@@ -171,6 +172,29 @@ describe("PgStore on PostgreSQL", () => {
       await other.end();
       await s.end();
     }
+  });
+
+  it("openStore with store.url: the PostgreSQL store and its leases, logged by host, port and database", async () => {
+    await server.reset();
+    const own: string[] = [];
+    const quiet = createLogger("info", { write: (l: string) => void own.push(l) });
+    const opened = await openStore({ store: { path: "/nonexistent/unused.sqlite", url: server.url, poolSize: 3, timeoutSeconds: 5 } }, quiet);
+    try {
+      assert.ok(opened.store instanceof PgStore);
+      assert.equal(opened.leases, opened.store);
+      const line = JSON.parse(own.find((l) => l.includes("store opened")) ?? "{}") as Record<string, unknown>;
+      assert.deepEqual({ store: line.store, host: line.host, port: line.port, database: line.database },
+        { store: "postgres", host: "127.0.0.1", port: server.port, database: "mucmux" });
+      for (const l of own) assert.ok(!l.includes(password()), l);
+      // The fence set through openStore applies.
+      const l = await opened.leases!.acquire(A, "r2", 60_000);
+      opened.setFence(() => ({ owner: "r1", token: l.token }));
+      const out = await opened.store.enqueue({ account: A, room: R, stanza: "<message/>", receivedAt: NOW, expiresAt: NOW + 1000 }, big, NOW);
+      assert.equal(out.fenced, true);
+    } finally {
+      await endStore(opened.store);
+    }
+    lines.push(...own);
   });
 
   it("no log line carries the password", () => {
