@@ -19,9 +19,9 @@ import { createStages, type StageDeps } from "./stages/index.js";
 import { Link } from "./stream/link.js";
 import { connectUpstream, localProxyHeader } from "./stream/upstream.js";
 import { ConnectLimiter, limitConnects } from "./stream/connect-limiter.js";
-import { SqliteStore } from "./store/sqlite.js";
+import { openStore, endStore, type OpenedStore } from "./store/open.js";
 import { instrumentLeases, instrumentStore } from "./store/instrumented.js";
-import type { Fence, LeaseStore, Store } from "./store/store.js";
+import type { Store } from "./store/store.js";
 import { AccountRegistry } from "./account/registry.js";
 import type { Credentials } from "./account/credentials.js";
 import { credentialAuth, PROBE, type UpstreamAuth } from "./stream/sasl-client.js";
@@ -77,6 +77,8 @@ export function createApp(opts: AppOptions): App {
   let admin: { server: http.Server; port: number } | undefined;
   let tlsMaterial: TlsMaterial | undefined;
   let store: Store | undefined;
+  /** The store as opened (uninstrumented), with the leases and the fence hook of a PostgreSQL store (SPEC H). */
+  let opened: OpenedStore | undefined;
   let draining = false;
   let nextId = 1;
   let stopEventLoopMonitor: (() => void) | undefined;
@@ -273,12 +275,10 @@ export function createApp(opts: AppOptions): App {
     get store() { return store; },
     async start() {
       stopEventLoopMonitor = metrics.monitorEventLoop();
-      const sqlite = new SqliteStore(config.store.path); // refuses a damaged file or non-durable commits
-      log.info({ store: config.store.path, ...sqlite.pragmas(), quickCheck: "ok" }, "store opened");
-      store = instrumentStore(sqlite, { metrics, log: log.child({ component: "store" }) });
-      // Replaced by the PostgreSQL store's lease side when store.url is set.
-      const leaseStore = undefined as LeaseStore | undefined;
-      const setFence = undefined as ((f: Fence) => void) | undefined;
+      // SQLite (refuses a damaged file or non-durable commits), or PostgreSQL when store.url is set.
+      opened = await openStore(config, log);
+      store = instrumentStore(opened.store, { metrics, log: log.child({ component: "store" }) });
+      const leaseStore = opened.leases;
       // SPEC G6 (opt-in): anchors of accounts with offline delivery survive restarts, their credentials sealed under
       // the operator's key; a bad key file fails the start with its reason.
       const keepKeyFile = config.anchors.keepKeyFile;
@@ -305,7 +305,7 @@ export function createApp(opts: AppOptions): App {
           acceptHandedIn,
         });
         const c = cluster;
-        setFence?.((account) => c.fence(account));
+        opened.setFence((account) => c.fence(account));
         await cluster.start();
       }
       tlsMaterial = await createTlsMaterial({
@@ -376,7 +376,7 @@ export function createApp(opts: AppOptions): App {
       // Offline work already started (a message being queued) finishes on microtasks: let it commit first.
       await new Promise((r) => setImmediate(r));
       await cluster?.stop();
-      store?.close();
+      if (opened) await endStore(opened.store).catch(() => {});
       stopEventLoopMonitor?.();
       await new Promise<void>((resolve) => (admin ? admin.server.close(() => resolve()) : resolve()));
       admin?.server.closeAllConnections();
