@@ -50,6 +50,8 @@ export interface App {
   reload(): Promise<void>;
   readonly listeners: readonly BoundListener[];
   readonly adminPort: number | undefined;
+  /** SPEC H2: the internal listener's port (several replicas only). */
+  readonly clusterPort: number | undefined;
   readonly links: ReadonlySet<Link>;
   /** Client TLS handshakes, started at most limits.tlsHandshakesPerTurn per turn (SPEC E8). */
   readonly handshakes: HandshakePacer;
@@ -272,6 +274,7 @@ export function createApp(opts: AppOptions): App {
     links,
     handshakes,
     get adminPort() { return admin?.port; },
+    get clusterPort() { return cluster?.port; },
     get store() { return store; },
     async start() {
       stopEventLoopMonitor = metrics.monitorEventLoop();

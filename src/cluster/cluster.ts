@@ -32,6 +32,8 @@ export class Cluster {
   private leases!: LeaseManager;
   private internal!: InternalLink;
   private address = "";
+  /** The internal listener's port, once listening. */
+  port: number | undefined;
   private adoptTimer: NodeJS.Timeout | undefined;
   private adopting = false;
   private stopped = false;
@@ -69,6 +71,7 @@ export class Cluster {
     }
     for (const change of ["acquired", "adopted", "lost", "released"]) metrics.clusterLeaseChanges.inc({ change }, 0);
     const port = await this.internal.listen(c.host, c.port);
+    this.port = port;
     this.address = c.advertise ?? `${advertisedHost(c.host)}:${port}`;
     this.leases = new LeaseManager({
       store: this.deps.store,
