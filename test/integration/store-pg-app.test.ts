@@ -50,25 +50,25 @@ describe("mucmux with store.url", () => {
       assert.ok(store);
       await until("ready", async () => (await readyz(mux.adminPort)).status === 200, 10_000);
       const now = Date.now();
-      const out = await store.enqueue({ account: "alice@localhost", room: "room@conference.localhost", stanza: "<message/>", receivedAt: now,
-        expiresAt: now + 60_000 }, { maxPerAccount: 10, maxPerRoom: 10 }, now);
-      assert.equal(out.queued, true);
+      // (Queue calls are fenced by this replica's account leases, SPEC H3; registrations are not.)
+      const reg = { account: "alice@localhost", room: "room@conference.localhost", nick: "alice", offline: true, createdViaMucmux: false };
+      await store.saveRegistration(reg, now);
       // It is in PostgreSQL: another store on the same database sees it.
       const other = await PgStore.open(server.url, { poolSize: 1, timeoutMs: 5000, log: createLogger("silent") });
-      assert.equal(await other.queueDepth(now), 1);
+      assert.deepEqual(await other.registrations("alice@localhost"), [reg]);
       await other.end();
-      assert.equal(await metric(mux.adminPort, "mucmux_store_operation_duration_seconds_count", 'op="enqueue"'), 1);
+      assert.equal(await metric(mux.adminPort, "mucmux_store_operation_duration_seconds_count", 'op="save_registration"'), 1);
 
       await server.kill();
-      await assert.rejects(store.pending("alice@localhost", now, 0, 10), /store postgres 127\.0\.0\.1:\d+\/mucmux/);
+      await assert.rejects(store.registrations("alice@localhost"), /store postgres 127\.0\.0\.1:\d+\/mucmux/);
       const down = await readyz(mux.adminPort);
       assert.equal(down.status, 503);
       assert.match(down.text, /store unavailable/);
-      assert.ok((await metric(mux.adminPort, "mucmux_store_errors_total", 'op="pending"')) >= 1);
+      assert.ok((await metric(mux.adminPort, "mucmux_store_errors_total", 'op="registrations"')) >= 1);
 
       await server.start();
       await until("ready again", async () => (await readyz(mux.adminPort)).status === 200, 15_000, 100);
-      assert.equal((await store.pending("alice@localhost", now, 0, 10)).length, 1);
+      assert.deepEqual(await store.registrations("alice@localhost"), [reg]);
     } finally {
       await mux.stop(); // fails when a log line held the password
     }
