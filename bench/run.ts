@@ -22,9 +22,10 @@ import { mucCopies, COPY_ACCOUNTS, COPY_SENDER } from "./scenarios/muc-copies.js
 import { mucFanout, FANOUT_ACCOUNT, FANOUT_SENDER } from "./scenarios/muc-fanout.js";
 import { worstInput } from "./scenarios/worst-input.js";
 import { mucHeavy } from "./scenarios/muc-heavy.js";
+import { clusterHop, HOP_ACCOUNT } from "./scenarios/cluster-hop.js";
 import { mergeReport, writeReport, REPORT_FILE } from "./lib/report.js";
 
-const SCENARIOS: readonly Scenario[] = [relayThroughput, relaySaturation, relaySm, pingLatency, idleMemory, mucCopies, mucFanout, worstInput, mucHeavy];
+const SCENARIOS: readonly Scenario[] = [relayThroughput, relaySaturation, relaySm, pingLatency, idleMemory, mucCopies, mucFanout, worstInput, mucHeavy, clusterHop];
 const RESULT_FILE = path.join(TEST_TMP, "bench-latest.json");
 
 interface Args { quick: boolean; only: string[] | undefined; pairs: number | undefined; runtime: Runtime; report: boolean; reportMerge: boolean; reportOnly: boolean; note: string }
@@ -53,6 +54,7 @@ function parseArgs(argv: string[]): Args {
         "     MUCMUX_BENCH_WINDOW (messages in flight per pair, default 256),\n" +
         "     MUCMUX_BENCH_BURST (worst-input logins at once, default 1000),\n" +
         "     MUCMUX_BENCH_HEAVY_ACCOUNTS / _ROOMS / _RATE (muc-heavy: default 30 accounts × 3 sessions, 3 rooms, 15 msg/s),\n" +
+        "     MUCMUX_BENCH_HOP_RATE (cluster-hop: iq pings per second, default 500),\n" +
         "     MUCMUX_BENCH_FANOUT_N / _RATE (muc-fanout: default 50 sessions, 100 msg/s), _BURST (messages per write, default 1),\n" +
         "     _SM=1 (the N sessions enable XEP-0198),\n" +
         "     MUCMUX_BENCH_NODE_ARGS (extra node flags for mucmux, e.g. \"--cpu-prof --cpu-prof-dir=test/.tmp/prof\")\n" +
@@ -186,7 +188,7 @@ async function main(): Promise<number> {
   const cert = testCertificate();
   process.env.NODE_EXTRA_CA_CERTS = cert.certFile;
   const users: Record<string, string> = {};
-  for (const u of ["bsend", "brecv", "bping", ...COPY_ACCOUNTS, COPY_SENDER, FANOUT_ACCOUNT, FANOUT_SENDER, ...Array.from({ length: IDLE_ACCOUNTS }, (_, i) => `idle${i}`)]) users[u] = `${u}-bench-pw`;
+  for (const u of ["bsend", "brecv", "bping", HOP_ACCOUNT, ...COPY_ACCOUNTS, COPY_SENDER, FANOUT_ACCOUNT, FANOUT_SENDER, ...Array.from({ length: IDLE_ACCOUNTS }, (_, i) => `idle${i}`)]) users[u] = `${u}-bench-pw`;
 
   const load0 = loadAverage();
   const meta = {
@@ -285,6 +287,7 @@ async function main(): Promise<number> {
     failed = true;
     console.error(`bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}`);
   } finally {
+    for (const sc of scenarios) await sc.stop?.().catch((e: unknown) => console.error(`bench: stopping ${sc.id}: ${String(e)}`));
     await shared?.stop().catch((e: unknown) => console.error(`bench: stopping mucmux: ${String(e)}`));
     const muc = await mucServer?.catch(() => undefined);
     await muc?.mucmux.stop().catch((e: unknown) => console.error(`bench: stopping mucmux: ${String(e)}`));

@@ -81,6 +81,8 @@ export interface SpawnOptions {
   logLevel?: string;
   /** Preload bench/lib/loop-probe.mjs (1 ms event-loop delay monitor with an HTTP read-out); bench only. */
   loopProbe?: boolean;
+  /** Config sections merged over the generated ones (e.g. `store.url` and `cluster` for a replica of a cluster). */
+  extra?: Record<string, Record<string, unknown>>;
 }
 
 const LOOP_PROBE = path.join(ROOT, "bench", "lib", "loop-probe.mjs");
@@ -91,6 +93,7 @@ export async function spawnMucmux(upstreamPort: number, opts: SpawnOptions = {})
     upstreamPort,
     logLevel: opts.logLevel ?? "warn",
     ports: { starttls, direct, admin },
+    ...(opts.extra ? { extra: opts.extra } : {}),
   });
   const dir = path.dirname(configFile);
   trackDir(dir); // removed on exit or ^C even if stop() never runs

@@ -64,6 +64,8 @@ export interface Scenario {
   /** Pairs for this scenario when --pairs is not given (default: 2 quick, 5 full), for scenarios whose runs are long. */
   pairs?(quick: boolean): number;
   run(mode: Mode, env: BenchEnv, iteration: number): Promise<Sample>;
+  /** Stops what the scenario started for all of its runs (called once at the end of the benchmark, even after a failure). */
+  stop?(): Promise<void>;
 }
 
 /** One figure of a scenario over its runs: the median of each mode and, where compared, the median of the per-pair
