@@ -353,10 +353,16 @@ export function createApp(opts: AppOptions): App {
       log.info({ sessions: links.size }, "draining");
       for (const l of listeners) l.server.close();
       const drainStart = Date.now();
-      // SPEC H4: the leases go first, so the clients told to reconnect below are served by another replica at once.
-      await cluster?.release();
       connectLimiter.close();
       for (const link of [...links]) link.shutdown();
+      if (cluster) {
+        // SPEC H4: nothing reaches a device here any more; what it had live is recorded (the rooms' catch-up points),
+        // then the leases go, so the clients reconnecting now are served by another replica at once.
+        const pending: Promise<unknown>[] = [];
+        events.emit("flush-store", { pending });
+        await Promise.allSettled(pending);
+        await cluster.release();
+      }
       handshakes.close(); // connections still waiting for a handshake slot are closed without one
       // Leave a share of drain.timeoutSeconds for closing the rest (the CLI exits hard at the full timeout).
       const deadline = Date.now() + config.drain.timeoutSeconds * 700;

@@ -41,6 +41,11 @@ export interface Events {
   "room-kept?": { account: Account; room: string };
   /** The account record is being dropped (no session, no stage state, or SIGTERM): stop its timers. */
   "account-disposed": { account: Account };
+  /**
+   * SPEC H4: store now what is kept for later (the rooms' catch-up points, batched once a second), before this
+   * replica gives its accounts up; a handler pushes the promise of its writes into `pending`.
+   */
+  "flush-store": { pending: Promise<unknown>[] };
   /** Question: does some stage still hold state for the account (rooms it manages)? */
   "account-busy?": { account: Account };
   /** Request: join `room` for the account with no session in it (SPEC D7); true when a stage took it. */

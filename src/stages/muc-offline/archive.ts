@@ -55,6 +55,21 @@ export function createArchive(ctx: OfflineContext): Archive {
     st.markTimer.unref();
   };
 
+  // SPEC H4: a replica about to release its leases stores every pending point now; after the release the fence
+  // would refuse them, and the new owner's catch-up would bring messages the devices had live a second time.
+  ctx.events.on("flush-store", ({ pending }) => {
+    const store = ctx.store();
+    if (!store) return;
+    for (const account of ctx.accounts.values()) {
+      const st = ctx.state(account);
+      if (st.pendingMarks.size === 0 || st.catchingUp > 0) continue;
+      clearTimeout(st.markTimer);
+      st.markTimer = undefined;
+      for (const [room, m] of st.pendingMarks) pending.push(store.markSeen(accountKey(account), room, m.key, m.at).catch(() => {}));
+      st.pendingMarks.clear();
+    }
+  });
+
   ctx.noteSeen = (account, room, key) => {
     ctx.state(account).pendingMarks.set(room, { key, at: Date.now() });
     schedule(account);
