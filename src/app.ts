@@ -19,8 +19,8 @@ import { createStages, type StageDeps } from "./stages/index.js";
 import { Link } from "./stream/link.js";
 import { connectUpstream, localProxyHeader } from "./stream/upstream.js";
 import { ConnectLimiter, limitConnects } from "./stream/connect-limiter.js";
-import { SqliteStore } from "./store/sqlite.js";
-import { instrumentStore } from "./store/instrumented.js";
+import { openStore, endStore, type OpenedStore } from "./store/open.js";
+import { instrumentLeases, instrumentStore } from "./store/instrumented.js";
 import type { Store } from "./store/store.js";
 import { AccountRegistry } from "./account/registry.js";
 import type { Credentials } from "./account/credentials.js";
@@ -37,6 +37,10 @@ import { createMucServices } from "./discovery/muc-services.js";
 import { ResumptionTable } from "./stream/sm.js";
 import { WriteBatch } from "./stream/write-batch.js";
 import { KeptAnchors, readKeepKey } from "./account/kept.js";
+import { Cluster } from "./cluster/cluster.js";
+import type { HandoffPreamble } from "./cluster/internal.js";
+import type { ClusterPort } from "./stream/link-deps.js";
+import { bareKey } from "./account/jid.js";
 
 export interface App {
   start(): Promise<void>;
@@ -46,6 +50,8 @@ export interface App {
   reload(): Promise<void>;
   readonly listeners: readonly BoundListener[];
   readonly adminPort: number | undefined;
+  /** SPEC H2: the internal listener's port (several replicas only). */
+  readonly clusterPort: number | undefined;
   readonly links: ReadonlySet<Link>;
   /** Client TLS handshakes, started at most limits.tlsHandshakesPerTurn per turn (SPEC E8). */
   readonly handshakes: HandshakePacer;
@@ -73,9 +79,14 @@ export function createApp(opts: AppOptions): App {
   let admin: { server: http.Server; port: number } | undefined;
   let tlsMaterial: TlsMaterial | undefined;
   let store: Store | undefined;
+  /** The store as opened (uninstrumented), with the leases and the fence hook of a PostgreSQL store (SPEC H). */
+  let opened: OpenedStore | undefined;
   let draining = false;
   let nextId = 1;
   let stopEventLoopMonitor: (() => void) | undefined;
+  /** SPEC H: several replicas sharing PostgreSQL (store.url); undefined with the embedded store. */
+  let cluster: Cluster | undefined;
+  let kept: KeptAnchors | undefined;
 
   // SPEC E8: a burst of logins is handled a little per event-loop turn: TLS handshakes, then every later step.
   const handshakes = new HandshakePacer({
@@ -178,7 +189,53 @@ export function createApp(opts: AppOptions): App {
     authThrottle: new AuthFailureThrottle(config.limits.authFailuresPerIp, config.limits.authFailureWindowSeconds * 1000),
     handshakes,
     logins,
+    ...(config.store.url !== undefined ? { cluster: clusterPort() } : {}),
   };
+  /** SPEC H2: the Links' view of the cluster (it starts with the store, after the Links' dependencies exist). */
+  function clusterPort(): ClusterPort {
+    const started = () => {
+      if (!cluster) throw new Error("cluster not started");
+      return cluster;
+    };
+    return {
+      route: (account, handedIn, unreachable) => started().route(account, handedIn, unreachable),
+      handOff: (address, preamble, prelude, detach) => started().handOff(address, preamble, prelude, detach),
+    };
+  }
+  /** SPEC H2: a client another replica handed here continues as a session of this one. */
+  const acceptHandedIn = (preamble: HandoffPreamble, socket: tls.TLSSocket): string | undefined => {
+    if (draining) return "draining";
+    const cb = new Map(Object.entries(preamble.cb).map(([type, b64]) => [type, Buffer.from(b64, "base64")] as const));
+    links.add(new Link(nextId++, socket, preamble.mode, linkDeps, preamble.origin, { sni: preamble.sni, cb }));
+    return undefined;
+  };
+  /** SPEC H3: another replica owns these accounts now: their sessions and anchors end here. */
+  const endAccounts = (lost: readonly string[]): void => {
+    const gone = new Set(lost);
+    for (const link of [...links]) {
+      const account = accounts.forSession(link);
+      if (account && gone.has(bareKey(account.bare))) link.shutdown();
+    }
+    for (const account of lost) accounts.evict(account);
+  };
+  /**
+   * SPEC H4, while draining: the rooms in which each account's anchor saw its own nick's presence again, i.e. the
+   * new owner's anchor joined with the same nick (the server sends the occupant's presence to all its sessions).
+   */
+  const rejoined = new Map<string, Set<string>>();
+  events.on("anchor-self-presence", ({ account, room }) => {
+    if (!draining || !cluster) return;
+    const key = bareKey(account.bare);
+    let rooms = rejoined.get(key);
+    if (!rooms) rejoined.set(key, (rooms = new Set()));
+    rooms.add(room.toLowerCase());
+  });
+  // The cluster's series exist from the start, on every replica (0 with the embedded store).
+  for (const direction of ["out", "in"] as const) {
+    metrics.clusterBytes.inc({ direction }, 0);
+    for (const result of ["ok", "refused", "failed"] as const) metrics.clusterHandoffs.inc({ direction, result }, 0);
+  }
+  for (const change of ["acquired", "adopted", "lost", "released"]) metrics.clusterLeaseChanges.inc({ change }, 0);
   /** SPEC A10: learn the upstream's mechanisms before the first login (one probe at a time). */
   let probing: Promise<unknown> | undefined;
   const probe = (): void => {
@@ -217,18 +274,42 @@ export function createApp(opts: AppOptions): App {
     links,
     handshakes,
     get adminPort() { return admin?.port; },
+    get clusterPort() { return cluster?.port; },
     get store() { return store; },
     async start() {
       stopEventLoopMonitor = metrics.monitorEventLoop();
-      const sqlite = new SqliteStore(config.store.path); // refuses a damaged file or non-durable commits
-      log.info({ store: config.store.path, ...sqlite.pragmas(), quickCheck: "ok" }, "store opened");
-      store = instrumentStore(sqlite, { metrics, log: log.child({ component: "store" }) });
+      // SQLite (refuses a damaged file or non-durable commits), or PostgreSQL when store.url is set.
+      opened = await openStore(config, log);
+      store = instrumentStore(opened.store, { metrics, log: log.child({ component: "store" }) });
+      const leaseStore = opened.leases;
       // SPEC G6 (opt-in): anchors of accounts with offline delivery survive restarts, their credentials sealed under
       // the operator's key; a bad key file fails the start with its reason.
       const keepKeyFile = config.anchors.keepKeyFile;
       if (keepKeyFile) {
-        const kept = new KeptAnchors({ key: readKeepKey(keepKeyFile), store: () => store, accounts, events, log: log.child({ component: "kept-anchors" }) });
-        log.info({ accounts: await kept.restoreAll() }, "kept anchors restored");
+        kept = new KeptAnchors({ key: readKeepKey(keepKeyFile), store: () => store, accounts, events, log: log.child({ component: "kept-anchors" }) });
+        // SPEC H5: with several replicas, a kept anchor is restored by the replica that takes its lease (below).
+        if (!leaseStore) log.info({ accounts: await kept.restoreAll() }, "kept anchors restored");
+      }
+      if (leaseStore) {
+        cluster = new Cluster({
+          config,
+          log,
+          metrics,
+          store: instrumentLeases(leaseStore, { metrics, log: log.child({ component: "store" }) }),
+          inUse: (account) => accounts.get(account) !== undefined,
+          onLost: endAccounts,
+          onAdopted: (adopted) => {
+            if (!kept) return;
+            void kept.restoreAll(new Set(adopted)).then(
+              (n) => log.info({ accounts: n }, "kept anchors restored"),
+              (err: unknown) => log.error({ err }, "kept anchors could not be restored"),
+            );
+          },
+          acceptHandedIn,
+        });
+        const c = cluster;
+        opened.setFence((account) => c.fence(account));
+        await cluster.start();
       }
       tlsMaterial = await createTlsMaterial({
         config: { ...config.tls, names: [...config.domains] },
@@ -271,6 +352,9 @@ export function createApp(opts: AppOptions): App {
       metrics.draining.set(1);
       log.info({ sessions: links.size }, "draining");
       for (const l of listeners) l.server.close();
+      const drainStart = Date.now();
+      // SPEC H4: the leases go first, so the clients told to reconnect below are served by another replica at once.
+      await cluster?.release();
       connectLimiter.close();
       for (const link of [...links]) link.shutdown();
       handshakes.close(); // connections still waiting for a handshake slot are closed without one
@@ -278,12 +362,24 @@ export function createApp(opts: AppOptions): App {
       const deadline = Date.now() + config.drain.timeoutSeconds * 700;
       while (links.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       for (const link of links) link.client.destroy();
+      if (cluster) {
+        // SPEC H4: each anchor stays in its rooms until another replica owns its account (the room sees no leave).
+        const anchored = [...accounts.values()].filter((a) => a.anchor && a.anchor.state !== "closed").map((a) => bareKey(a.bare));
+        const rejoinedAll = (key: string): boolean => {
+          const account = accounts.get(key);
+          const seen = rejoined.get(key);
+          return !account || views.rooms.joined(account).every((r) => seen?.has(r.jid.toLowerCase()));
+        };
+        const left = await cluster.handOver(anchored, drainStart + config.drain.timeoutSeconds * 850, (account) => accounts.evict(account), rejoinedAll);
+        log.info({ anchors: anchored.length, notTakenOver: left }, "anchors handed over");
+      }
       accounts.closeAll();
       mucServices.close();
       tlsMaterial?.close();
       // Offline work already started (a message being queued) finishes on microtasks: let it commit first.
       await new Promise((r) => setImmediate(r));
-      store?.close();
+      await cluster?.stop();
+      if (opened) await endStore(opened.store).catch(() => {});
       stopEventLoopMonitor?.();
       await new Promise<void>((resolve) => (admin ? admin.server.close(() => resolve()) : resolve()));
       admin?.server.closeAllConnections();

@@ -7,6 +7,7 @@ import { loadConfig, parseCli, helpText, ConfigError } from "./config/index.js";
 import { createLogger } from "./log.js";
 import { createApp } from "./app.js";
 import { importVerifiersCommand } from "./sasl/import/command.js";
+import { storeMigrateCommand } from "./store/migrate-command.js";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -25,15 +26,14 @@ function commit(): string {
 }
 
 /**
- * Runs mucmux; resolves with the exit code once it has stopped (or at once for --help/--version/errors). The one
- * subcommand, `import-verifiers`, runs src/sasl/import/command.ts instead.
+ * Runs mucmux; resolves with the exit code once it has stopped (or at once for --help/--version/errors). The
+ * subcommands run instead: `import-verifiers` (src/sasl/import/command.ts) and `store-migrate`
+ * (src/store/migrate-command.ts).
  */
 export async function main(argv: string[]): Promise<number> {
-  if (argv[0] === "import-verifiers") {
-    return importVerifiersCommand(argv.slice(1), {
-      stdout: (t) => void process.stdout.write(t), stderr: (t) => void process.stderr.write(t), env: process.env,
-    });
-  }
+  const io = { stdout: (t: string) => void process.stdout.write(t), stderr: (t: string) => void process.stderr.write(t), env: process.env };
+  if (argv[0] === "import-verifiers") return importVerifiersCommand(argv.slice(1), io);
+  if (argv[0] === "store-migrate") return storeMigrateCommand(argv.slice(1), io);
   let cli;
   let config;
   try {

@@ -81,12 +81,14 @@ export class KeptAnchors {
     });
   }
 
-  /** At start: every kept account gets its record back, with its credentials and push registrations. */
-  async restoreAll(): Promise<number> {
+  /** At start (or, with several replicas, once their leases are taken): kept accounts get their records back, with their credentials and push registrations. */
+  async restoreAll(only?: ReadonlySet<string>): Promise<number> {
     const store = this.deps.store();
     if (!store) return 0;
     let n = 0;
     for (const row of await store.keptAnchors()) {
+      // SPEC H: with several replicas, only the accounts whose leases this replica took.
+      if (only && !only.has(row.account)) continue;
       const text = openBlob(this.deps.key, AAD(row.account), row.sealed);
       if (text === undefined) {
         this.deps.log.warn({ account: row.account }, "a kept anchor does not open with this key; dropped");

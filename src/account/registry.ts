@@ -118,6 +118,17 @@ export class AccountRegistry {
     this.dispose(account);
   }
 
+  /**
+   * SPEC H3/H4: another replica owns the account now: its record and anchor go at once (its sessions were ended by
+   * the caller). The room sees no leave when the new owner's anchor joined first.
+   */
+  evict(bare: string): void {
+    const account = this.accounts.get(bareKey(bare));
+    if (!account) return;
+    this.accounts.delete(bareKey(bare));
+    this.dispose(account);
+  }
+
   /** SIGTERM: close every anchor. */
   closeAll(): void {
     for (const a of [...this.accounts.values()]) this.dispose(a);

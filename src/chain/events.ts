@@ -26,6 +26,11 @@ export interface Events {
   "session-closed": { account: Account; session: Session };
   /** The anchor is online; `reconnected` after a drop (SPEC A9). */
   "anchor-online": { account: Account; reconnected: boolean };
+  /**
+   * The room sent the anchor its own occupant's presence again after the join: a presence change, or (SPEC H4)
+   * another session of the account, another replica's anchor, joining with the same nick.
+   */
+  "anchor-self-presence": { account: Account; room: string };
   /** The anchor's stream is down; `permanent` when the server refused the credentials. */
   "anchor-down": { account: Account; permanent: boolean };
   /** The account left a room involuntarily (SPEC C7): status codes, and whether the room was destroyed. */

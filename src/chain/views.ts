@@ -15,6 +15,8 @@ export interface RoomView {
 export interface RoomsView {
   /** The account's managed room with this bare JID (any case), if any. */
   get(account: Account, room: string): RoomView | undefined;
+  /** Every room the account's anchor is in (SPEC H4: what a draining replica waits for before its anchor leaves). */
+  joined(account: Account): RoomView[];
 }
 
 /** MUC services of the served domains (configured, discovered upstream, or learned from disco answers). */
@@ -36,7 +38,7 @@ export interface Views {
 
 export function emptyViews(): Views {
   return {
-    rooms: { get: () => undefined },
+    rooms: { get: () => undefined, joined: () => [] },
     services: { isService: () => false, settled: () => true, ready: async () => {}, learn: () => {} },
   };
 }

@@ -32,6 +32,8 @@ export class Cluster {
   private leases!: LeaseManager;
   private internal!: InternalLink;
   private address = "";
+  /** The internal listener's port, once listening. */
+  port: number | undefined;
   private adoptTimer: NodeJS.Timeout | undefined;
   private adopting = false;
   private stopped = false;
@@ -69,6 +71,7 @@ export class Cluster {
     }
     for (const change of ["acquired", "adopted", "lost", "released"]) metrics.clusterLeaseChanges.inc({ change }, 0);
     const port = await this.internal.listen(c.host, c.port);
+    this.port = port;
     this.address = c.advertise ?? `${advertisedHost(c.host)}:${port}`;
     this.leases = new LeaseManager({
       store: this.deps.store,
@@ -138,15 +141,18 @@ export class Cluster {
   }
 
   /**
-   * SPEC H4, second half: each account's anchor stays in its rooms until another replica owns the account (its
-   * anchor has joined by then, so the room sees nobody leave), or until `deadline`; `dispose` ends it here.
+   * SPEC H4, second half: each account's anchor stays in its rooms until another replica owns the account and
+   * `rejoined` says its anchor is in each of them too (so the room sees nobody leave), or until `deadline`;
+   * `dispose` ends it here.
    */
-  async handOver(accounts: readonly string[], deadline: number, dispose: (account: string) => void): Promise<number> {
+  async handOver(
+    accounts: readonly string[], deadline: number, dispose: (account: string) => void, rejoined: (account: string) => boolean,
+  ): Promise<number> {
     let waiting = [...accounts];
     while (waiting.length > 0 && Date.now() < deadline) {
       const next: string[] = [];
       for (const account of waiting) {
-        if (await this.leases.ownedElsewhere(account)) dispose(account);
+        if (rejoined(account) && await this.leases.ownedElsewhere(account)) dispose(account);
         else next.push(account);
       }
       waiting = next;

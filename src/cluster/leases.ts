@@ -76,7 +76,7 @@ export class LeaseManager {
    * (free or expired), else the live owner's address. An owner that stopped heartbeating is waited out until its
    * lease expires (at most the lease time), then the lease is taken over.
    */
-  async route(account: string, opts: { deadlineMs: number; unreachable?: string }): Promise<Route> {
+  async route(account: string, opts: { deadlineMs: number; unreachable?: string | undefined }): Promise<Route> {
     const deadline = this.now() + opts.deadlineMs;
     for (;;) {
       if (this.stopped) return { kind: "unavailable", reason: "this replica is shutting down" };

@@ -115,6 +115,8 @@ export function helpText(): string {
     "       mucmux import-verifiers (--prosody-data DIR | --ejabberd-sqlite FILE | --ejabberd-sql FILE) [--host DOMAIN]",
     "              [--config FILE] [--store PATH]: copy the XMPP server's SCRAM verifiers into the store",
     "              (details: mucmux import-verifiers --help)",
+    "       mucmux store-migrate [--from SQLITE_FILE] [--to postgres://...] [--config FILE] [--force]: copy the",
+    "              SQLite store into PostgreSQL (details: mucmux store-migrate --help)",
     "",
     "Each setting is read from the YAML file, then from its flag, then from its environment variable;",
     "a later source overrides an earlier one. The variable is the flag in upper case with underscores,",

@@ -1,7 +1,7 @@
 // Wraps any Store with what operators need to see: the latency of every operation, and its failures
 // counted and logged (a read-only or unavailable store must never go unnoticed, nor take anything down).
 // Errors are re-thrown: the caller decides what a failure means (SPEC D6: nothing stored is lost).
-import type { Store } from "./store.js";
+import type { LeaseStore, Store } from "./store.js";
 import type { Metrics } from "../metrics/metrics.js";
 import type { Logger } from "../log.js";
 
@@ -43,5 +43,35 @@ export function instrumentStore(inner: Store, deps: { metrics: Metrics; log: Log
     keptAnchors: timed("kept_anchors", () => inner.keptAnchors()),
     saveKeptAnchor: timed("save_kept_anchor", (a, s, n) => inner.saveKeptAnchor(a, s, n)),
     deleteKeptAnchor: timed("delete_kept_anchor", (a) => inner.deleteKeptAnchor(a)),
+  };
+}
+
+/** The same for the lease calls of a networked store (SPEC H1): their latency is the cluster's routing cost. */
+export function instrumentLeases(inner: LeaseStore, deps: { metrics: Metrics; log: Logger }): LeaseStore {
+  const { metrics, log } = deps;
+  const timed = <A extends unknown[], R>(op: string, fn: (...args: A) => Promise<R>) =>
+    async (...args: A): Promise<R> => {
+      const end = metrics.storeOperationDuration.startTimer({ op });
+      try {
+        return await fn(...args);
+      } catch (err) {
+        metrics.storeErrors.inc({ op });
+        log.warn({ op, err: err instanceof Error ? err.message : String(err) }, "store operation failed");
+        throw err;
+      } finally {
+        end();
+      }
+    };
+  return {
+    heartbeat: timed("lease_heartbeat", (id, address) => inner.heartbeat(id, address)),
+    replica: timed("lease_replica", (id) => inner.replica(id)),
+    retire: timed("lease_retire", (id) => inner.retire(id)),
+    lease: timed("lease_read", (a) => inner.lease(a)),
+    acquire: timed("lease_acquire", (a, owner, ttl) => inner.acquire(a, owner, ttl)),
+    renew: timed("lease_renew", (owner, held, ttl) => inner.renew(owner, held, ttl)),
+    release: timed("lease_release", (owner, held) => inner.release(owner, held)),
+    orphanedKeptAnchors: timed("lease_orphans", () => inner.orphanedKeptAnchors()),
+    notifyReleased: timed("lease_notify", () => inner.notifyReleased()),
+    onReleased: (listener) => inner.onReleased(listener),
   };
 }

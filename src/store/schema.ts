@@ -85,8 +85,30 @@ const STEPS: Record<number, string> = {
   `,
 };
 
-/** Bring `db` to SCHEMA_VERSION; refuses a store written by a newer mucmux. */
-export function migrate(db: Database.Database, path: string): void {
+/**
+ * The way back from each version to the one before (operators downgrading, and the tests that go to 0 and up again).
+ * SQLite ≥ 3.35 drops columns (better-sqlite3 12 bundles 3.5x); an index on a column goes first.
+ */
+const DOWN: Record<number, string> = {
+  1: "",
+  2: "DROP TABLE offline_queue; DROP TABLE offline_registrations;",
+  3: `
+    DROP INDEX offline_queue_key;
+    ALTER TABLE offline_queue DROP COLUMN key;
+    ALTER TABLE offline_registrations DROP COLUMN last_key;
+    ALTER TABLE offline_registrations DROP COLUMN last_at;
+  `,
+  4: "DROP TABLE scram_verifiers;",
+  5: "DROP INDEX fast_tokens_agent; DROP TABLE fast_tokens;",
+  6: "DROP TABLE kept_anchors;",
+};
+
+/**
+ * Bring `db` to `target` (default SCHEMA_VERSION), up or down, one transaction per step; refuses a store written by a
+ * newer mucmux (its steps are unknown here). Returns the version it found.
+ */
+export function migrate(db: Database.Database, path: string, target = SCHEMA_VERSION): number {
+  if (!Number.isInteger(target) || target < 0 || target > SCHEMA_VERSION) throw new Error(`no schema version ${target} (0..${SCHEMA_VERSION})`);
   db.exec("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
   const row = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string } | undefined;
   const version = row ? Number(row.value) : 0;
@@ -94,11 +116,19 @@ export function migrate(db: Database.Database, path: string): void {
     throw new Error(`store ${path} has schema version ${version}; this mucmux understands up to ${SCHEMA_VERSION}`);
   }
   const setVersion = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)");
-  for (let v = version + 1; v <= SCHEMA_VERSION; v++) {
+  for (let v = version + 1; v <= target; v++) {
     db.transaction(() => {
       const sql = STEPS[v];
       if (sql) db.exec(sql);
       setVersion.run(String(v));
     })();
   }
+  for (let v = version; v > target; v--) {
+    db.transaction(() => {
+      const sql = DOWN[v];
+      if (sql) db.exec(sql);
+      setVersion.run(String(v - 1));
+    })();
+  }
+  return version;
 }

@@ -10,6 +10,7 @@
 import Database from "better-sqlite3";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
+import { StoreError } from "./store.js";
 import type { CatchUpPoint, EnqueueOutcome, NewQueuedMessage, QueuedMessage, QueueLimits, RoomRegistration, ScramHash, Store, StoredVerifier, FastToken } from "./store.js";
 import { migrate } from "./schema.js";
 
@@ -23,10 +24,7 @@ interface FastRow {
 }
 interface QueueRow { id: number; account: string; room: string; stanza: string; received_at: number; expires_at: number }
 
-/** The store cannot be opened safely; mucmux does not start (exit code 1). */
-export class StoreError extends Error {
-  readonly code = "ERR_MUCMUX_STORE";
-}
+export { StoreError };
 
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
@@ -198,10 +196,10 @@ export class SqliteStore implements Store {
 
 function statements(db: Database.Database) {
   return {
-    keptAnchors: db.prepare("SELECT account, sealed FROM kept_anchors"),
+    keptAnchors: db.prepare("SELECT account, sealed FROM kept_anchors ORDER BY account"),
     saveKeptAnchor: db.prepare("INSERT OR REPLACE INTO kept_anchors (account, sealed, updated_at) VALUES (?, ?, ?)"),
     deleteKeptAnchor: db.prepare("DELETE FROM kept_anchors WHERE account = ?"),
-    registrations: db.prepare("SELECT account, room, nick, offline, via_mucmux FROM offline_registrations WHERE account = ?"),
+    registrations: db.prepare("SELECT account, room, nick, offline, via_mucmux FROM offline_registrations WHERE account = ? ORDER BY room"),
     // An upsert, not a replace: saving the form again keeps the room's catch-up point.
     saveRegistration: db.prepare(
       "INSERT INTO offline_registrations (account, room, nick, offline, via_mucmux, updated_at) VALUES (?, ?, ?, ?, ?, ?) " +
@@ -222,7 +220,7 @@ function statements(db: Database.Database) {
     depth: db.prepare("SELECT count(*) AS n FROM offline_queue WHERE expires_at > ?"),
     mark: db.prepare("UPDATE offline_registrations SET last_key = ?, last_at = ? WHERE account = ? AND room = ?"),
     catchUp: db.prepare("SELECT last_key, last_at, updated_at FROM offline_registrations WHERE account = ? AND room = ?"),
-    verifiers: db.prepare("SELECT * FROM scram_verifiers WHERE account = ?"),
+    verifiers: db.prepare("SELECT * FROM scram_verifiers WHERE account = ? ORDER BY hash"),
     saveVerifier: db.prepare("INSERT OR REPLACE INTO scram_verifiers (account, hash, salt, iterations, stored_key, server_key, " +
       "source, upstream, sealed, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
     deleteVerifier: db.prepare("DELETE FROM scram_verifiers WHERE account = ? AND hash = ?"),

@@ -4,6 +4,14 @@
 import type { ScramHash } from "../sasl/scram.js";
 export type { ScramHash } from "../sasl/scram.js";
 
+/**
+ * The store cannot be opened safely (mucmux does not start, exit code 1), or a networked store cannot be reached (the
+ * call fails; the caller answers with an error). Messages name the file or host:port/database, never a password.
+ */
+export class StoreError extends Error {
+  readonly code = "ERR_MUCMUX_STORE";
+}
+
 /** One (account, room) registration as mucmux knows it (SPEC D2–D4). */
 export interface RoomRegistration {
   account: string;

@@ -78,6 +78,7 @@ function onOwnPresence(m: MucDeps, account: Account, room: Room, el: Element, co
     return;
   }
   room.self = clone(el);
+  m.events.emit("anchor-self-presence", { account, room: room.jid });
   if (room.rejoin) return; // SPEC A9: no second self-presence for joined sessions
   const pending = room.pendingNick;
   if (pending) {

@@ -40,6 +40,7 @@ export function createMucFoldStage(m: MucDeps): Stage {
       const room = roomOf(account, jid);
       return room ? viewOf(room) : undefined;
     },
+    joined: (account) => [...(peekRooms(account)?.values() ?? [])].filter((r) => r.state === "joined").map(viewOf),
   };
 
   /**

@@ -54,9 +54,9 @@ describe("grafana/mucmux.json", () => {
     }
   });
 
-  it("rows come in RED order: traffic, errors, latency, saturation, then MUC savings and the offline queue, then admission, then stream management", () => {
+  it("rows come in RED order: traffic, errors, latency, saturation, then MUC savings and the offline queue, then admission, then stream management, then replicas", () => {
     const rows = d.panels.filter((p) => p.type === "row").map((p) => p.title ?? "");
-    assert.equal(rows.length, 7);
+    assert.equal(rows.length, 8);
     assert.match(rows[0] ?? "", /^Traffic/);
     assert.match(rows[1] ?? "", /^Errors/);
     assert.match(rows[2] ?? "", /^Latency/);
@@ -64,6 +64,7 @@ describe("grafana/mucmux.json", () => {
     assert.match(rows[4] ?? "", /^MUC/);
     assert.match(rows[5] ?? "", /^Admission/);
     assert.match(rows[6] ?? "", /^Stream management/);
+    assert.match(rows[7] ?? "", /^Replicas/);
     // rows and panels are laid out top to bottom in that order
     const ys = d.panels.map((p) => p.gridPos?.y ?? -1);
     assert.deepEqual(ys, [...ys].sort((a, b) => a - b));

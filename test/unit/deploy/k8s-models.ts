@@ -6,8 +6,12 @@ import path from "node:path";
 import ts from "typescript";
 import { ConfigMap } from "kubernetes-models/v1/ConfigMap";
 import { PersistentVolumeClaim } from "kubernetes-models/v1/PersistentVolumeClaim";
+import { Secret } from "kubernetes-models/v1/Secret";
 import { Service } from "kubernetes-models/v1/Service";
 import { Deployment } from "kubernetes-models/apps/v1/Deployment";
+import { StatefulSet } from "kubernetes-models/apps/v1/StatefulSet";
+import { NetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
+import { PodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBudget";
 import { PodMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor";
 import { PrometheusRule } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule";
 import type { K8sObject } from "./kustomize.js";
@@ -20,8 +24,13 @@ const model = (module: string, iface: string, Cls: new (data: never) => { valida
 const MODELS: Record<string, Model> = {
   "v1 ConfigMap": model("kubernetes-models/v1/ConfigMap", "IConfigMap", ConfigMap),
   "v1 PersistentVolumeClaim": model("kubernetes-models/v1/PersistentVolumeClaim", "IPersistentVolumeClaim", PersistentVolumeClaim),
+  "v1 Secret": model("kubernetes-models/v1/Secret", "ISecret", Secret),
   "v1 Service": model("kubernetes-models/v1/Service", "IService", Service),
   "apps/v1 Deployment": model("kubernetes-models/apps/v1/Deployment", "IDeployment", Deployment),
+  "apps/v1 StatefulSet": model("kubernetes-models/apps/v1/StatefulSet", "IStatefulSet", StatefulSet),
+  "networking.k8s.io/v1 NetworkPolicy":
+    model("kubernetes-models/networking.k8s.io/v1/NetworkPolicy", "INetworkPolicy", NetworkPolicy),
+  "policy/v1 PodDisruptionBudget": model("kubernetes-models/policy/v1/PodDisruptionBudget", "IPodDisruptionBudget", PodDisruptionBudget),
   "monitoring.coreos.com/v1 PodMonitor":
     model("@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor", "IPodMonitor", PodMonitor),
   "monitoring.coreos.com/v1 PrometheusRule":

@@ -1,25 +1,40 @@
-// deploy/kubernetes: both overlays rendered (by the test renderer, and cross-checked with `kubectl kustomize`
+// deploy/kubernetes: every overlay rendered (by the test renderer, and cross-checked with `kubectl kustomize`
 // where kubectl exists), validated offline with kubernetes-models / @kubernetes-models/prometheus-operator,
-// and checked against the mucmux configuration they carry: probes, ports, mounts, shutdown timing.
+// and checked against the mucmux configuration they carry: probes, ports, mounts, shutdown timing; for the
+// PostgreSQL variants also replicas, rollout, disruption budget, Secrets and the internal port's policy.
 import { after, before, describe, it } from "node:test";
 import { strict as assert } from "node:assert";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { parse, parseAllDocuments } from "yaml";
 import type { IContainer } from "kubernetes-models/v1/Container";
 import type { IDeployment } from "kubernetes-models/apps/v1/Deployment";
+import type { IStatefulSet } from "kubernetes-models/apps/v1/StatefulSet";
+import type { INetworkPolicy } from "kubernetes-models/networking.k8s.io/v1/NetworkPolicy";
+import type { IPodDisruptionBudget } from "kubernetes-models/policy/v1/PodDisruptionBudget";
+import type { IPodSpec } from "kubernetes-models/v1/PodSpec";
+import type { ISecret } from "kubernetes-models/v1/Secret";
 import type { IService } from "kubernetes-models/v1/Service";
 import type { IPodMonitor } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PodMonitor";
 import type { IPrometheusRule } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule";
 import { loadConfig, type Config } from "../../../src/config/index.js";
 import { commandExists } from "../../support/proc.js";
-import { keyOf, kustomize, withoutNameHashes, type K8sObject } from "./kustomize.js";
+import { keyOf, kustomize, readObjects, withoutNameHashes, type K8sObject } from "./kustomize.js";
 import { typecheck, validateSchema } from "./k8s-models.js";
 import { ROOT, RULES_FILE } from "./promql.js";
 import { scratchDir, tool } from "./tools.js";
 
 const K8S = path.join(ROOT, "deploy", "kubernetes");
-const OVERLAYS = ["native-sidecar", "legacy-sidecar"] as const;
+/** Single replica with SQLite (Prosody example), and the PostgreSQL variants (several replicas). */
+const SINGLE = ["native-sidecar", "legacy-sidecar"] as const;
+const CLUSTERED = ["replicas", "ejabberd-sidecar"] as const;
+const OVERLAYS = [...SINGLE, ...CLUSTERED] as const;
+/** Example Secrets kept out of every kustomization (apply -k must never overwrite the real ones). */
+const EXAMPLE_SECRETS = path.join(K8S, "cluster", "store-secret.example.yaml");
+/** The placeholder password of the example store Secret. */
+const PLACEHOLDER_PASSWORD = "REPLACE-ME";
+/** The pod IP the downward API gives in the checks of the environment. */
+const POD_IP = "10.1.2.3";
 const SNAPSHOT = path.join(ROOT, "test", "unit", "deploy", "kubectl-kustomize.snapshot.json");
 type Overlay = (typeof OVERLAYS)[number];
 /** Time the example server (Prosody) is given to stop after SIGTERM, in the shutdown budget. */
@@ -46,11 +61,29 @@ function find<T>(overlay: Overlay, kind: string, name?: string): T {
 }
 
 const deployment = (o: Overlay) => find<IDeployment>(o, "Deployment", "xmpp");
-const podSpec = (o: Overlay) => {
-  const spec = deployment(o).spec?.template.spec;
+
+/** The pods' controller: the Deployment, or the StatefulSet of the ejabberd sidecar variant. */
+function workload(o: Overlay): IDeployment | IStatefulSet {
+  const hits = objects(o).filter((x) => (x.kind === "Deployment" || x.kind === "StatefulSet") && x.metadata.name === "xmpp");
+  assert.equal(hits.length, 1, `${o}: one Deployment or StatefulSet named xmpp`);
+  return hits[0] as unknown as IDeployment | IStatefulSet;
+}
+
+const podSpec = (o: Overlay): IPodSpec => {
+  const spec = workload(o).spec?.template.spec;
   assert.ok(spec, "pod template spec");
   return spec;
 };
+
+const podLabels = (o: Overlay): Record<string, string> => workload(o).spec?.template.metadata?.labels ?? {};
+
+/** True when every matchLabels pair is on the pods (and there is at least one). */
+function selectsPods(o: Overlay, matchLabels: Record<string, string> | undefined): boolean {
+  const entries = Object.entries(matchLabels ?? {});
+  return entries.length > 0 && entries.every(([k, v]) => podLabels(o)[k] === v);
+}
+
+const exampleSecrets = (): ISecret[] => readObjects(EXAMPLE_SECRETS) as unknown as ISecret[];
 
 function container(o: Overlay, name: string): IContainer {
   const spec = podSpec(o);
@@ -67,10 +100,41 @@ function configMapFile(o: Overlay, name: string, key: string): string {
 }
 
 /** The mucmux configuration shipped in the ConfigMap, loaded and validated by mucmux's own loader. */
-function mucmuxConfig(o: Overlay): Config {
+function mucmuxConfig(o: Overlay, env?: NodeJS.ProcessEnv): Config {
   const file = path.join(scratch.dir, `${o}-mucmux.yaml`);
   writeFileSync(file, configMapFile(o, "mucmux-config", "mucmux.yaml"));
-  return loadConfig({ file });
+  const warnings: string[] = [];
+  const cfg = loadConfig({ file, env, onWarning: (w) => warnings.push(w) });
+  assert.deepEqual(warnings, [], `${o}: the container's environment only holds known MUCMUX_* settings`);
+  return cfg;
+}
+
+/**
+ * The container's environment as the kubelet would build it: the downward API (pod IP, pod name), Secret
+ * keys from the example Secrets, and $(VAR) references to variables defined earlier in the list.
+ */
+function containerEnv(c: IContainer): Record<string, string> {
+  const secrets = new Map(exampleSecrets().map((x) => [x.metadata?.name, x.stringData ?? {}]));
+  const env: Record<string, string> = {};
+  for (const e of c.env ?? []) {
+    let v: string | undefined;
+    if (e.value !== undefined) {
+      v = e.value.replace(/\$\(([A-Za-z_][A-Za-z0-9_]*)\)/g, (ref: string, name: string) => {
+        assert.ok(env[name] !== undefined, `${c.name}: ${e.name} refers to $(${name}), which is not defined before it`);
+        return env[name] ?? ref;
+      });
+    } else if (e.valueFrom?.fieldRef) {
+      const field = e.valueFrom.fieldRef.fieldPath;
+      v = field === "status.podIP" ? POD_IP : field === "metadata.name" ? "xmpp-0" : undefined;
+    } else if (e.valueFrom?.secretKeyRef) {
+      const ref = e.valueFrom.secretKeyRef;
+      v = secrets.get(ref.name)?.[ref.key];
+      if (v === undefined && !ref.name?.startsWith("mucmux-")) v = "from-a-secret"; // the server's own Secrets
+    }
+    assert.ok(v !== undefined, `${c.name}: cannot resolve ${e.name} (${JSON.stringify(e.valueFrom)})`);
+    env[e.name] = v;
+  }
+  return env;
 }
 
 function portNumber(c: IContainer, port: number | string | undefined): number {
@@ -131,8 +195,13 @@ describe("deploy/kubernetes", () => {
         all.push({ label: `${o}: ${obj.kind} ${obj.metadata.name}`, object: obj });
       }
     }
+    for (const obj of readObjects(EXAMPLE_SECRETS)) {
+      validateSchema(obj);
+      all.push({ label: `${path.relative(K8S, EXAMPLE_SECRETS)}: ${obj.kind} ${obj.metadata.name}`, object: obj });
+    }
     const kinds = new Set(all.map((x) => x.object.kind));
-    for (const k of ["Deployment", "Service", "ConfigMap", "PersistentVolumeClaim", "PodMonitor", "PrometheusRule"]) {
+    for (const k of ["Deployment", "StatefulSet", "Service", "ConfigMap", "PersistentVolumeClaim", "PodDisruptionBudget",
+      "NetworkPolicy", "Secret", "PodMonitor", "PrometheusRule"]) {
       assert.ok(kinds.has(k), `renders a ${k}`);
     }
     const problems = typecheck(all, scratch.dir);
@@ -160,7 +229,7 @@ describe("deploy/kubernetes", () => {
     for (const c of legacy.containers) assert.equal(c.restartPolicy, undefined, `${c.name}: restartPolicy is for init containers only`);
   });
 
-  for (const o of OVERLAYS) {
+  for (const o of SINGLE) {
     describe(o, () => {
       it("the ConfigMap holds a valid mucmux configuration, and the container reads it from a directory mount", () => {
         const c = container(o, "mucmux");
@@ -309,6 +378,204 @@ describe("deploy/kubernetes", () => {
         const file = parse(readFileSync(RULES_FILE, "utf8")) as { groups: unknown };
         assert.deepEqual(rule.spec.groups, file.groups,
           "deploy/kubernetes/monitoring/prometheusrule.yaml differs from deploy/prometheus/mucmux.rules.yml: copy the groups over");
+      });
+    });
+  }
+
+  /** Every postgres:// URL with a password in `text`, with that password. */
+  const passwordsIn = (text: string) => [...text.matchAll(/postgres(?:ql)?:\/\/[^\s:@/"']+:([^\s@/"']+)@/g)].map((m) => m[1]);
+
+  it("the example store Secret is outside every kustomization and carries only the marked placeholder password", () => {
+    const [secret, ...rest] = exampleSecrets();
+    assert.ok(secret && rest.length === 0, "one example Secret");
+    assert.equal(secret.metadata?.name, "mucmux-store");
+    const url = secret.stringData?.url;
+    assert.ok(url, "the example Secret has the key url");
+    assert.deepEqual(passwordsIn(url), [PLACEHOLDER_PASSWORD]);
+    assert.match(readFileSync(EXAMPLE_SECRETS, "utf8"), /PLACEHOLDER/, "the placeholder is marked as one");
+    for (const o of OVERLAYS) {
+      assert.ok(!objects(o).some((x) => x.kind === "Secret"), `${o}: renders no Secret (apply -k must not overwrite the real ones)`);
+    }
+  });
+
+  it("no plaintext password in any manifest or rendered object (only the example Secret's placeholder)", () => {
+    const files = (dir: string): string[] => readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
+      e.isDirectory() ? files(path.join(dir, e.name)) : [path.join(dir, e.name)]);
+    for (const f of files(K8S)) {
+      const found = passwordsIn(readFileSync(f, "utf8"));
+      const allowed = f === EXAMPLE_SECRETS ? PLACEHOLDER_PASSWORD : undefined;
+      assert.deepEqual(found.filter((p) => p !== allowed), [], `${path.relative(ROOT, f)} holds a database password`);
+    }
+    for (const o of OVERLAYS) {
+      const text = JSON.stringify(objects(o));
+      assert.deepEqual(passwordsIn(text), [], `${o}: a rendered object holds a database password`);
+      assert.doesNotMatch(text, /postgres(ql)?:\/\//, `${o}: the store URL comes from a Secret only`);
+    }
+  });
+
+  for (const o of CLUSTERED) {
+    describe(o, () => {
+      const mux = () => container(o, "mucmux");
+      const env = () => containerEnv(mux());
+      const cfg = () => mucmuxConfig(o, env());
+
+      it("three replicas rolled out one at a time, never below three ready where a Deployment can surge", () => {
+        const w = workload(o);
+        assert.equal(w.spec?.replicas, 3);
+        if (o === "replicas") {
+          const d = deployment(o);
+          assert.equal(d.spec?.strategy?.type, "RollingUpdate");
+          assert.equal(d.spec?.strategy?.rollingUpdate?.maxUnavailable, 0);
+          assert.equal(d.spec?.strategy?.rollingUpdate?.maxSurge, 1);
+          // mucmux alone in its pod, with no volume claim: its store is PostgreSQL.
+          assert.deepEqual(podSpec(o).containers.map((c) => c.name), ["mucmux"]);
+          assert.ok(!objects(o).some((x) => x.kind === "PersistentVolumeClaim"));
+        } else {
+          const ss = find<IStatefulSet>(o, "StatefulSet", "xmpp");
+          assert.equal(ss.spec?.updateStrategy?.type ?? "RollingUpdate", "RollingUpdate");
+          // One mucmux per ejabberd pod, as a native sidecar talking to its own node on loopback.
+          assert.deepEqual(podSpec(o).initContainers?.map((c) => [c.name, c.restartPolicy]), [["mucmux", "Always"]]);
+          assert.deepEqual(podSpec(o).containers.map((c) => c.name), ["ejabberd"]);
+          assert.equal(cfg().upstream.host, "127.0.0.1");
+          const server = configMapFile(o, "ejabberd-config", "ejabberd.yml");
+          const c2s = (parse(server) as { listen: { port: number; ip: string; module: string }[] }).listen
+            .find((l) => l.module === "ejabberd_c2s");
+          assert.deepEqual([c2s?.ip, c2s?.port], [cfg().upstream.host, cfg().upstream.port], "ejabberd's c2s listener is mucmux's upstream");
+          find(o, "Service", ss.spec?.serviceName);
+        }
+      });
+
+      it("a PodDisruptionBudget selects the workload's pods and lets at most one go at a time", () => {
+        const pdb = find<IPodDisruptionBudget>(o, "PodDisruptionBudget");
+        assert.ok(selectsPods(o, pdb.spec?.selector?.matchLabels), "the PDB selects the pods");
+        assert.deepEqual(pdb.spec?.selector?.matchLabels, workload(o).spec?.selector.matchLabels, "the PDB selects what the workload selects");
+        const replicas = workload(o).spec?.replicas ?? 1;
+        const { minAvailable, maxUnavailable } = pdb.spec ?? {};
+        assert.ok(minAvailable === 2 || maxUnavailable === 1, `minAvailable 2 or maxUnavailable 1 (got ${String(minAvailable)}/${String(maxUnavailable)})`);
+        assert.ok(replicas - (typeof minAvailable === "number" ? minAvailable : replicas - Number(maxUnavailable)) === 1);
+      });
+
+      it("store.url comes from the Secret mucmux-store (secretKeyRef), and the configuration with it is valid", () => {
+        const e = mux().env?.find((x) => x.name === "MUCMUX_STORE_URL");
+        assert.ok(e, "MUCMUX_STORE_URL is set");
+        assert.equal(e.value, undefined, "not a literal value");
+        assert.deepEqual(e.valueFrom?.secretKeyRef, { name: "mucmux-store", key: "url" });
+        assert.equal(exampleSecrets()[0]?.stringData?.url, cfg().store.url, "store.url is the Secret's url");
+        assert.doesNotMatch(configMapFile(o, "mucmux-config", "mucmux.yaml"), /^\s*url:/m, "no store.url in the ConfigMap");
+        for (const c of [...(podSpec(o).initContainers ?? []), ...podSpec(o).containers]) {
+          for (const x of c.env ?? []) {
+            if (/PASSWORD|COOKIE|SECRET|_URL$/.test(x.name)) assert.ok(x.valueFrom?.secretKeyRef, `${c.name}: ${x.name} comes from a Secret`);
+          }
+        }
+      });
+
+      it("cluster.advertise is the pod IP (downward API) and cluster.port, a container port named cluster", () => {
+        const list = mux().env ?? [];
+        const ip = list.findIndex((x) => x.name === "POD_IP");
+        assert.equal(list[ip]?.valueFrom?.fieldRef?.fieldPath, "status.podIP");
+        assert.ok(ip >= 0 && ip < list.findIndex((x) => x.name === "MUCMUX_CLUSTER_ADVERTISE"), "POD_IP is defined before it is referenced");
+        const c = cfg();
+        assert.equal(c.cluster.port, 5270);
+        assert.ok(["0.0.0.0", "::"].includes(c.cluster.host), "the internal listener listens on the pod IP");
+        assert.equal(c.cluster.advertise, `${POD_IP}:${c.cluster.port}`);
+        assert.equal(portNumber(mux(), "cluster"), c.cluster.port);
+        assert.equal(c.drain.timeoutSeconds, 10);
+        assert.equal(c.cluster.leaseSeconds, 10);
+      });
+
+      it("the cluster certificate, key and CA are a Secret directory mount (never subPath) at the configured paths", () => {
+        const c = cfg();
+        const files = [c.cluster.cert, c.cluster.key, c.cluster.ca];
+        assert.ok(files.every((f) => f !== undefined));
+        const dir = path.dirname(c.cluster.cert ?? "");
+        assert.ok(files.every((f) => path.dirname(f ?? "") === dir), "one directory");
+        assert.deepEqual(files.map((f) => path.basename(f ?? "")), ["tls.crt", "tls.key", "ca.crt"]);
+        const mount = mux().volumeMounts?.find((m) => m.mountPath === dir);
+        assert.ok(mount, `a volume is mounted at ${dir}`);
+        assert.equal(mount.subPath, undefined);
+        assert.equal(podSpec(o).volumes?.find((v) => v.name === mount.name)?.secret?.secretName, "mucmux-cluster-tls");
+        // The client certificate too, as in the single-replica variant.
+        const tls = mux().volumeMounts?.find((m) => m.mountPath === path.dirname(c.tls.cert ?? ""));
+        assert.equal(podSpec(o).volumes?.find((v) => v.name === tls?.name)?.secret?.secretName, "mucmux-tls");
+        for (const ct of [...(podSpec(o).initContainers ?? []), ...podSpec(o).containers]) {
+          for (const m of ct.volumeMounts ?? []) assert.equal(m.subPath, undefined, `${ct.name}: ${m.mountPath} uses subPath`);
+        }
+      });
+
+      it("probes: /readyz for readiness, /healthz for startup and liveness, on the admin port", () => {
+        const c = cfg();
+        const probes = { startupProbe: "/healthz", readinessProbe: "/readyz", livenessProbe: "/healthz" } as const;
+        for (const [probe, p] of Object.entries(probes) as [keyof typeof probes, string][]) {
+          const h = mux()[probe]?.httpGet;
+          assert.equal(h?.path, p, `${probe} path`);
+          assert.equal(portNumber(mux(), h?.port), c.admin.port, `${probe} port is admin.port`);
+        }
+        assert.ok(["0.0.0.0", "::"].includes(c.admin.host));
+      });
+
+      it("terminationGracePeriodSeconds exceeds drain.timeoutSeconds and leaves room for the preStop hooks", () => {
+        const drain = cfg().drain.timeoutSeconds;
+        const grace = podSpec(o).terminationGracePeriodSeconds ?? 30;
+        assert.ok(grace > drain, `grace ${grace} s > drain ${drain} s`);
+        const mine = preStopSeconds(mux());
+        if (o === "replicas") {
+          assert.ok(mine > 0, "preStop lets the endpoints drop the pod before SIGTERM");
+          assert.ok(grace > mine + drain, `grace ${grace} s > preStop ${mine} + drain ${drain} s`);
+        } else {
+          // Native sidecar: the server's preStop and stop come first, then mucmux gets SIGTERM.
+          assert.equal(mine, 0);
+          const server = preStopSeconds(container(o, "ejabberd"));
+          assert.ok(server > 0);
+          assert.ok(grace > server + SERVER_STOP_SECONDS + drain, `grace ${grace} s > ${server} + ${SERVER_STOP_SECONDS} + ${drain} s`);
+        }
+      });
+
+      it("pod anti-affinity (preferred) spreads the pods over nodes", () => {
+        const terms = podSpec(o).affinity?.podAntiAffinity?.preferredDuringSchedulingIgnoredDuringExecution ?? [];
+        assert.ok(terms.some((t) => t.podAffinityTerm.topologyKey === "kubernetes.io/hostname" &&
+          selectsPods(o, t.podAffinityTerm.labelSelector?.matchLabels)), "a preferred term on kubernetes.io/hostname selecting these pods");
+        assert.equal(podSpec(o).affinity?.podAntiAffinity?.requiredDuringSchedulingIgnoredDuringExecution, undefined,
+          "preferred, not required: fewer nodes than replicas must still schedule");
+      });
+
+      it("the NetworkPolicy admits port 5270 only from pods with the same app label; other ports stay reachable", () => {
+        const np = find<INetworkPolicy>(o, "NetworkPolicy", "mucmux-cluster");
+        assert.ok(selectsPods(o, np.spec?.podSelector.matchLabels), "the policy applies to these pods");
+        assert.deepEqual(np.spec?.policyTypes, ["Ingress"]);
+        const port = cfg().cluster.port;
+        const app = podLabels(o)["app.kubernetes.io/name"];
+        assert.ok(app, "the pods have an app label");
+        const rules = np.spec?.ingress ?? [];
+        const covers = (r: (typeof rules)[number], n: number) => (r.ports ?? [{}]).some((p) =>
+          (p.protocol ?? "TCP") === "TCP" && (p.port === undefined || (typeof p.port === "number" && p.port <= n && n <= (p.endPort ?? p.port))));
+        const for5270 = rules.filter((r) => covers(r, port));
+        assert.equal(for5270.length, 1, "one rule admits the internal port");
+        assert.deepEqual(for5270[0]?.from, [{ podSelector: { matchLabels: { "app.kubernetes.io/name": app } } }], "only from the same app's pods");
+        for (const p of [...cfg().listeners.map((l) => l.port), cfg().admin.port]) {
+          assert.ok(rules.some((r) => r.from === undefined && covers(r, p)), `port ${p} stays reachable from anywhere`);
+        }
+        // The Service keeps the internal and admin ports to itself.
+        const svc = find<IService>(o, "Service", "xmpp");
+        assert.ok(selectsPods(o, svc.spec?.selector));
+        for (const p of svc.spec?.ports ?? []) {
+          assert.ok(![port, cfg().admin.port].includes(portNumber(mux(), p.targetPort)), `Service port ${p.port} exposes an internal port`);
+        }
+      });
+
+      it("mucmux runs as non-root with a read-only root filesystem and no capabilities", () => {
+        const sc = mux().securityContext;
+        assert.equal(sc?.runAsNonRoot, true);
+        assert.equal(sc?.readOnlyRootFilesystem, true);
+        assert.equal(sc?.allowPrivilegeEscalation, false);
+        assert.deepEqual(sc?.capabilities?.drop, ["ALL"]);
+        assert.equal(podSpec(o).securityContext?.seccompProfile?.type, "RuntimeDefault");
+        assert.equal(podSpec(o).enableServiceLinks, false);
+      });
+
+      it("the PodMonitor scrapes these pods", () => {
+        const pm = find<IPodMonitor>(o, "PodMonitor", "mucmux");
+        assert.ok(selectsPods(o, pm.spec.selector.matchLabels));
+        assert.equal(portNumber(mux(), pm.spec.podMetricsEndpoints?.[0]?.port), cfg().admin.port);
       });
     });
   }

@@ -1,17 +1,17 @@
-// SqliteStore (SPEC D6b, D7): registrations and the bounded offline queue, on `:memory:` and on a real
-// file (WAL, migration from schema 1, survives a reopen); durability checked at start-up, damaged files
-// refused, stable ids and the catch-up point (exactly once across crashes).
+// SqliteStore (SPEC D6b, D7), what only the SQLite store has: a real file (WAL, migration from schema 1 and down
+// again, survives a reopen), durability checked at start-up, damaged files refused. What every store does is in
+// contract.ts (sqlite-contract.test.ts runs it here).
 import { describe, it } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, openSync, closeSync, writeSync, statSync } from "node:fs";
 import Database from "better-sqlite3";
 import { SqliteStore, StoreError } from "../../../src/store/sqlite.js";
 import type { NewQueuedMessage, Store } from "../../../src/store/store.js";
+import { migrate, SCHEMA_VERSION } from "../../../src/store/schema.js";
 import { tmpFile } from "./helpers.js";
 
 const A = "alice@localhost";
 const R1 = "room1@conference.localhost";
-const R2 = "room2@conference.localhost";
 const NOW = 1_700_000_000_000;
 const big = { maxPerAccount: 1000, maxPerRoom: 1000 };
 const msg = (room: string, n: number, ttl = 60_000): NewQueuedMessage =>
@@ -19,66 +19,6 @@ const msg = (room: string, n: number, ttl = 60_000): NewQueuedMessage =>
 const bodies = async (s: Store, now = NOW) => (await s.pending(A, now, 0, 100)).map((m) => /<body>(\d+)</.exec(m.stanza)?.[1]);
 
 describe("SqliteStore", () => {
-  it("keeps registrations per account and room (SPEC D3/D4)", async () => {
-    const s = new SqliteStore(":memory:");
-    await s.saveRegistration({ account: A, room: R1, nick: "alice", offline: true, createdViaMucmux: false }, NOW);
-    await s.saveRegistration({ account: A, room: R2, nick: "al", offline: false, createdViaMucmux: true }, NOW);
-    await s.saveRegistration({ account: "bob@localhost", room: R1, nick: "bob", offline: true, createdViaMucmux: true }, NOW);
-    const regs = (await s.registrations(A)).sort((a, b) => a.room.localeCompare(b.room));
-    assert.deepEqual(regs, [
-      { account: A, room: R1, nick: "alice", offline: true, createdViaMucmux: false },
-      { account: A, room: R2, nick: "al", offline: false, createdViaMucmux: true },
-    ]);
-    await s.saveRegistration({ account: A, room: R1, nick: "alice2", offline: false, createdViaMucmux: false }, NOW);
-    assert.equal((await s.registrations(A)).find((r) => r.room === R1)?.nick, "alice2");
-    await s.deleteRegistration(A, R1);
-    assert.deepEqual((await s.registrations(A)).map((r) => r.room), [R2]);
-    s.close();
-  });
-
-  it("queues in order, pages by id and removes only what it is told to", async () => {
-    const s = new SqliteStore(":memory:");
-    for (let i = 1; i <= 5; i++) assert.equal((await s.enqueue(msg(i % 2 ? R1 : R2, i), big, NOW)).queued, true);
-    assert.deepEqual(await bodies(s), ["1", "2", "3", "4", "5"]);
-    const first = await s.pending(A, NOW, 0, 2);
-    assert.equal(first.length, 2);
-    const rest = await s.pending(A, NOW, first[1]!.id, 100);
-    assert.deepEqual(rest.map((m) => m.id), (await s.pending(A, NOW, 0, 100)).slice(2).map((m) => m.id));
-    await s.remove([first[0]!.id, first[1]!.id]);
-    assert.deepEqual(await bodies(s), ["3", "4", "5"]);
-    assert.equal(await s.queueDepth(NOW), 3);
-    assert.deepEqual(await s.pending("bob@localhost", NOW, 0, 100), []);
-    s.close();
-  });
-
-  it("enforces the per-room and per-account caps by dropping the oldest", async () => {
-    const s = new SqliteStore(":memory:");
-    const caps = { maxPerAccount: 3, maxPerRoom: 2 };
-    assert.deepEqual((await s.enqueue(msg(R1, 1), caps, NOW)).dropped, { cap_account: 0, cap_room: 0, ttl: 0 });
-    await s.enqueue(msg(R1, 2), caps, NOW);
-    assert.deepEqual((await s.enqueue(msg(R1, 3), caps, NOW)).dropped, { cap_account: 0, cap_room: 1, ttl: 0 });
-    assert.deepEqual(await bodies(s), ["2", "3"]);
-    await s.enqueue(msg(R2, 4), caps, NOW);
-    assert.deepEqual((await s.enqueue(msg(R2, 5), caps, NOW)).dropped, { cap_account: 1, cap_room: 0, ttl: 0 });
-    assert.deepEqual(await bodies(s), ["3", "4", "5"]);
-    const none = await s.enqueue(msg(R1, 6), { maxPerAccount: 10, maxPerRoom: 0 }, NOW);
-    assert.deepEqual(none, { queued: false, duplicate: false, dropped: { cap_account: 0, cap_room: 1, ttl: 0 } });
-    s.close();
-  });
-
-  it("expires messages after their TTL: never pending, swept by expire() and by enqueue()", async () => {
-    const s = new SqliteStore(":memory:");
-    await s.enqueue(msg(R1, 1, 1000), big, NOW);
-    await s.enqueue(msg(R1, 2, 5000), big, NOW);
-    assert.deepEqual(await bodies(s, NOW + 2000), ["2"]);
-    assert.equal(await s.queueDepth(NOW + 2000), 1);
-    assert.equal(await s.expire(NOW + 2000), 1);
-    const out = await s.enqueue(msg(R1, 3), big, NOW + 6000);
-    assert.equal(out.dropped.ttl, 1);
-    assert.deepEqual(await bodies(s, NOW + 6000), ["3"]);
-    s.close();
-  });
-
   it("a real file: WAL, migrated from schema 1, everything survives a reopen", async () => {
     const file = tmpFile();
     const v1 = new Database(file);
@@ -104,6 +44,48 @@ describe("SqliteStore", () => {
     assert.equal((raw.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string }).value, "6");
     assert.equal(raw.pragma("journal_mode", { simple: true }), "wal");
     raw.close();
+  });
+
+  it("migrations go down to 0 and up again, step by step, each version's tables as they were", () => {
+    const db = new Database(":memory:");
+    const shape = () => db.prepare("SELECT name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%' ORDER BY name").all();
+    const version = () => Number((db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get() as { value: string }).value);
+    assert.equal(migrate(db, ":memory:"), 0);
+    const latest = shape();
+    const shapes: unknown[] = [];
+    for (let v = SCHEMA_VERSION - 1; v >= 0; v--) {
+      assert.equal(migrate(db, ":memory:", v), v + 1);
+      assert.equal(version(), v);
+      shapes[v] = shape();
+    }
+    assert.deepEqual(shapes[0], [{ name: "meta", sql: "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)" }]);
+    // Up one step at a time: each version looks as it did on the way down.
+    for (let v = 1; v < SCHEMA_VERSION; v++) {
+      migrate(db, ":memory:", v);
+      assert.deepEqual(shape(), shapes[v], `version ${v}`);
+    }
+    migrate(db, ":memory:");
+    assert.equal(version(), SCHEMA_VERSION);
+    assert.deepEqual(shape(), latest);
+    assert.throws(() => migrate(db, ":memory:", SCHEMA_VERSION + 1), /no schema version/);
+    db.close();
+    // A store with data goes down to 3 and back up: what versions 1–3 had is kept.
+    const file = tmpFile();
+    const s = new SqliteStore(file);
+    return (async () => {
+      await s.saveRegistration({ account: A, room: R1, nick: "alice", offline: true, createdViaMucmux: false }, NOW);
+      await s.enqueue({ ...msg(R1, 1), key: "sid-1" }, big, NOW);
+      await s.saveKeptAnchor(A, Buffer.from([1]), NOW);
+      s.close();
+      const raw = new Database(file);
+      migrate(raw, file, 3);
+      raw.close();
+      const again = new SqliteStore(file);
+      assert.deepEqual(await bodies(again), ["1"]);
+      assert.deepEqual(await again.catchUpFrom(A, R1), { key: "sid-1", at: NOW });
+      assert.deepEqual(await again.keptAnchors(), [], "kept anchors (version 6) went with their table");
+      again.close();
+    })();
   });
 
   it("refuses a store written by a newer mucmux", () => {
@@ -146,30 +128,4 @@ describe("SqliteStore", () => {
     });
   });
 
-  it("stable ids: a key queued already is not queued again; queuing moves the catch-up point", async () => {
-    const s = new SqliteStore(":memory:");
-    assert.equal(await s.catchUpFrom(A, R1), undefined, "no registration, no catch-up");
-    await s.saveRegistration({ account: A, room: R1, nick: "alice", offline: true, createdViaMucmux: false }, NOW);
-    assert.deepEqual(await s.catchUpFrom(A, R1), { key: undefined, at: NOW }, "from the registration on");
-    const first = await s.enqueue({ ...msg(R1, 1), key: "sid-1", receivedAt: NOW + 10 }, big, NOW);
-    assert.equal(first.queued, true);
-    const again = await s.enqueue({ ...msg(R1, 1), key: "sid-1", receivedAt: NOW + 20 }, big, NOW);
-    assert.deepEqual({ queued: again.queued, duplicate: again.duplicate }, { queued: false, duplicate: true });
-    assert.equal((await s.enqueue({ ...msg(R2, 1), key: "sid-1" }, big, NOW)).queued, true, "keys are per room");
-    assert.equal((await s.enqueue(msg(R1, 2), big, NOW)).queued, true, "no key, no de-duplication");
-    assert.equal((await s.enqueue(msg(R1, 3), big, NOW)).queued, true);
-    assert.deepEqual(await bodies(s), ["1", "1", "2", "3"]);
-    assert.deepEqual(await s.catchUpFrom(A, R1), { key: "sid-1", at: NOW + 10 });
-    await s.markSeen(A, R1, "sid-9", NOW + 30);
-    assert.deepEqual(await s.catchUpFrom(A, R1), { key: "sid-9", at: NOW + 30 });
-    // Saving the form again keeps the point (an upsert, not a replace).
-    await s.saveRegistration({ account: A, room: R1, nick: "alice", offline: true, createdViaMucmux: true }, NOW + 40);
-    assert.deepEqual(await s.catchUpFrom(A, R1), { key: "sid-9", at: NOW + 30 });
-    assert.equal((await s.registrations(A))[0]?.createdViaMucmux, true);
-    // A delivered (removed) message may come again with its key: it is new to the queue then; the
-    // stage's catch-up point keeps that from happening (test/integration/faults-kill.test.ts).
-    await s.deleteRegistration(A, R1);
-    assert.equal(await s.catchUpFrom(A, R1), undefined);
-    s.close();
-  });
 });
