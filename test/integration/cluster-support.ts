@@ -15,7 +15,7 @@ import { connectClient, type TestClient } from "../support/clients.js";
 import { TEST_TMP } from "../support/certs.js";
 import { startCluster, withReplicaLogs, type TestCluster } from "../support/cluster.js";
 import { elapse, pace, poll, until } from "../support/wait.js";
-import { countMatching, isGroupchat, join, MUC_USER, roomSettled, settledUpstreamCopies, waitAfter } from "./muc-support.js";
+import { countMatching, isGroupchat, join, MUC_USER, roomRoundTrip, roomSettled, settledUpstreamCopies, waitAfter } from "./muc-support.js";
 import { formField, getRegistration, isBarrier, isCopy, offlineBarrier, OFFLINE, submit } from "./muc-offline-support.js";
 
 const MUC_ADMIN = "http://jabber.org/protocol/muc#admin";
@@ -26,6 +26,14 @@ const LEASE_SECONDS = 2;
 /** A takeover after a kill: the lease time, plus the time for a login to be routed and a lease taken (SPEC H2, H5). */
 const TAKEOVER_MARGIN_MS = 3000;
 const rand = (lo: number, hi: number) => lo + Math.floor(Math.random() * (hi - lo + 1));
+/** Runs one step of a test; a failure names the step. */
+async function step<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    throw new Error(`${what}: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`, { cause: e });
+  }
+}
 
 export interface ClusterSuiteOptions {
   /** SIGKILLs in the kill loop (test c). */
@@ -191,6 +199,7 @@ export function clusterSuite(name: string, start: () => Promise<XmppTestServer>,
       await join(setup, r, al);
       assert.equal((await setup.iq(submit(r, al, "1"))).attrs.type, "result");
       await setup.stop(); // no device: every message from now on is queued (anchors.keepKeyFile keeps the anchor)
+      await until("the room kept with no session of al's in it", async () => (await c.metricSum("mucmux_rooms_managed", 'state="kept"')) === 1);
       let sending = true;
       let sent = 0;
       const sender = (async () => {
@@ -342,9 +351,9 @@ export function clusterSuite(name: string, start: () => Promise<XmppTestServer>,
       const codes: (number | null)[] = [];
       try {
         for (let i = 0; i < c.size; i++) {
-          codes.push(await c.term(i));
-          await c.restart(i);
-          await allJoined();
+          codes.push(await step(`SIGTERM to replica ${i + 1}`, () => c.term(i)));
+          await step(`the restart of replica ${i + 1}`, () => c.restart(i));
+          await step(`the devices back after replica ${i + 1}'s restart`, () => allJoined());
         }
       } finally {
         sending = false;
@@ -354,22 +363,27 @@ export function clusterSuite(name: string, start: () => Promise<XmppTestServer>,
       await waitAfter(bob, 0, isGroupchat(r, `rr${sent}`), 10_000);
       const expected = [...new Set(bob.received.filter((el) => el.name === "message" && el.attrs.type === "groupchat" &&
         el.attrs.from?.split("/")[0] === r && /^rr\d+$/.test(el.getChildText("body") ?? "")).map((el) => el.getChildText("body") ?? ""))];
-      // Settle: whatever is still queued goes to a last login; the room's answers order the live deliveries.
-      const last = await viaLb(c, al, "last", true);
-      await offlineBarrier(bob, r, al, last);
-      await roomSettled(r, ...devices.map((d) => d.current).filter((s): s is TestClient => !!s), carol);
+      // Settle: the devices are in the room (what was queued while none was online came at their initial presence,
+      // before their join); the room's answers through the anchor come after every live delivery before them.
+      await allJoined();
+      for (const d of devices) await step(`the room round trip of device ${d.resource}`, () => (d.current ? roomRoundTrip(d.current, r) : Promise.resolve()));
+      await step("carol's room round trip", () => roomRoundTrip(carol, r));
       const reconnects = devices.reduce((a, d) => a + d.sessions.length - 1, 0);
       const shutdowns = devices.flatMap((d) => d.sessions).filter((s) => s.errors.some((e) => /system-shutdown/.test(String(e.message ?? e)))).length;
       for (const d of devices) await d.stop();
 
-      const perDevice = [...devices.map((d) => ({ name: d.resource, bodies: d.sessions.flatMap((s) => groupchatBodies(s, r)) })),
-        { name: "last", bodies: groupchatBodies(last, r) }];
-      const reached = new Set(perDevice.flatMap((d) => d.bodies));
+      const reached = new Set(devices.flatMap((d) => d.sessions.flatMap((s) => groupchatBodies(s, r))));
       const missing = expected.filter((b) => !reached.has(b));
       assert.ok(reconnects >= 1, "the devices were disconnected and logged in again");
       assert.ok(shutdowns >= 1, "a draining owner ended a device's stream with system-shutdown");
       assert.deepEqual(missing, [], `every message said during the restart reached the account (${expected.length} said)`);
-      for (const d of perDevice) assert.deepEqual(dups(d.bodies), [], `device ${d.name}: none twice`);
+      for (const d of devices) {
+        const bodies = d.sessions.flatMap((s) => groupchatBodies(s, r));
+        // For a failure: each copy of a repeated message, with the session (in login order) that got it and how.
+        const how = dups(bodies).map((b) => `${b}:\n${d.sessions.flatMap((s, k) => s.received.filter(isGroupchat(r, b))
+          .map((el) => `  session ${k + 1} (${s.jid}) #${s.received.indexOf(el)} of ${s.received.length}: ${el.toString().slice(0, 400)}`)).join("\n")}`).join("\n");
+        assert.deepEqual(dups(bodies), [], `device ${d.resource}: none twice\n${how}`);
+      }
       const leaves = carol.received.slice(carolMark).filter((el) => el.name === "presence" && el.attrs.from === `${r}/${al}` && el.attrs.type === "unavailable");
       assert.deepEqual(leaves.map((el: Element) => el.toString()), [], "the room saw al's nick leave");
     }));

@@ -69,7 +69,7 @@ export interface ClusterOptions {
   leaseSeconds?: number;
   /** Config sections merged over the generated ones, for every replica (e.g. anchors.keepKeyFile). */
   extra?: Record<string, Record<string, unknown>>;
-  /** Log level of the replicas (default info: JSON lines kept for failure messages). */
+  /** Log level of the replicas (default MUCMUX_TEST_CLUSTER_LOG or info: JSON lines kept for failure messages). */
   logLevel?: string;
 }
 
@@ -104,7 +104,7 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
       const configFile = writeTestConfig({
         upstreamPort: opts.server.port,
         ports,
-        logLevel: opts.logLevel ?? "info",
+        logLevel: opts.logLevel ?? process.env.MUCMUX_TEST_CLUSTER_LOG ?? "info",
         storeUrl: pg.url,
         cluster: {
           host: "127.0.0.1", port: cluster, advertise: `127.0.0.1:${cluster}`,
