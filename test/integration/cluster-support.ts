@@ -274,10 +274,15 @@ export function clusterSuite(name: string, start: () => Promise<XmppTestServer>,
         await poll(() => { got = groupchatBodies(last, r, mark); return expected.every((b) => got.includes(b)); }, 60_000, 200);
         await offlineBarrier(bob, r, al, last); // after the whole queue read and catch-up of this login
         got = groupchatBodies(last, r, mark);
+        const problems: string[] = [];
         const missing = expected.filter((b) => !got.includes(b));
-        assert.deepEqual(missing, [], `every message delivered (${got.length} of ${expected.length} arrived)`);
-        assert.deepEqual(dups(got), [], "none twice");
-        assert.deepEqual(got.filter((b) => !expected.includes(b)), [], "nothing else");
+        if (missing.length > 0) problems.push(`never delivered (${got.length} copies for ${expected.length} said): ${missing.join(" ")}`);
+        for (const b of dups(got)) {
+          problems.push(`${b} delivered more than once:\n${last.received.slice(mark).filter(isGroupchat(r, b)).map((el) => `  ${el.toString().slice(0, 500)}`).join("\n")}`);
+        }
+        const extra = got.filter((b) => !expected.includes(b));
+        if (extra.length > 0) problems.push(`delivered, never said: ${extra.join(" ")}`);
+        assert.deepEqual(problems, [], `${JSON.stringify(kinds)}\n${problems.join("\n")}`);
       } finally {
         sending = false;
         await sender.catch(() => undefined);
@@ -373,19 +378,23 @@ export function clusterSuite(name: string, start: () => Promise<XmppTestServer>,
       for (const d of devices) await d.stop();
 
       const reached = new Set(devices.flatMap((d) => d.sessions.flatMap((s) => groupchatBodies(s, r))));
-      const missing = expected.filter((b) => !reached.has(b));
       assert.ok(reconnects >= 1, "the devices were disconnected and logged in again");
       assert.ok(shutdowns >= 1, "a draining owner ended a device's stream with system-shutdown");
-      assert.deepEqual(missing, [], `every message said during the restart reached the account (${expected.length} said)`);
+      // Every property is checked; the failure lists each one that does not hold.
+      const problems: string[] = [];
+      const leaves = carol.received.slice(carolMark).filter((el) => el.name === "presence" && el.attrs.from === `${r}/${al}` && el.attrs.type === "unavailable");
+      if (leaves.length > 0) problems.push(`the room showed carol al's nick leaving:\n${leaves.map((el: Element) => `  ${el.toString()}`).join("\n")}`);
+      const missing = expected.filter((b) => !reached.has(b));
+      if (missing.length > 0) problems.push(`said during the restart and never reached the account (${expected.length} said): ${missing.join(" ")}`);
       for (const d of devices) {
         const bodies = d.sessions.flatMap((s) => groupchatBodies(s, r));
-        // For a failure: each copy of a repeated message, with the session (in login order) that got it and how.
-        const how = dups(bodies).map((b) => `${b}:\n${d.sessions.flatMap((s, k) => s.received.filter(isGroupchat(r, b))
-          .map((el) => `  session ${k + 1} (${s.jid}) #${s.received.indexOf(el)} of ${s.received.length}: ${el.toString().slice(0, 400)}`)).join("\n")}`).join("\n");
-        assert.deepEqual(dups(bodies), [], `device ${d.resource}: none twice\n${how}`);
+        // Each copy of a repeated message, with the session (in login order) that got it and how.
+        for (const b of dups(bodies)) {
+          problems.push(`device ${d.resource} got ${b} more than once:\n${d.sessions.flatMap((s, k) => s.received.filter(isGroupchat(r, b))
+            .map((el) => `  session ${k + 1} of ${d.sessions.length} (stanza ${s.received.indexOf(el) + 1} of ${s.received.length}): ${el.toString().slice(0, 500)}`)).join("\n")}`);
+        }
       }
-      const leaves = carol.received.slice(carolMark).filter((el) => el.name === "presence" && el.attrs.from === `${r}/${al}` && el.attrs.type === "unavailable");
-      assert.deepEqual(leaves.map((el: Element) => el.toString()), [], "the room saw al's nick leave");
+      assert.deepEqual(problems, [], problems.join("\n"));
     }));
   });
 }

@@ -6,6 +6,8 @@
 // Every replica's output is kept (also that of earlier processes of the same replica, after a kill or a restart) and
 // audited for secrets; logTail() gives the tail of each, for the failure message of a test.
 import { randomBytes } from "node:crypto";
+import { rmSync } from "node:fs";
+import path from "node:path";
 import { startBalancer, type Balancer } from "./balancer.js";
 import { clusterCertificates } from "./cluster-certs.js";
 import { addTestSecret } from "./log-audit.js";
@@ -229,6 +231,7 @@ export async function startCluster(opts: ClusterOptions): Promise<TestCluster> {
       }));
       await lb.close();
       await pg.stop();
+      if (process.env.MUCMUX_TEST_KEEP !== "1") for (const r of replicas) rmSync(path.dirname(r.configFile), { recursive: true, force: true });
       if (errors.length > 0) throw errors[0];
     },
   };
