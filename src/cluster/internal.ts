@@ -124,7 +124,12 @@ export class InternalLink {
 
   /** Listen for handed-in clients; resolves with the bound port. */
   listen(host: string, port: number): Promise<number> {
-    const server = tls.createServer({ ...this.tlsOptions(), requestCert: true, rejectUnauthorized: true }, (socket) => void this.accept(socket));
+    const server = tls.createServer({ ...this.tlsOptions(), requestCert: true, rejectUnauthorized: true }, (socket) => {
+      this.accept(socket).catch((err: unknown) => {
+        this.deps.log.error({ err }, "internal link: accepting a handed-in client failed");
+        socket.destroy();
+      });
+    });
     server.on("tlsClientError", (err) => this.deps.log.warn({ err: err.message }, "internal link: TLS handshake refused"));
     this.server = server;
     return new Promise((resolve, reject) => {
@@ -153,7 +158,14 @@ export class InternalLink {
       this.deps.log.warn({ reason: preamble }, "internal link: bad preamble");
       return void socket.end(frame({ ok: false, reason: preamble }));
     }
-    const refused = this.deps.onSession(preamble, socket);
+    let refused: string | undefined;
+    try {
+      refused = this.deps.onSession(preamble, socket);
+    } catch (err) {
+      // A bug must cost this one handed-in client, never the process.
+      this.deps.log.error({ err }, "internal link: a handed-in session could not start");
+      refused = "internal error";
+    }
     if (refused !== undefined) {
       this.deps.metrics.handoff("in", "refused");
       return void socket.end(frame({ ok: false, reason: refused }));

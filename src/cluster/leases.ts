@@ -41,6 +41,10 @@ interface Held {
   pinnedUntil: number;
 }
 
+/** A lease call that fails is tried again this often, after this long, within the login's deadline. */
+const STORE_RETRIES = 5;
+const STORE_RETRY_MS = 300;
+
 /** How long a just-acquired lease stays held without an account using it: a login takes at most this long to bind. */
 const PIN_MS = 60_000;
 
@@ -78,6 +82,7 @@ export class LeaseManager {
    */
   async route(account: string, opts: { deadlineMs: number; unreachable?: string | undefined }): Promise<Route> {
     const deadline = this.now() + opts.deadlineMs;
+    let storeFailures = 0;
     for (;;) {
       if (this.stopped) return { kind: "unavailable", reason: "this replica is shutting down" };
       const mine = this.held.get(account);
@@ -89,6 +94,11 @@ export class LeaseManager {
       try {
         lease = await this.deps.store.acquire(account, this.deps.replicaId, this.deps.leaseMs);
       } catch (err) {
+        // A database restarting refuses a moment longer than it takes to accept connections: try again briefly.
+        if (this.now() + STORE_RETRY_MS < deadline && ++storeFailures <= STORE_RETRIES) {
+          await new Promise((r) => setTimeout(r, STORE_RETRY_MS));
+          continue;
+        }
         this.deps.log.warn({ err: err instanceof Error ? err.message : String(err) }, "lease store unavailable");
         return { kind: "unavailable", reason: "the lease store is unavailable" };
       }

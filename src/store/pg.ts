@@ -63,7 +63,10 @@ const types = {
 } as pg.CustomTypesConfig;
 
 const LEASE_COLUMNS = "account, owner, token, round(extract(epoch FROM (expires_at - clock_timestamp())) * 1000)::float8 AS ms";
-const HOLDS = "SELECT 1 FROM account_leases WHERE account = $1 AND owner = $2 AND token = $3 AND expires_at > clock_timestamp() FOR SHARE";
+// SPEC H3: the lease is this replica's while its owner and token are; an expired lease nobody took over yet is still
+// its own (only a takeover, which draws a new token, makes another owner), so a store outage longer than the lease
+// time does not fence the owner off its own accounts once the database is back.
+const HOLDS = "SELECT 1 FROM account_leases WHERE account = $1 AND owner = $2 AND token = $3 FOR SHARE";
 const noDrops = () => ({ cap_account: 0, cap_room: 0, ttl: 0 });
 
 export class PgStore implements Store, LeaseStore {
@@ -280,8 +283,7 @@ export class PgStore implements Store, LeaseStore {
     // Fenced: the lease excludes every other replica, so rows another instance claimed (a previous owner that died
     // while delivering) are taken at once. Unfenced: another instance's unexpired claim hides its rows.
     const { rows } = await this.query<QueueRow>("pending",
-      "WITH lease AS (SELECT 1 FROM account_leases WHERE account = $1 AND owner = $6 AND token = $7 " +
-        "AND expires_at > clock_timestamp() FOR SHARE), " +
+      "WITH lease AS (SELECT 1 FROM account_leases WHERE account = $1 AND owner = $6 AND token = $7 FOR SHARE), " +
       "pick AS (SELECT id FROM offline_queue WHERE account = $1 AND expires_at > $2 AND id > $3 " +
         "AND ($8::boolean IS FALSE OR EXISTS (SELECT 1 FROM lease)) " +
         "AND ($8::boolean OR claimed_by IS NULL OR claimed_by = $5 OR claimed_until <= clock_timestamp()) " +
@@ -315,7 +317,7 @@ export class PgStore implements Store, LeaseStore {
       return;
     }
     await this.query("mark_seen",
-      "WITH lease AS (SELECT 1 FROM account_leases WHERE account = $3 AND owner = $5 AND token = $6 AND expires_at > clock_timestamp() FOR SHARE) " +
+      "WITH lease AS (SELECT 1 FROM account_leases WHERE account = $3 AND owner = $5 AND token = $6 FOR SHARE) " +
         "UPDATE offline_registrations SET last_key = $1, last_at = $2 WHERE account = $3 AND room = $4 AND EXISTS (SELECT 1 FROM lease)",
       [key, at, account, room, fence.owner, fence.token]);
   }

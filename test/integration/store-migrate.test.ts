@@ -7,7 +7,9 @@ import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { fileURLToPath } from "node:url";
 import { startPostgres, type PgServer } from "../support/postgres.js";
+import { run as runProcess } from "../support/proc.js";
 import { SqliteStore } from "../../src/store/sqlite.js";
 import { PgStore } from "../../src/store/pg.js";
 import { storeMigrateCommand } from "../../src/store/migrate-command.js";
@@ -155,6 +157,16 @@ describe("mucmux store-migrate", () => {
     const help = await run(["--help"]);
     assert.equal(help.code, 0);
     assert.match(help.out, /Usage: mucmux store-migrate/);
+  });
+
+  it("the real command line: `mucmux store-migrate` is wired in src/cli.ts", async () => {
+    await server.reset();
+    const file = await sqliteFile();
+    const root = fileURLToPath(new URL("../../", import.meta.url));
+    const { stdout, stderr } = await runProcess(process.execPath, ["--import", "tsx", "src/main.ts", "store-migrate", "--from", file, "--to", server.url],
+      { cwd: root, timeoutMs: 60_000 });
+    assert.match(stdout, /copied: 3 registrations, \d+ queued messages, 3 SCRAM verifiers, 2 FAST tokens, 1 kept anchors/);
+    assert.ok(!(stdout + stderr).includes(password()));
   });
 
   it("an unreachable PostgreSQL: exit 1 with host:port/database, nothing else", async () => {

@@ -12,6 +12,9 @@ import { after, before, describe, it } from "node:test";
 
 import { importVerifiersCommand } from "../../src/sasl/import/command.js";
 import { SqliteStore } from "../../src/store/sqlite.js";
+import { PgStore } from "../../src/store/pg.js";
+import { createLogger } from "../../src/log.js";
+import { startPostgres, type PgServer } from "../support/postgres.js";
 import type { ScramHash, StoredVerifier } from "../../src/store/store.js";
 import { TEST_TMP } from "../support/certs.js";
 import { startEjabberd, type EjabberdOptions, type EjabberdServer } from "../support/ejabberd.js";
@@ -221,5 +224,38 @@ ejabberdSuite("Mnesia, auth_password_format: plain (ejabberd's default)", { pass
     const r = await runImport(["--ejabberd-sql", dump, "--host", "localhost"], secretsOf(EJABBERD_USERS));
     assert.equal(r.code, 0, r.err);
     assert.match(r.out, /^localhost: 0 imported, 4 skipped, 0 failed\n {2}skipped 4: plain password \(auth_password_format: plain\)/m);
+  });
+});
+
+// ---- into PostgreSQL (several replicas, SPEC H) ------------------------------------------------------------
+
+describe("SPEC A12: import into the PostgreSQL store several replicas share", () => {
+  let server: ProsodyServer;
+  let pgServer: PgServer;
+  before(async () => {
+    [server, pgServer] = await Promise.all([startProsody({ muc: false, tls: false, users: USERS }), startPostgres({ name: "import" })]);
+  });
+  after(async () => { await Promise.all([server?.stop(), pgServer?.stop()]); });
+
+  it("writes the verifiers into store.url, and prints no password of the URL", async () => {
+    const password = decodeURIComponent(new URL(pgServer.url).password);
+    let out = "";
+    let err = "";
+    const code = await importVerifiersCommand(["--prosody-data", path.join(server.dir, "data"), "--store", pgServer.url],
+      { stdout: (t) => void (out += t), stderr: (t) => void (err += t), env: {} });
+    assert.equal(code, 0, err);
+    assert.match(out, /into PostgreSQL 127\.0\.0\.1:\d+\/mucmux/);
+    assert.match(out, /^localhost: 4 imported, 0 skipped, 0 failed$/m);
+    for (const s of [password, ...secretsOf(USERS)]) assert.ok(!out.includes(s) && !err.includes(s), "no secret in the output");
+    const pg = await PgStore.open(pgServer.url, { poolSize: 1, timeoutMs: 5000, log: createLogger("silent") });
+    try {
+      for (const [user, pw] of Object.entries(USERS)) {
+        const [v, ...more] = await pg.verifiers(`${user}@localhost`.toLowerCase());
+        assert.equal(more.length, 0, user);
+        assert.ok(v && deriveScramKeys(v.hash, pw, v.salt, v.iterations).storedKey.equals(v.storedKey), `${user}: the imported verifier matches`);
+      }
+    } finally {
+      await pg.end();
+    }
   });
 });

@@ -5,6 +5,9 @@ import { statSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { ConfigError, loadConfig } from "../../config/index.js";
 import { SqliteStore, StoreError } from "../../store/sqlite.js";
+import { PgStore, describePgUrl } from "../../store/pg.js";
+import type { Store } from "../../store/store.js";
+import { createLogger } from "../../log.js";
 import { EjabberdHostMissing, EjabberdSourceError, readEjabberdDump, readEjabberdSqlite } from "./ejabberd.js";
 import { readProsodyAccounts } from "./prosody.js";
 import type { ImportRecord } from "./records.js";
@@ -40,8 +43,9 @@ Options:
   --ejabberd-sql-escapes auto|backslash|standard
                             how the dump escapes strings: backslash for every sql_type but sqlite
                             (and for servers without SQL), standard for sql_type: sqlite (default: auto)
-  --config FILE             mucmux configuration whose store.path is written (env MUCMUX_CONFIG)
-  --store PATH              SQLite store to write (default: store.path of the configuration)
+  --config FILE             mucmux configuration whose store is written: store.url (PostgreSQL) when set,
+                            else store.path (env MUCMUX_CONFIG)
+  --store PATH|URL          SQLite file, or postgres://… URL, to write (default: the configuration's store)
   -h, --help                show this help and exit
 
 Exit status: 0 done (accounts without a SCRAM verifier are skipped), 1 some accounts or the source
@@ -58,15 +62,24 @@ interface Parsed {
   store: string | undefined;
 }
 
+/** Where the import writes: a SQLite file, or the PostgreSQL store several replicas share (SPEC H). */
+type Target = { kind: "sqlite"; path: string } | { kind: "postgres"; url: string; timeoutMs: number };
+
+const isPgUrl = (s: string) => /^postgres(ql)?:\/\//.test(s);
+
 export async function importVerifiersCommand(argv: readonly string[], io: CommandIo): Promise<number> {
   let args: Parsed | "help";
-  let storePath: string;
+  let target: Target;
   try {
     args = parse(argv);
     if (args === "help") { io.stdout(IMPORT_HELP); return 0; }
     checkSource(args.source);
-    storePath = args.store ?? configuredStore(args.config, io);
-    if (storePath === ":memory:") throw new UsageError("the store is ':memory:': an import there keeps nothing (give --store PATH)");
+    target = args.store !== undefined
+      ? (isPgUrl(args.store) ? { kind: "postgres", url: args.store, timeoutMs: 10_000 } : { kind: "sqlite", path: args.store })
+      : configuredStore(args.config, io);
+    if (target.kind === "sqlite" && target.path === ":memory:") {
+      throw new UsageError("the store is ':memory:': an import there keeps nothing (give --store PATH)");
+    }
   } catch (err) {
     if (err instanceof UsageError || err instanceof ConfigError) {
       io.stderr(`${NAME}: ${err.message}\n(see ${NAME} --help)\n`);
@@ -75,7 +88,8 @@ export async function importVerifiersCommand(argv: readonly string[], io: Comman
     throw err;
   }
 
-  io.stdout(`importing SCRAM verifiers from ${describe(args.source)} into ${storePath}\n`);
+  const storeName = target.kind === "sqlite" ? target.path : describeTarget(target.url);
+  io.stdout(`importing SCRAM verifiers from ${describe(args.source)} into ${storeName}\n`);
   let found: AsyncIterable<ImportRecord> | ImportRecord[];
   try {
     // ejabberd's sources are read whole here (a broken one is refused before the store is touched);
@@ -86,12 +100,14 @@ export async function importVerifiersCommand(argv: readonly string[], io: Comman
     if (err instanceof EjabberdSourceError) { io.stderr(`${NAME}: ${err.message}\n`); return 1; }
     throw err;
   }
-  let store: SqliteStore;
+  let store: Store;
   try {
-    store = new SqliteStore(storePath);
+    store = target.kind === "sqlite"
+      ? new SqliteStore(target.path)
+      : await PgStore.open(target.url, { poolSize: 2, timeoutMs: target.timeoutMs, log: createLogger("silent") });
   } catch (err) {
-    // StoreError (refused: not durable, damaged, newer schema), or SQLite's own (cannot open the file).
-    const text = err instanceof StoreError ? err.message : `store ${storePath}: ${err instanceof Error ? err.message : String(err)}`;
+    // StoreError (refused: not durable, damaged, newer schema, unreachable), or SQLite's own (cannot open the file).
+    const text = err instanceof StoreError ? err.message : `store ${storeName}: ${err instanceof Error ? err.message : String(err)}`;
     io.stderr(`${NAME}: ${text}\n`);
     return 1;
   }
@@ -102,7 +118,8 @@ export async function importVerifiersCommand(argv: readonly string[], io: Comman
     if (err) io.stderr(err);
     return summary.failures.length > 0 ? 1 : 0;
   } finally {
-    store.close();
+    if (store instanceof PgStore) await store.end();
+    else store.close();
   }
 }
 
@@ -161,10 +178,17 @@ function checkSource(source: Parsed["source"]): void {
   if (source.kind !== "prosody" && !st.isFile()) throw new UsageError(`${source.path} is not a file`);
 }
 
-/** store.path of the configuration the main command would load (file from --config or MUCMUX_CONFIG, env). */
-function configuredStore(file: string | undefined, io: CommandIo): string {
+/** The store of the configuration the main command would load (file from --config or MUCMUX_CONFIG, env). */
+function configuredStore(file: string | undefined, io: CommandIo): Target {
   const config = loadConfig({ file, env: io.env, onWarning: (m) => io.stderr(`${NAME}: warning: ${m}\n`) });
-  return config.store.path;
+  const { url, path, timeoutSeconds } = config.store;
+  return url !== undefined ? { kind: "postgres", url, timeoutMs: timeoutSeconds * 1000 } : { kind: "sqlite", path };
+}
+
+/** A PostgreSQL store as printed: never the user or the password of its URL. */
+function describeTarget(url: string): string {
+  const d = describePgUrl(url);
+  return `PostgreSQL ${d.host}:${d.port}/${d.database}`;
 }
 
 function describe(source: Parsed["source"]): string {

@@ -36,7 +36,8 @@ describe("loadConfig defaults", () => {
       anchors: {},
       wakeup: { enabled: true, intervalSeconds: 60, maxPending: 1, includeBody: false },
       admin: { host: "127.0.0.1", port: 9464 },
-      store: { path: "./mucmux.sqlite" },
+      store: { path: "./mucmux.sqlite", poolSize: 10, timeoutSeconds: 5 },
+      cluster: { host: "0.0.0.0", port: 5270, leaseSeconds: 10 },
       limits: {
         maxStanzaBytes: 262144, maxUnauthedStanzaBytes: 10000, handshakeSeconds: 30, maxDepth: 64,
         maxAttributes: 100, maxChildren: 20000, maxElements: 10000, maxBufferedBytes: 4194304, stanzaSeconds: 30, writeStallSeconds: 60,

@@ -330,15 +330,18 @@ export function storeContract(
       assert.deepEqual(await s.pending(A, NOW, 0, 100), []);
       await s.markSeen(A, R1, "k5", NOW + 5);
       assert.deepEqual(await s.catchUpFrom(A, R1), { key: "k3", at: NOW + 3 }, "markSeen did nothing");
-      // An expired lease of its own fences too.
+      // An expired lease nobody took over is still its owner's (a store outage longer than the lease time must not
+      // fence the owner off its accounts); the next owner's token fences it.
       fence = { owner: "r2", token: taken.token };
       assert.deepEqual(await bodies(s), ["1", "2"], "the current owner sees the queue");
       await s.release("r2", new Map([[A, taken.token]]));
-      assert.equal((await s.enqueue(msg(R1, 6), big, NOW)).fenced, true);
+      assert.equal((await s.enqueue({ ...msg(R1, 6), key: "k6" }, big, NOW)).queued, true, "expired, not taken over: still r2's");
+      await s.acquire(A, "r3", 60_000);
+      assert.equal((await s.enqueue({ ...msg(R1, 8), key: "k8" }, big, NOW)).fenced, true, "taken over by r3: r2 is fenced");
       // Other accounts are not fenced.
       assert.equal((await s.enqueue(msg(R1, 7, 60_000, B), big, NOW)).queued, true);
       s.setFence!(undefined);
-      assert.deepEqual(await bodies(s), ["1", "2"]);
+      assert.deepEqual(await bodies(s), ["1", "2", "6"]);
     }));
 
     it("orphanedKeptAnchors: kept anchors whose lease expired or never existed", withStore(async (st) => {
