@@ -45,6 +45,21 @@ export interface MucmuxOptions {
   storePath?: string;
   /** In-process only: the stage list (e.g. a probe stage around the configured stages). */
   stages?: AppOptions["stages"];
+  /** PostgreSQL shared by several replicas (store.url): turns the cluster on; `cluster` must then name the TLS files. */
+  storeUrl?: string;
+  /** The cluster section (with storeUrl): the internal mTLS listener, its certificates, the replica's name, leases. */
+  cluster?: ClusterOptions;
+}
+
+export interface ClusterOptions {
+  host?: string;
+  port?: number;
+  advertise?: string;
+  cert: string;
+  key: string;
+  ca: string;
+  replicaId?: string;
+  leaseSeconds?: number;
 }
 
 /** Writes a config file for mucmux in front of `upstreamPort`; used in-process and for real processes. */
@@ -62,7 +77,9 @@ export function writeTestConfig(opts: MucmuxOptions & { ports?: { starttls: numb
     tls: { cert: cert.certFile, key: cert.keyFile },
     upstream: { host: "127.0.0.1", port: opts.upstreamPort, tls: "none", connectTimeoutSeconds: 5 },
     admin: { host: "127.0.0.1", port: p.admin },
-    store: { path: opts.storePath ?? path.join(dir, "mucmux.sqlite") },
+    // (store.path is unused with store.url; it stays in the instance's directory all the same.)
+    store: { path: opts.storePath ?? path.join(dir, "mucmux.sqlite"), ...(opts.storeUrl ? { url: opts.storeUrl } : {}) },
+    ...(opts.cluster ? { cluster: { ...opts.cluster } } : {}),
     log: { level: opts.logLevel ?? ECHO_LEVEL ?? AUDIT_LEVEL },
   };
   for (const [section, values] of Object.entries(opts.extra ?? {})) {
