@@ -10,6 +10,7 @@ import { metricSum, spawnMucmux, type MucmuxProcess } from "../lib/mucmux-proces
 import { cpuSeconds, machineBusySeconds } from "../lib/procfs.js";
 import { median, percentileSorted, sortedCopy } from "../lib/stats.js";
 import { envNumber, sleep, until } from "../lib/target.js";
+import { openLoop } from "../lib/open-loop.js";
 import type { BenchEnv, Mode, Sample, Scenario } from "../lib/types.js";
 import { BenchSession, DOMAIN, login } from "../lib/xmpp.js";
 
@@ -157,28 +158,13 @@ async function runOnce(mode: Mode, env: BenchEnv): Promise<Sample> {
         }
       };
     }
-    const interval = 1000 / p.rate;
-    const t0 = performance.now() + 20;
-    for (let j = 0; j < total; j++) due[j] = t0 + j * interval;
-    let next = 0;
-    const sent = new Promise<void>((resolve) => {
-      const tick = () => {
-        const now = performance.now();
-        while (next < total && (due[next] as number) <= now) {
-          const j = next++;
-          written[j] = performance.now();
-          sessions[j % CONNECTIONS]?.write(`<iq type='get' to='${DOMAIN}' id='h${j}'><ping xmlns='urn:xmpp:ping'/></iq>`);
-        }
-        if (next >= total) return resolve();
-        setTimeout(tick, Math.max(0, (due[next] as number) - performance.now()));
-      };
-      setTimeout(tick, 20);
-    });
+    const loop = openLoop(due, written, p.rate, (j) =>
+      sessions[j % CONNECTIONS]?.write(`<iq type='get' to='${DOMAIN}' id='h${j}'><ping xmlns='urn:xmpp:ping'/></iq>`));
     const snap = () => ({ at: performance.now(), r0: cpuSeconds(r0.pid), r1: cpuSeconds(r1.pid), prosody: cpuSeconds(prosodyPid), bench: cpuSeconds("self"), machine: machineBusySeconds() });
-    await until(() => next >= warm, p.warmupMs + 5000);
+    await until(() => loop.written() >= warm, p.warmupMs + 5000);
     const c0 = snap();
     const a0 = answered;
-    await sent;
+    await loop.done;
     await until(() => answered >= total, 5000);
     const c1 = snap();
     const a1 = answered;

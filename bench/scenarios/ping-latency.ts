@@ -5,6 +5,7 @@ import { metricSum } from "../lib/mucmux-process.js";
 import { cpuDelta, cpuSnapshot } from "../lib/procfs.js";
 import { percentileSorted, sortedCopy } from "../lib/stats.js";
 import { envNumber, sleep, target, until } from "../lib/target.js";
+import { openLoop } from "../lib/open-loop.js";
 import type { BenchEnv, Mode, Sample, Scenario } from "../lib/types.js";
 import { BenchSession, DOMAIN, login, mapLimit } from "../lib/xmpp.js";
 
@@ -76,27 +77,12 @@ async function runOnce(mode: Mode, env: BenchEnv): Promise<Sample> {
     }
     // A scrape resets prom-client's event-loop delay histogram, so the next one reports this run's maximum.
     const before = t.mucmux ? await t.mucmux.metrics() : "";
-    const interval = 1000 / p.rate;
-    const t0 = performance.now() + 20;
-    for (let j = 0; j < total; j++) due[j] = t0 + j * interval;
-    let next = 0;
-    const sent = new Promise<void>((resolve) => {
-      const tick = () => {
-        const now = performance.now();
-        while (next < total && (due[next] as number) <= now) {
-          const j = next++;
-          written[j] = performance.now();
-          sessions[j % CONNECTIONS]?.write(`<iq type='get' to='${DOMAIN}' id='p${j}'><ping xmlns='urn:xmpp:ping'/></iq>`);
-        }
-        if (next >= total) return resolve();
-        setTimeout(tick, Math.max(0, (due[next] as number) - performance.now()));
-      };
-      setTimeout(tick, 20);
-    });
-    await until(() => next >= warm, p.warmupMs + 5000);
+    const loop = openLoop(due, written, p.rate, (j) =>
+      sessions[j % CONNECTIONS]?.write(`<iq type='get' to='${DOMAIN}' id='p${j}'><ping xmlns='urn:xmpp:ping'/></iq>`));
+    await until(() => loop.written() >= warm, p.warmupMs + 5000);
     const c0 = cpuSnapshot(t.prosodyPid, t.mucmux?.pid);
     const a0 = answered;
-    await sent;
+    await loop.done;
     await until(() => answered >= total, 5000);
     const c1 = cpuSnapshot(t.prosodyPid, t.mucmux?.pid);
     const d = cpuDelta(c0, c1);

@@ -5,10 +5,13 @@ import type { LeaseStore, Store } from "./store.js";
 import type { Metrics } from "../metrics/metrics.js";
 import type { Logger } from "../log.js";
 
-export function instrumentStore(inner: Store, deps: { metrics: Metrics; log: Logger }): Store {
+type Timed = <A extends unknown[], R>(op: string, fn: (...args: A) => Promise<R>) => (...args: A) => Promise<R>;
+
+/** Wraps one store call: its duration observed, a failure counted, logged and re-thrown. */
+function timer(deps: { metrics: Metrics; log: Logger }): Timed {
   const { metrics, log } = deps;
-  const timed = <A extends unknown[], R>(op: string, fn: (...args: A) => Promise<R>) =>
-    async (...args: A): Promise<R> => {
+  return (op, fn) =>
+    async (...args) => {
       const end = metrics.storeOperationDuration.startTimer({ op });
       try {
         return await fn(...args);
@@ -20,6 +23,10 @@ export function instrumentStore(inner: Store, deps: { metrics: Metrics; log: Log
         end();
       }
     };
+}
+
+export function instrumentStore(inner: Store, deps: { metrics: Metrics; log: Logger }): Store {
+  const timed = timer(deps);
   return {
     healthy: () => inner.healthy(),
     close: () => inner.close(),
@@ -48,20 +55,7 @@ export function instrumentStore(inner: Store, deps: { metrics: Metrics; log: Log
 
 /** The same for the lease calls of a networked store (SPEC H1): their latency is the cluster's routing cost. */
 export function instrumentLeases(inner: LeaseStore, deps: { metrics: Metrics; log: Logger }): LeaseStore {
-  const { metrics, log } = deps;
-  const timed = <A extends unknown[], R>(op: string, fn: (...args: A) => Promise<R>) =>
-    async (...args: A): Promise<R> => {
-      const end = metrics.storeOperationDuration.startTimer({ op });
-      try {
-        return await fn(...args);
-      } catch (err) {
-        metrics.storeErrors.inc({ op });
-        log.warn({ op, err: err instanceof Error ? err.message : String(err) }, "store operation failed");
-        throw err;
-      } finally {
-        end();
-      }
-    };
+  const timed = timer(deps);
   return {
     heartbeat: timed("lease_heartbeat", (id, address) => inner.heartbeat(id, address)),
     replica: timed("lease_replica", (id) => inner.replica(id)),

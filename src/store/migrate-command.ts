@@ -8,7 +8,7 @@ import { parseArgs } from "node:util";
 import Database from "better-sqlite3";
 import pg from "pg";
 import { ConfigError, loadConfig } from "../config/index.js";
-import { describePgUrl } from "./pg.js";
+import { describePgUrl, errText, redactPgUrls } from "./pg.js";
 import { migratePg } from "./pg-schema.js";
 import { SCHEMA_VERSION } from "./schema.js";
 import { StoreError } from "./store.js";
@@ -216,7 +216,7 @@ function parse(argv: readonly string[]): Parsed | "help" {
   } catch (err) {
     // parseArgs quotes the argument it refuses: never echo a URL with its password back.
     const text = err instanceof Error ? err.message.split("\n")[0] ?? "" : String(err);
-    throw new UsageError(text.replace(/postgres(ql)?:\/\/[^\s'"]*/g, "postgres://…"));
+    throw new UsageError(redactPgUrls(text));
   }
   if (values.help) return "help";
   if (values.from === "") throw new UsageError("--from needs a path");
@@ -227,13 +227,4 @@ function parse(argv: readonly string[]): Parsed | "help" {
 function configuredStore(file: string | undefined, io: CommandIo): { path: string; url: string | undefined } {
   const config = loadConfig({ file, env: io.env, onWarning: (m) => io.stderr(`${NAME}: warning: ${m}\n`) });
   return { path: config.store.path, url: config.store.url };
-}
-
-function errText(err: unknown): string {
-  if (err instanceof Error) {
-    const code = (err as { code?: unknown }).code;
-    const msg = err.message || (err instanceof AggregateError ? err.errors.map((e: unknown) => errText(e)).join("; ") : err.name);
-    return typeof code === "string" && !msg.includes(code) ? `${msg} (${code})` : msg;
-  }
-  return String(err);
 }

@@ -31,6 +31,11 @@ export interface PgStoreOptions {
   probeMs?: number;
 }
 
+/** PostgreSQL URLs in `text` (an argument echoed back in a usage error) replaced by one without user or password. */
+export function redactPgUrls(text: string): string {
+  return text.replace(/postgres(ql)?:\/\/[^\s'"]*/g, "postgres://…");
+}
+
 /** Where the store is, for logs and errors: never the user or the password. */
 export function describePgUrl(url: string): { host: string; port: number; database: string } {
   try {
@@ -533,7 +538,8 @@ function toLease(r: LeaseRow): Lease {
   return { account: r.account, owner: r.owner, token: r.token, expiresInMs: r.ms };
 }
 
-function errText(err: unknown): string {
+/** An error as one line: its message, its code, or the messages of an AggregateError (a connect to several addresses). */
+export function errText(err: unknown): string {
   if (err instanceof Error) {
     const code = (err as { code?: unknown }).code;
     const msg = err.message || (err instanceof AggregateError ? err.errors.map((e: unknown) => errText(e)).join("; ") : err.name);

@@ -5,7 +5,7 @@ import { statSync } from "node:fs";
 import { parseArgs } from "node:util";
 import { ConfigError, loadConfig } from "../../config/index.js";
 import { SqliteStore, StoreError } from "../../store/sqlite.js";
-import { PgStore, describePgUrl } from "../../store/pg.js";
+import { PgStore, describePgUrl, redactPgUrls } from "../../store/pg.js";
 import type { Store } from "../../store/store.js";
 import { createLogger } from "../../log.js";
 import { EjabberdHostMissing, EjabberdSourceError, readEjabberdDump, readEjabberdSqlite } from "./ejabberd.js";
@@ -150,7 +150,8 @@ function parse(argv: readonly string[]): Parsed | "help" {
       },
     }));
   } catch (err) {
-    throw new UsageError(err instanceof Error ? err.message.split("\n")[0] ?? "" : String(err));
+    // parseArgs quotes the argument it refuses: never echo a URL with its password back.
+    throw new UsageError(redactPgUrls(err instanceof Error ? err.message.split("\n")[0] ?? "" : String(err)));
   }
   if (values.help) return "help";
   const sources = ([["prosody", values["prosody-data"]], ["ejabberd-sqlite", values["ejabberd-sqlite"]], ["ejabberd-sql", values["ejabberd-sql"]]] as const)
