@@ -58,7 +58,13 @@ export function clusterSuite(name: string, start: () => Promise<XmppTestServer>,
     const connectAt = async (port: number, user: string, resource: string, presence: boolean) => {
       const c = await connectClient({ service: `xmpps://127.0.0.1:${port}`, domain: "localhost", username: user, password: `${user}pw`, resource, timeoutMs: 20_000 });
       open.push(c);
-      if (presence) await c.send(xml("presence"));
+      if (presence) {
+        await c.send(xml("presence"));
+        // The server reflects initial presence to the resource that sent it (RFC 6121 §4.2.2): by then the owner
+        // has passed it on, so it counts this device as available (a handed-over stream has one hop more, and a
+        // room message sent meanwhile from the server could otherwise overtake it).
+        await c.waitFor((el) => el.name === "presence" && el.attrs.from === c.jid && el.attrs.type === undefined, 10_000);
+      }
       return c;
     };
     /** A device of `user` through the balancer. */
@@ -313,13 +319,14 @@ export function clusterSuite(name: string, start: () => Promise<XmppTestServer>,
           while (!this.stopped) {
             let s: TestClient;
             try {
-              s = await viaLb(c, al, this.resource, true);
+              s = await viaLb(c, al, this.resource, false);
             } catch {
               await pace(200); // every replica is busy restarting or draining: try again
               continue;
             }
             this.sessions.push(s);
             this.current = s;
+            await s.send(xml("presence")).catch(() => undefined); // what it gets from here on counts, whatever happens next
             const gone = new Promise<void>((res) => s.xmpp.on("disconnect", () => res()));
             try {
               await join(s, r, al, undefined, { maxstanzas: "0" }); // a client that rejoins asks for no history
