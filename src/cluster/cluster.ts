@@ -42,8 +42,11 @@ export class Cluster {
     this.replicaId = deps.config.cluster.replicaId ?? `${hostname()}-${randomBytes(3).toString("hex")}`;
   }
 
-  get fence() { return this.leases.fence; }
-  get leaseCount(): number { return this.leases.size; }
+  /** SPEC H3: the lease the store may act under for `account` (none before the replica started). */
+  fence(account: string): { owner: string; token: number } {
+    const leases = this.leases as LeaseManager | undefined; // set in start()
+    return leases?.fence(account) ?? { owner: this.replicaId, token: 0 };
+  }
 
   /** Listen on the internal link, announce this replica, start renewing and adopting. */
   async start(): Promise<void> {
