@@ -105,7 +105,8 @@ export class Cluster {
   }
 
   private async adopt(): Promise<void> {
-    if (this.adopting || this.stopped) return;
+    // Only a replica that can open kept anchors (anchors.keepKeyFile) takes their leases.
+    if (this.adopting || this.stopped || !this.deps.config.anchors.keepKeyFile) return;
     this.adopting = true;
     try {
       const adopted = await this.leases.adoptOrphans();
