@@ -8,9 +8,9 @@ import { clusterCertificates } from "../../test/support/cluster-certs.js";
 import { startPostgres, type PgServer } from "../../test/support/postgres.js";
 import { metricSum, spawnMucmux, type MucmuxProcess } from "../lib/mucmux-process.js";
 import { cpuSeconds, machineBusySeconds } from "../lib/procfs.js";
-import { median, percentileSorted, sortedCopy } from "../lib/stats.js";
+import { median, percentileSorted } from "../lib/stats.js";
 import { envNumber, sleep, until } from "../lib/target.js";
-import { openLoop } from "../lib/open-loop.js";
+import { PingRun } from "../lib/open-loop.js";
 import type { BenchEnv, Mode, Sample, Scenario } from "../lib/types.js";
 import { BenchSession, DOMAIN, login } from "../lib/xmpp.js";
 
@@ -136,45 +136,22 @@ async function runOnce(mode: Mode, env: BenchEnv): Promise<Sample> {
     if (mode === "mucmux" && pipes < CONNECTIONS) throw new Error(`replica 1 has ${pipes} pipes open, expected ${CONNECTIONS}: the logins were not handed over`);
     const total = Math.ceil((p.rate * (p.warmupMs + p.measureMs)) / 1000);
     const warm = Math.ceil((p.rate * p.warmupMs) / 1000);
-    const due = new Float64Array(total);
-    const written = new Float64Array(total);
-    const fromDue = new Float64Array(total).fill(Number.NaN);
-    const fromWrite = new Float64Array(total).fill(Number.NaN);
-    let answered = 0;
-    for (const s of sessions) {
-      let buf = "";
-      s.onData = (chunk) => {
-        const now = performance.now();
-        buf += chunk.toString("latin1");
-        const end = buf.lastIndexOf(">") + 1;
-        const text = buf.slice(0, end);
-        buf = buf.slice(end);
-        for (const m of text.matchAll(/\bid=["']h(\d+)["']/g)) {
-          const j = Number(m[1]);
-          if (!(j < total) || !Number.isNaN(fromDue[j] as number)) continue;
-          fromDue[j] = now - (due[j] as number);
-          fromWrite[j] = now - (written[j] as number);
-          answered++;
-        }
-      };
-    }
-    const loop = openLoop(due, written, p.rate, (j) =>
-      sessions[j % CONNECTIONS]?.write(`<iq type='get' to='${DOMAIN}' id='h${j}'><ping xmlns='urn:xmpp:ping'/></iq>`));
+    const pings = new PingRun(sessions, "h", total);
+    const sending = pings.start(p.rate);
     const snap = () => ({ at: performance.now(), r0: cpuSeconds(r0.pid), r1: cpuSeconds(r1.pid), prosody: cpuSeconds(prosodyPid), bench: cpuSeconds("self"), machine: machineBusySeconds() });
-    await until(() => loop.written() >= warm, p.warmupMs + 5000);
+    await until(() => pings.sent >= warm, p.warmupMs + 5000);
     const c0 = snap();
-    const a0 = answered;
-    await loop.done;
-    await until(() => answered >= total, 5000);
+    const a0 = pings.answered;
+    await sending;
+    await until(() => pings.answered >= total, 5000);
     const c1 = snap();
-    const a1 = answered;
+    const a1 = pings.answered;
     const broken = sessions.find((s) => s.isClosed);
     if (broken) throw new Error(`${broken.jid}: stream closed during the run${broken.error ? ` (${broken.error.message})` : ""}`);
     const seconds = (c1.at - c0.at) / 1000;
     const d = { r0: c1.r0 - c0.r0, r1: c1.r1 - c0.r1, prosody: c1.prosody - c0.prosody, bench: c1.bench - c0.bench };
     const foreign = c1.machine - c0.machine - d.r0 - d.r1 - d.prosody - d.bench;
-    const byDue = sortedCopy(Array.from(fromDue.subarray(warm), (x) => (Number.isNaN(x) ? Number.POSITIVE_INFINITY : x)));
-    const byWrite = sortedCopy(Array.from(fromWrite.subarray(warm), (x) => (Number.isNaN(x) ? Number.POSITIVE_INFINITY : x)));
+    const { byDue, byWrite } = pings.sorted(warm);
     const relayed = 2 * (a1 - a0);
     return {
       p50: percentileSorted(byDue, 50),
@@ -187,7 +164,7 @@ async function runOnce(mode: Mode, env: BenchEnv): Promise<Sample> {
       prosodyUsPerStanza: (d.prosody * 1e6) / relayed,
       loginMs: median(loginMs),
       rate: (a1 - a0) / seconds,
-      lost: total - answered,
+      lost: total - pings.answered,
       pipes,
       foreignCores: Math.max(0, foreign) / seconds,
     };

@@ -3,9 +3,9 @@
 // and, separately, from the moment it was actually written (the generator's own timer lateness removed).
 import { metricSum } from "../lib/mucmux-process.js";
 import { cpuDelta, cpuSnapshot } from "../lib/procfs.js";
-import { percentileSorted, sortedCopy } from "../lib/stats.js";
+import { percentileSorted } from "../lib/stats.js";
 import { envNumber, sleep, target, until } from "../lib/target.js";
-import { openLoop } from "../lib/open-loop.js";
+import { PingRun } from "../lib/open-loop.js";
 import type { BenchEnv, Mode, Sample, Scenario } from "../lib/types.js";
 import { BenchSession, DOMAIN, login, mapLimit } from "../lib/xmpp.js";
 
@@ -53,48 +53,25 @@ async function runOnce(mode: Mode, env: BenchEnv): Promise<Sample> {
     });
     const total = Math.ceil((p.rate * (p.warmupMs + p.measureMs)) / 1000);
     const warm = Math.ceil((p.rate * p.warmupMs) / 1000);
-    const due = new Float64Array(total);
-    const written = new Float64Array(total);
-    const fromDue = new Float64Array(total).fill(Number.NaN);
-    const fromWrite = new Float64Array(total).fill(Number.NaN);
-    let answered = 0;
-    for (const s of sessions) {
-      let buf = "";
-      s.onData = (chunk) => {
-        const now = performance.now();
-        buf += chunk.toString("latin1");
-        const end = buf.lastIndexOf(">") + 1; // complete start tags only
-        const text = buf.slice(0, end);
-        buf = buf.slice(end);
-        for (const m of text.matchAll(/\bid=["']p(\d+)["']/g)) {
-          const j = Number(m[1]);
-          if (!(j < total) || !Number.isNaN(fromDue[j] as number)) continue;
-          fromDue[j] = now - (due[j] as number);
-          fromWrite[j] = now - (written[j] as number);
-          answered++;
-        }
-      };
-    }
+    const pings = new PingRun(sessions, "p", total);
     // A scrape resets prom-client's event-loop delay histogram, so the next one reports this run's maximum.
     const before = t.mucmux ? await t.mucmux.metrics() : "";
-    const loop = openLoop(due, written, p.rate, (j) =>
-      sessions[j % CONNECTIONS]?.write(`<iq type='get' to='${DOMAIN}' id='p${j}'><ping xmlns='urn:xmpp:ping'/></iq>`));
-    await until(() => loop.written() >= warm, p.warmupMs + 5000);
+    const sending = pings.start(p.rate);
+    await until(() => pings.sent >= warm, p.warmupMs + 5000);
     const c0 = cpuSnapshot(t.prosodyPid, t.mucmux?.pid);
-    const a0 = answered;
-    await loop.done;
-    await until(() => answered >= total, 5000);
+    const a0 = pings.answered;
+    await sending;
+    await until(() => pings.answered >= total, 5000);
     const c1 = cpuSnapshot(t.prosodyPid, t.mucmux?.pid);
     const d = cpuDelta(c0, c1);
-    const a1 = answered;
+    const a1 = pings.answered;
     const after = t.mucmux ? await t.mucmux.metrics() : "";
     const gcSeconds = (txt: string) => metricSum(txt, "nodejs_gc_duration_seconds_sum");
     const broken = sessions.find((s) => s.isClosed);
     if (broken) throw new Error(`${broken.jid}: stream closed during the run${broken.error ? ` (${broken.error.message})` : ""}`);
     // Measured requests: those due after the warm-up; a lost one counts as +Infinity in the percentiles.
     const measured = total - warm;
-    const byDue = sortedCopy(Array.from(fromDue.subarray(warm), (x) => (Number.isNaN(x) ? Number.POSITIVE_INFINITY : x)));
-    const byWrite = sortedCopy(Array.from(fromWrite.subarray(warm), (x) => (Number.isNaN(x) ? Number.POSITIVE_INFINITY : x)));
+    const { byDue, byWrite } = pings.sorted(warm);
     const relayed = 2 * (a1 - a0);
     return {
       p50: percentileSorted(byDue, 50),
@@ -104,7 +81,7 @@ async function runOnce(mode: Mode, env: BenchEnv): Promise<Sample> {
       w50: percentileSorted(byWrite, 50),
       w99: percentileSorted(byWrite, 99),
       rate: (a1 - a0) / d.seconds,
-      lost: total - answered,
+      lost: total - pings.answered,
       mucmuxUsPerStanza: t.mucmux ? (d.mucmux * 1e6) / relayed : Number.NaN,
       prosodyUsPerStanza: (d.prosody * 1e6) / relayed,
       mucmuxGcMs: t.mucmux ? (gcSeconds(after) - gcSeconds(before)) * 1000 : Number.NaN,

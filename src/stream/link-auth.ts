@@ -660,6 +660,7 @@ export class ClientNegotiation {
   /** The session is bound: what only its login needed is let go (memory per idle session). */
   done(): void {
     this.authEl = undefined;
+    this.clientLang = undefined;
     clearTimeout(this.timer);
     this.timer = undefined;
     this.v2 = undefined;
